@@ -1,0 +1,89 @@
+//! The accounts actor: a thin adapter from messages to [`AccountsService`]. Each handler
+//! returns a future (the mailbox never waits on a database round trip) run inside the
+//! caller's span.
+
+use super::{Account, AccountChanges, AccountsService, NewAccount};
+use crate::error::StoreError;
+use crate::ids::AccountId;
+use crate::page::{Page, PageRequest};
+use crate::supervisor::{ExitGuard, Stop, Traced};
+use actix::prelude::*;
+
+pub struct AccountsActor {
+    service: AccountsService,
+    /// Tells the supervisor when this actor stops or crashes; dropped with the actor.
+    _exit: ExitGuard,
+}
+
+impl AccountsActor {
+    pub fn new(service: AccountsService, exit: ExitGuard) -> Self {
+        Self {
+            service,
+            _exit: exit,
+        }
+    }
+}
+
+impl Actor for AccountsActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Requests are short; a deep mailbox means callers are outpacing the store.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Stop> for AccountsActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Account, StoreError>")]
+pub struct CreateAccount(pub NewAccount);
+
+#[derive(Message)]
+#[rtype(result = "Result<Account, StoreError>")]
+pub struct GetAccount(pub AccountId);
+
+#[derive(Message)]
+#[rtype(result = "Result<Page<Account>, StoreError>")]
+pub struct ListAccounts {
+    pub page: PageRequest,
+    /// Restricts the list to one account (account-scoped callers).
+    pub only: Option<AccountId>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Account, StoreError>")]
+pub struct UpdateAccount {
+    pub id: AccountId,
+    pub changes: AccountChanges,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeleteAccount(pub AccountId);
+
+/// Forwards a traced message to a service method as a future run in the caller's span.
+macro_rules! forward {
+    ($msg:ty, |$svc:ident, $m:ident| $call:expr) => {
+        impl Handler<Traced<$msg>> for AccountsActor {
+            type Result = ResponseFuture<<$msg as Message>::Result>;
+
+            fn handle(&mut self, traced: Traced<$msg>, _: &mut Self::Context) -> Self::Result {
+                let $svc = self.service.clone();
+                let $m = traced.msg;
+                Box::pin(Traced::<()>::within(traced.span, async move { $call.await }))
+            }
+        }
+    };
+}
+
+forward!(CreateAccount, |svc, m| svc.create(m.0));
+forward!(GetAccount, |svc, m| svc.get(m.0));
+forward!(ListAccounts, |svc, m| svc.list(m.page, m.only));
+forward!(UpdateAccount, |svc, m| svc.update(m.id, m.changes));
+forward!(DeleteAccount, |svc, m| svc.delete(m.0));

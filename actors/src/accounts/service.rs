@@ -1,0 +1,58 @@
+//! Account business logic as a plain struct, so it is testable without an actor system.
+//! The actor in `actor.rs` is a thin adapter over it.
+
+use super::{Account, AccountChanges, AccountStore, NewAccount};
+use crate::clock::Clock;
+use crate::error::StoreError;
+use crate::ids::AccountId;
+use crate::page::{Page, PageRequest};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AccountsService {
+    store: Arc<dyn AccountStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl AccountsService {
+    pub fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, new: NewAccount) -> Result<Account, StoreError> {
+        let now = self.clock.now();
+        let account = Account {
+            id: AccountId::generate(),
+            owner: new.owner.as_str().to_owned(),
+            metadata: new.metadata.into_map(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert(&account).await?;
+        tracing::info!(account_id = %account.id, "account created");
+        Ok(account)
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn get(&self, id: AccountId) -> Result<Account, StoreError> {
+        self.store.get(id).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list(&self, page: PageRequest, only: Option<AccountId>) -> Result<Page<Account>, StoreError> {
+        self.store.list(page, only).await
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn update(&self, id: AccountId, changes: AccountChanges) -> Result<Account, StoreError> {
+        self.store.update(id, &changes, self.clock.now()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn delete(&self, id: AccountId) -> Result<(), StoreError> {
+        self.store.delete(id).await?;
+        tracing::info!(account_id = %id, "account deleted with everything under it");
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! Storage back-ends. Memory mode keeps every domain's tables in one [`MemoryDb`] so a
+//! delete can cascade across domains the way `ON DELETE CASCADE` does in PostgreSQL.
+//! PostgreSQL mode shares one deadpool pool between the domain stores.
+
+pub mod memory;
+pub mod migrations;
+pub mod postgres;
+
+use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
+use std::sync::Arc;
+
+pub use memory::MemoryDb;
+pub use deadpool_postgres::Pool as PgPool;
+pub use postgres::{connect, PgOptions};
+
+/// Every domain store, behind its trait. Built once at start-up and handed to the actors.
+#[derive(Clone)]
+pub struct Stores {
+    pub accounts: Arc<dyn AccountStore>,
+    /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
+    pub pool: Option<deadpool_postgres::Pool>,
+}
+
+impl Stores {
+    pub fn memory() -> Self {
+        let db = Arc::new(MemoryDb::default());
+        Self {
+            accounts: Arc::new(MemoryAccountStore::new(db)),
+            pool: None,
+        }
+    }
+
+    pub fn postgres(pool: deadpool_postgres::Pool) -> Self {
+        Self {
+            accounts: Arc::new(PgAccountStore::new(pool.clone())),
+            pool: Some(pool),
+        }
+    }
+}

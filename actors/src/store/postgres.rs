@@ -1,0 +1,81 @@
+//! The PostgreSQL connection pool. Start-up keeps trying to reach the database until
+//! `DATABASE_CONNECT_TIMEOUT` has passed, then gives up with a clear error: a replica that
+//! cannot reach its database must exit (and be restarted by its orchestrator), never hang.
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+
+/// What the pool needs from the settings.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+}
+
+/// Why a pool could not be made: a DSN that cannot be parsed is a configuration error
+/// (exit 2), an unreachable server is a runtime failure (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidDsn(String),
+    #[error("database unreachable after {waited_ms} ms: {cause:#}")]
+    Unreachable { waited_ms: u128, cause: anyhow::Error },
+}
+
+/// Parses the DSN (URL or key=value form), builds the pool, and waits for one working
+/// connection.
+pub async fn connect(dsn: &str, options: &PgOptions) -> Result<Pool, ConnectError> {
+    let mut pg_config =
+        tokio_postgres::Config::from_str(dsn).map_err(|e| ConnectError::InvalidDsn(e.to_string()))?;
+    // One attempt never outlasts the whole start-up budget.
+    let per_attempt = options.connect_timeout.min(Duration::from_secs(5)).max(Duration::from_millis(100));
+    pg_config.connect_timeout(per_attempt);
+    if pg_config.get_application_name().is_none() {
+        pg_config.application_name("service-layer");
+    }
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(options.max_connections.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(per_attempt))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| ConnectError::InvalidDsn(e.to_string()))?;
+
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ping(&pool).await {
+            Ok(()) => return Ok(pool),
+            Err(cause) => {
+                let waited = started.elapsed();
+                if waited + delay >= options.connect_timeout {
+                    return Err(ConnectError::Unreachable {
+                        waited_ms: waited.as_millis(),
+                        cause,
+                    });
+                }
+                tracing::warn!(error = %format!("{cause:#}"), retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// One round trip: a connection from the pool and `SELECT 1`.
+pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
+    let client = pool.get().await.context("get a connection")?;
+    client.simple_query("SELECT 1").await.context("SELECT 1")?;
+    Ok(())
+}

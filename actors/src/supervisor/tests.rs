@@ -1,0 +1,119 @@
+use super::*;
+use prometheus::Registry;
+
+/// A child that answers `Ping` and panics on `Boom`.
+struct Crashy {
+    _guard: ExitGuard,
+}
+
+impl Actor for Crashy {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "u32")]
+struct Ping;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Boom;
+
+impl Handler<Traced<Ping>> for Crashy {
+    type Result = u32;
+    fn handle(&mut self, _: Traced<Ping>, _: &mut Self::Context) -> u32 {
+        7
+    }
+}
+
+impl Handler<Boom> for Crashy {
+    type Result = ();
+    fn handle(&mut self, _: Boom, _: &mut Self::Context) {
+        panic!("boom (deliberate, from the supervisor test)");
+    }
+}
+
+impl Handler<Stop> for Crashy {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+fn setup(policy: RestartPolicy) -> (Arc<Health>, ActorMetrics, ActorHandle<Crashy>, Addr<Supervisor>) {
+    let health = Arc::new(Health::default());
+    let metrics = ActorMetrics::register(&Registry::new()).unwrap();
+    let mut supervisor = Supervisor::new(health.clone(), metrics.clone(), policy);
+    let handle = supervisor.add("crashy", |guard| Crashy { _guard: guard }.start());
+    let addr = supervisor.start();
+    (health, metrics, handle, addr)
+}
+
+async fn wait_for(health: &Health, status: ActorStatus) {
+    for _ in 0..200 {
+        if health.actor("crashy") == Some(status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("crashy never became {status:?}; it is {:?}", health.actor("crashy"));
+}
+
+fn fast_policy(max_restarts: u32, window: Duration) -> RestartPolicy {
+    RestartPolicy {
+        max_restarts,
+        window,
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(40),
+    }
+}
+
+#[actix_rt::test]
+async fn crashed_actor_is_restarted_and_counted() {
+    let (health, metrics, handle, _sup) = setup(fast_policy(5, Duration::from_secs(60)));
+    wait_for(&health, ActorStatus::Running).await;
+    assert_eq!(handle.call(Ping).await.unwrap(), 7);
+
+    handle.addr().unwrap().do_send(Boom);
+    wait_for(&health, ActorStatus::Restarting).await;
+    // While restarting, calls are refused rather than queued.
+    assert!(handle.call(Ping).await.is_err());
+
+    wait_for(&health, ActorStatus::Running).await;
+    assert_eq!(handle.call(Ping).await.unwrap(), 7);
+    assert_eq!(metrics.restarts.with_label_values(&["crashy"]).get(), 1);
+    assert_eq!(metrics.up.with_label_values(&["crashy"]).get(), 1);
+}
+
+#[actix_rt::test]
+async fn too_many_restarts_mark_failed_until_a_window_of_uptime() {
+    let window = Duration::from_millis(600);
+    let (health, metrics, handle, _sup) = setup(fast_policy(1, window));
+    wait_for(&health, ActorStatus::Running).await;
+    for _ in 0..2 {
+        handle.addr().unwrap().do_send(Boom);
+        // Wait for the new incarnation before crashing it again.
+        let before = metrics.restarts.with_label_values(&["crashy"]).get();
+        for _ in 0..200 {
+            if metrics.restarts.with_label_values(&["crashy"]).get() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    wait_for(&health, ActorStatus::Failed).await;
+    // Still restarted (at maximum back-off), but refused until it has been up a window.
+    assert!(handle.call(Ping).await.is_err());
+    wait_for(&health, ActorStatus::Running).await;
+    assert_eq!(handle.call(Ping).await.unwrap(), 7);
+}
+
+#[actix_rt::test]
+async fn shutdown_stops_children_without_restarting_them() {
+    let (health, metrics, handle, sup) = setup(fast_policy(5, Duration::from_secs(60)));
+    wait_for(&health, ActorStatus::Running).await;
+    sup.send(Shutdown).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(handle.addr().is_none());
+    assert_eq!(metrics.restarts.with_label_values(&["crashy"]).get(), 0);
+    assert_eq!(metrics.up.with_label_values(&["crashy"]).get(), 0);
+}

@@ -1,0 +1,169 @@
+//! Request extractors with the contract's rules and error order: 413 (declared or actual
+//! size over `HTTP_BODY_LIMIT`) → 415 (a `Content-Type` that is not JSON) → 400 (empty,
+//! not an object, malformed, unknown field, wrong type). Query strings reject unknown
+//! parameters. Field paths appear in messages (`metadata.k: invalid type …`).
+
+use super::error::ApiError;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+use std::future::{ready, Ready};
+
+/// Per-app HTTP limits, registered as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON object body deserialised into `T`. An empty body is a 400.
+pub struct JsonBody<T>(pub T);
+
+/// A JSON object body where an empty body means `{}` (execute, webhooks).
+pub struct JsonOrEmpty<T>(pub T);
+
+fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let essence = ct
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    Ok(())
+}
+
+async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Deserialises a JSON object, reporting the path of the offending field.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        None => return Err(ApiError::InvalidRequest("request body must be a JSON object".to_owned())),
+        Some(b'{') => {}
+        Some(_) => {
+            // Distinguish "valid JSON but not an object" from "not JSON at all".
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::InvalidRequest("request body must be a JSON object".to_owned()),
+                Err(e) => ApiError::InvalidRequest(format!("malformed JSON: {e}")),
+            });
+        }
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::InvalidRequest(format!("malformed JSON: {inner}"))
+        } else if path == "." {
+            ApiError::InvalidRequest(strip_position(&inner.to_string()))
+        } else {
+            ApiError::InvalidRequest(format!("{path}: {}", strip_position(&inner.to_string())))
+        }
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends ` at line 1 column 17`; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn limit_of(req: &HttpRequest) -> usize {
+    req.app_data::<BodyLimit>().map_or(1 << 20, |l| l.0)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = limit_of(req);
+        let checked = check_headers(req, limit);
+        let payload = payload.take();
+        Box::pin(async move {
+            checked?;
+            let body = read_body(payload, limit).await?;
+            parse_object(&body).map(JsonBody)
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonOrEmpty<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = limit_of(req);
+        let checked = check_headers(req, limit);
+        let payload = payload.take();
+        Box::pin(async move {
+            checked?;
+            let body = read_body(payload, limit).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return parse_object(b"{}").map(JsonOrEmpty);
+            }
+            parse_object(&body).map(JsonOrEmpty)
+        })
+    }
+}
+
+/// Query parameters deserialised into `T`; `T` should deny unknown fields.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded(req.query_string()));
+        ready(
+            serde_path_to_error::deserialize(de)
+                .map(Query)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner().to_string();
+                    if path == "." {
+                        ApiError::InvalidRequest(format!("query: {inner}"))
+                    } else {
+                        ApiError::InvalidRequest(format!("{path}: {inner}"))
+                    }
+                }),
+        )
+    }
+}
+
+fn form_urlencoded(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+/// For routes that take no query parameters: any parameter is a 400.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}

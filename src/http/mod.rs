@@ -1,0 +1,58 @@
+//! The HTTP edge: routes, middleware and the error/extractor conventions. Handlers are
+//! thin (extract → domain type → actor message → response); no SQL and no business rule
+//! lives here.
+
+pub mod accounts;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod pagination;
+pub mod request;
+pub mod state;
+pub mod system;
+
+use actix_web::{web, HttpRequest};
+use error::ApiError;
+
+/// A handler for a known path with a method it does not serve: 405 with `Allow`.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::route().to(move || async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow)) })
+}
+
+/// Unknown paths: 404 in the usual JSON shape.
+pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// Every route of the API. Paths are matched exactly (no trailing-slash normalisation).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(system::healthz))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(system::readyz))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(system::metrics))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts")
+            .route(web::get().to(accounts::list))
+            .route(web::post().to(accounts::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}")
+            .route(web::get().to(accounts::get))
+            .route(web::patch().to(accounts::update))
+            .route(web::delete().to(accounts::delete))
+            .default_service(not_allowed("GET, PATCH, DELETE")),
+    );
+}

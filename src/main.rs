@@ -1,0 +1,20 @@
+//! `appserver`: load settings, start telemetry, run. Everything else is in `startup.rs`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let invocation = match service_layer::settings::load(std::env::args_os(), &|name| std::env::var(name).ok()) {
+        Ok(invocation) => invocation,
+        Err(e @ service_layer::settings::SettingsError::Info(_)) => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("appserver: {}", e.to_string().trim_end());
+            return ExitCode::from(2);
+        }
+    };
+    service_layer::telemetry::init(&invocation.settings.log);
+    let code = actix_rt::System::new().block_on(service_layer::startup::run(invocation));
+    ExitCode::from(code)
+}

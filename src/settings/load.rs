@@ -1,0 +1,484 @@
+//! The layered loader: clap for flags (built from the settings table), the `config` crate
+//! for defaults, the file and the overrides, then typed parsing with errors that name the
+//! setting.
+
+use super::table::{def, Def, Kind, TABLE};
+use super::values;
+use super::*;
+use clap::{Arg, ArgAction, ArgMatches};
+use config::{Config, ConfigBuilder, FileFormat, ValueKind};
+use std::collections::BTreeSet;
+
+/// What the process was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    /// Apply migrations and exit (`--migrate-only`).
+    MigrateOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub command: Command,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// `--help` or `--version`: print and exit 0.
+    #[error("{0}")]
+    Info(String),
+    /// Bad flags or bad values: print and exit 2.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SettingsError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Info(_) => 0,
+            Self::Invalid(_) => 2,
+        }
+    }
+}
+
+fn invalid(def: &Def, reason: impl std::fmt::Display) -> SettingsError {
+    SettingsError::Invalid(format!("invalid {}: {reason}", def.describe()))
+}
+
+fn cli() -> clap::Command {
+    let mut cmd = clap::Command::new("appserver")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("service-layer: off-chain services for blockchain applications behind one HTTP API")
+        .after_help(
+            "Every setting can also come from its environment variable or a config file; \
+             flags win over the environment, which wins over the file. \
+             Key material (*_KEY settings) has no flag because process lists are visible. \
+             See docs/configuration.md.",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .help("Config file (.toml, .yaml, .yml or .json) [env: CONFIG_FILE]"),
+        )
+        .arg(
+            Arg::new("migrate-only")
+                .long("migrate-only")
+                .action(ArgAction::SetTrue)
+                .help("Apply database migrations and exit (needs no API token)"),
+        );
+    for d in TABLE {
+        let Some(flag) = d.flag else { continue };
+        let mut help = format!("{} [env: {}", d.help, d.env);
+        for alias in d.env_aliases {
+            help.push_str(&format!(", {alias}"));
+        }
+        help.push(']');
+        if let Some(default) = d.default {
+            help.push_str(&format!(" [default: {default}]"));
+        }
+        let mut arg = Arg::new(d.env).long(flag).help(help);
+        arg = match d.kind {
+            Kind::Bool => arg
+                .value_name("BOOL")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true"),
+            Kind::Duration => arg.value_name("DURATION"),
+            Kind::Size => arg.value_name("SIZE"),
+            Kind::Int => arg.value_name("N"),
+            Kind::List => arg.value_name("LIST"),
+            Kind::Text | Kind::Secret => arg.value_name("VALUE"),
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Parses the command line and the environment into settings.
+pub fn load<I, T>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, SettingsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = cli().try_get_matches_from(args).map_err(|e| match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            SettingsError::Info(e.render().to_string())
+        }
+        _ => SettingsError::Invalid(e.render().to_string()),
+    })?;
+    // An empty environment variable counts as unset (compose files often carry `X=`).
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let command = if matches.get_flag("migrate-only") {
+        Command::MigrateOnly
+    } else {
+        Command::Serve
+    };
+    let file = matches
+        .get_one::<String>("config")
+        .cloned()
+        .or_else(|| env("CONFIG_FILE"));
+    let layers = Layers::build(&matches, &env, file.as_deref())?;
+    let settings = layers.settings(command)?;
+    Ok(Invocation { command, settings })
+}
+
+/// The merged configuration plus what cannot be expressed as plain overrides.
+struct Layers {
+    cfg: Config,
+    /// Admin tokens are the union of every source, not an override.
+    api_tokens: Vec<String>,
+}
+
+fn file_format(path: &str) -> Result<FileFormat, SettingsError> {
+    let ext = std::path::Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    match ext {
+        "toml" => Ok(FileFormat::Toml),
+        "yaml" | "yml" => Ok(FileFormat::Yaml),
+        "json" => Ok(FileFormat::Json),
+        _ => Err(SettingsError::Invalid(format!(
+            "invalid CONFIG_FILE (--config): {path:?} must end in .toml, .yaml, .yml or .json"
+        ))),
+    }
+}
+
+fn config_error(e: config::ConfigError) -> SettingsError {
+    SettingsError::Invalid(format!("invalid CONFIG_FILE (--config): {e}"))
+}
+
+/// Text of a config value: scalars as text, arrays as their items.
+fn value_texts(def: &Def, value: config::Value) -> Result<Option<Vec<String>>, SettingsError> {
+    match value.kind {
+        ValueKind::Nil => Ok(None),
+        ValueKind::Array(items) => {
+            if def.kind != Kind::List && def.env != "SECRET_ENCRYPTION_KEY_PREVIOUS" {
+                return Err(invalid(def, "expected a single value, got a list"));
+            }
+            items
+                .into_iter()
+                .map(|v| v.into_string().map_err(|e| invalid(def, e)))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        }
+        ValueKind::Table(_) => Err(invalid(def, "expected a value, got a table")),
+        _ => value.into_string().map(|s| Some(vec![s])).map_err(|e| invalid(def, e)),
+    }
+}
+
+impl Layers {
+    fn build(
+        matches: &ArgMatches,
+        env: &dyn Fn(&str) -> Option<String>,
+        file: Option<&str>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder: ConfigBuilder<config::builder::DefaultState> = Config::builder();
+        for d in TABLE {
+            if let Some(default) = d.default {
+                builder = builder.set_default(d.path(), default).map_err(config_error)?;
+            }
+        }
+        let tokens_def = def("API_TOKENS");
+        let mut api_tokens = Vec::new();
+        if let Some(path) = file {
+            let format = file_format(path)?;
+            let file_only = Config::builder()
+                .add_source(config::File::new(path, format))
+                .build()
+                .map_err(config_error)?;
+            reject_unknown_keys(&file_only)?;
+            if let Ok(v) = file_only.get::<config::Value>(&tokens_def.path()) {
+                for text in value_texts(tokens_def, v)?.unwrap_or_default() {
+                    api_tokens.extend(values::list(&text));
+                }
+            }
+            builder = builder.add_source(config::File::new(path, format));
+        }
+        for d in TABLE {
+            if let Some(v) = env(d.env) {
+                builder = builder.set_override(d.path(), v).map_err(config_error)?;
+            }
+        }
+        for d in TABLE.iter().filter(|d| d.flag.is_some()) {
+            if let Some(v) = matches.get_one::<String>(d.env).filter(|v| !v.trim().is_empty()) {
+                builder = builder.set_override(d.path(), v.clone()).map_err(config_error)?;
+            }
+        }
+        for name in std::iter::once(tokens_def.env).chain(tokens_def.env_aliases.iter().copied()) {
+            api_tokens.extend(env(name).map(|v| values::list(&v)).unwrap_or_default());
+        }
+        if let Some(v) = matches.get_one::<String>(tokens_def.env) {
+            api_tokens.extend(values::list(v));
+        }
+        let mut seen = BTreeSet::new();
+        api_tokens.retain(|t| seen.insert(t.clone()));
+        let cfg = builder.build().map_err(config_error)?;
+        Ok(Self { cfg, api_tokens })
+    }
+
+    fn texts(&self, d: &Def) -> Result<Option<Vec<String>>, SettingsError> {
+        match self.cfg.get::<config::Value>(&d.path()) {
+            Ok(v) => value_texts(d, v),
+            Err(config::ConfigError::NotFound(_)) => Ok(None),
+            Err(e) => Err(invalid(d, e)),
+        }
+    }
+
+    fn text(&self, env: &str) -> Result<Option<String>, SettingsError> {
+        let d = def(env);
+        Ok(self
+            .texts(d)?
+            .map(|v| v.join(","))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()))
+    }
+
+    fn parsed<T>(&self, env: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, SettingsError> {
+        match self.text(env)? {
+            Some(text) => parse(&text).map(Some).map_err(|e| invalid(def(env), e)),
+            None => Ok(None),
+        }
+    }
+
+    /// A setting that has a built-in default, so it is always present.
+    fn with_default<T>(&self, env: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, SettingsError> {
+        self.parsed(env, parse)?
+            .ok_or_else(|| invalid(def(env), "must not be empty"))
+    }
+
+    fn bool(&self, env: &str) -> Result<bool, SettingsError> {
+        self.with_default(env, values::boolean)
+    }
+
+    /// A duration that must be positive.
+    fn interval(&self, env: &str) -> Result<Duration, SettingsError> {
+        let d = self.with_default(env, values::duration)?;
+        if d.is_zero() {
+            return Err(invalid(def(env), "must be greater than 0"));
+        }
+        Ok(d)
+    }
+
+    /// A duration where `0` means "none".
+    fn optional_duration(&self, env: &str) -> Result<Option<Duration>, SettingsError> {
+        Ok(self.parsed(env, values::duration)?.filter(|d| !d.is_zero()))
+    }
+
+    fn int<T: TryFrom<u64>>(&self, env: &str, min: u64) -> Result<T, SettingsError> {
+        let n = self.with_default(env, values::integer)?;
+        self.bounded(env, n, min)
+    }
+
+    fn bounded<T: TryFrom<u64>>(&self, env: &str, n: u64, min: u64) -> Result<T, SettingsError> {
+        if n < min {
+            return Err(invalid(def(env), format!("must be at least {min}")));
+        }
+        T::try_from(n).map_err(|_| invalid(def(env), "too large"))
+    }
+
+    fn size(&self, env: &str) -> Result<u64, SettingsError> {
+        let n = self.with_default(env, values::size)?;
+        self.bounded(env, n, 1)
+    }
+
+    fn secret(&self, env: &str) -> Result<Option<Secret<String>>, SettingsError> {
+        Ok(self.text(env)?.map(Secret::new))
+    }
+
+    fn url(&self, env: &str) -> Result<Option<String>, SettingsError> {
+        self.parsed(env, values::http_url)
+    }
+
+    fn settings(&self, command: Command) -> Result<Settings, SettingsError> {
+        let server = self.server()?;
+        let auth = AuthSettings {
+            api_tokens: self.api_tokens.iter().cloned().map(Secret::new).collect(),
+            disabled: self.bool("AUTH_DISABLED")?,
+            metrics_require_token: self.bool("METRICS_REQUIRE_TOKEN")?,
+        };
+        if command == Command::Serve && auth.api_tokens.is_empty() && !auth.disabled {
+            return Err(SettingsError::Invalid(
+                "no API token configured: pass --api-tokens <t1,t2> or set API_TOKENS \
+                 (--auth-disabled is for local development only)"
+                    .to_owned(),
+            ));
+        }
+        Ok(Settings {
+            server,
+            database: DatabaseSettings {
+                dsn: self.secret("DATABASE_URL")?,
+                max_connections: self.int("DATABASE_MAX_CONNECTIONS", 1)?,
+                connect_timeout: self.interval("DATABASE_CONNECT_TIMEOUT")?,
+                migrate: self.bool("MIGRATE")?,
+            },
+            auth,
+            log: self.log()?,
+            secrets: SecretsSettings {
+                encryption_key: self.secret("SECRET_ENCRYPTION_KEY")?,
+                previous_keys: self
+                    .text("SECRET_ENCRYPTION_KEY_PREVIOUS")?
+                    .map(|v| values::list(&v).into_iter().map(Secret::new).collect())
+                    .unwrap_or_default(),
+            },
+            executor: self.executor()?,
+            automation: AutomationSettings {
+                tick: self.interval("AUTOMATION_TICK")?,
+                max_attempts: self.int("AUTOMATION_MAX_ATTEMPTS", 1)?,
+                retry_base: self.interval("AUTOMATION_RETRY_BASE")?,
+                retry_max_delay: self.interval("AUTOMATION_RETRY_MAX_DELAY")?,
+            },
+            work: WorkSettings {
+                lease: self.interval("WORK_LEASE")?,
+                poll_interval: self.interval("WORK_POLL_INTERVAL")?,
+            },
+            pricefeed: PricefeedSettings {
+                fetch_url: self.url("PRICEFEED_FETCH_URL")?,
+                fetch_key: self.secret("PRICEFEED_FETCH_KEY")?,
+                tick: self.interval("PRICEFEED_TICK")?,
+                fetch_timeout: self.interval("PRICEFEED_FETCH_TIMEOUT")?,
+                allow_private_sources: self.bool("PRICEFEED_ALLOW_PRIVATE_SOURCES")?,
+            },
+            oracle: ResolverSettings {
+                resolver_url: self.url("ORACLE_RESOLVER_URL")?,
+                resolver_key: self.secret("ORACLE_RESOLVER_KEY")?,
+                poll_interval: self.interval("ORACLE_POLL_INTERVAL")?,
+                max_attempts: self.int("ORACLE_MAX_ATTEMPTS", 1)?,
+                ttl: self.optional_duration("ORACLE_TTL")?,
+            },
+            gasbank: ResolverSettings {
+                resolver_url: self.url("GASBANK_RESOLVER_URL")?,
+                resolver_key: self.secret("GASBANK_RESOLVER_KEY")?,
+                poll_interval: self.interval("GASBANK_POLL_INTERVAL")?,
+                max_attempts: self.int("GASBANK_MAX_ATTEMPTS", 1)?,
+                ttl: self.optional_duration("GASBANK_TTL")?,
+            },
+            http_client: HttpClientSettings {
+                timeout: self.interval("RESOLVER_TIMEOUT")?,
+            },
+            random: RandomSettings {
+                signing_key: self.secret("RANDOM_SIGNING_KEY")?,
+            },
+            supervisor: SupervisorSettings {
+                max_restarts: self.int("SUPERVISOR_MAX_RESTARTS", 0)?,
+                restart_window: self.interval("SUPERVISOR_RESTART_WINDOW")?,
+            },
+        })
+    }
+
+    fn server(&self) -> Result<ServerSettings, SettingsError> {
+        let tls_cert = self.text("TLS_CERT_FILE")?;
+        let tls_key = self.text("TLS_KEY_FILE")?;
+        match (&tls_cert, &tls_key) {
+            (Some(_), None) => return Err(invalid(def("TLS_KEY_FILE"), "TLS_CERT_FILE is set; set both or neither")),
+            (None, Some(_)) => return Err(invalid(def("TLS_CERT_FILE"), "TLS_KEY_FILE is set; set both or neither")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    def("TLS_CERT_FILE"),
+                    "this build does not terminate TLS itself; terminate TLS at the ingress or \
+                     load balancer (docs/operations.md)",
+                ))
+            }
+            (None, None) => {}
+        }
+        let rate_limit_rps: u32 = self.int("RATE_LIMIT_RPS", 0)?;
+        let rate_limit_burst = match self.parsed("RATE_LIMIT_BURST", values::integer)? {
+            Some(n) => self.bounded("RATE_LIMIT_BURST", n, 1)?,
+            None => rate_limit_rps.saturating_mul(2),
+        };
+        Ok(ServerSettings {
+            addr: self.with_default("LISTEN_ADDR", values::listen_addr)?,
+            tls_cert,
+            tls_key,
+            body_limit: {
+                let n = self.size("HTTP_BODY_LIMIT")?;
+                self.bounded("HTTP_BODY_LIMIT", n, 1)?
+            },
+            shutdown_timeout: self.with_default("SHUTDOWN_TIMEOUT", values::duration)?,
+            rate_limit_rps,
+            rate_limit_burst,
+        })
+    }
+
+    fn log(&self) -> Result<LogSettings, SettingsError> {
+        let level = self.with_default("LOG_LEVEL", |text| {
+            tracing_subscriber::EnvFilter::try_new(text)
+                .map(|_| text.to_owned())
+                .map_err(|e| format!("{e}"))
+        })?;
+        let format = self.with_default("LOG_FORMAT", |text| match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("expected text or json, got {other:?}")),
+        })?;
+        Ok(LogSettings { level, format })
+    }
+
+    fn executor(&self) -> Result<ExecutorSettings, SettingsError> {
+        let mode = self.with_default("TEE_MODE", |text| match text.to_ascii_lowercase().as_str() {
+            "js" | "tee" => Ok(TeeMode::Js),
+            "mock" | "disabled" | "off" => Ok(TeeMode::Mock),
+            other => Err(format!("expected js, tee, mock, disabled or off, got {other:?}")),
+        })?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool_size = match self.parsed("EXEC_POOL_SIZE", values::integer)? {
+            Some(n) => self.bounded("EXEC_POOL_SIZE", n, 1)?,
+            None => cpus,
+        };
+        let settings = ExecutorSettings {
+            mode,
+            pool_size,
+            queue_size: self.int("EXEC_QUEUE_SIZE", 0)?,
+            timeout: self.interval("EXEC_TIMEOUT")?,
+            max_timeout: self.interval("EXEC_MAX_TIMEOUT")?,
+            memory: self.size("EXEC_MEMORY")?,
+            max_memory: self.size("EXEC_MAX_MEMORY")?,
+            output_limit: self.size("EXEC_OUTPUT_LIMIT")?,
+            max_output_limit: self.size("EXEC_MAX_OUTPUT_LIMIT")?,
+            log_lines: self.int("EXEC_LOG_LINES", 0)?,
+            log_line_bytes: self.size("EXEC_LOG_LINE_BYTES")?,
+            max_actions: self.int("EXEC_MAX_ACTIONS", 0)?,
+        };
+        let pairs = [
+            ("EXEC_TIMEOUT", settings.timeout > settings.max_timeout),
+            ("EXEC_MEMORY", settings.memory > settings.max_memory),
+            ("EXEC_OUTPUT_LIMIT", settings.output_limit > settings.max_output_limit),
+        ];
+        for (env, too_big) in pairs {
+            if too_big {
+                return Err(invalid(def(env), format!("must not exceed {}", env.replace("EXEC_", "EXEC_MAX_"))));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// Unknown sections or keys in a config file are mistakes (a typo would otherwise be
+/// silently ignored), so they stop start-up.
+fn reject_unknown_keys(file: &Config) -> Result<(), SettingsError> {
+    let tree = file
+        .clone()
+        .try_deserialize::<std::collections::BTreeMap<String, config::Value>>()
+        .map_err(config_error)?;
+    for (section, value) in tree {
+        let known: Vec<&Def> = TABLE.iter().filter(|d| d.section == section).collect();
+        if known.is_empty() {
+            return Err(SettingsError::Invalid(format!(
+                "invalid CONFIG_FILE (--config): unknown section {section:?}"
+            )));
+        }
+        let table = value.into_table().map_err(|_| {
+            SettingsError::Invalid(format!("invalid CONFIG_FILE (--config): {section:?} must be a table"))
+        })?;
+        for key in table.keys() {
+            if !known.iter().any(|d| d.key == key) {
+                return Err(SettingsError::Invalid(format!(
+                    "invalid CONFIG_FILE (--config): unknown key \"{section}.{key}\""
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Wiring: stores (memory or PostgreSQL with migrations), the supervisor and its actors,
+//! metrics, and the HTTP server. [`Application::build`] binds the listener (port 0 in
+//! tests) and [`Application::run_until_stopped`] serves until SIGTERM/SIGINT (or the
+//! test trigger), then shuts down in order: readiness 503 → listener closed and
+//! in-flight requests drained (up to `SHUTDOWN_TIMEOUT`) → actors stopped in reverse
+//! start order.
+
+use crate::http::{self, auth::Auth, extract::BodyLimit, request::Inflight, state::AppState};
+use crate::settings::{Command, Invocation, Settings};
+use actix::{Actor, Addr, Arbiter};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
+use actors::accounts::{AccountsActor, AccountsService};
+use actors::health::{Health, Phase};
+use actors::metrics::ActorMetrics;
+use actors::store::postgres::ConnectError;
+use actors::store::{migrations, PgOptions, Stores};
+use actors::supervisor::{RestartPolicy, Shutdown, Supervisor};
+use actors::SystemClock;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Why the process could not start or keep running; decides the exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A configuration problem: exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// A runtime failure (database unreachable, migration failed, port taken): exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl StartupError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 2,
+            Self::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Runs what the command line asked for and returns the exit status.
+pub async fn run(invocation: Invocation) -> u8 {
+    let result = match invocation.command {
+        Command::Serve => match Application::build(invocation.settings).await {
+            Ok(app) => app.run_until_stopped().await,
+            Err(e) => Err(e),
+        },
+        Command::MigrateOnly => migrate_only(&invocation.settings).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "appserver stopped with an error");
+            eprintln!("appserver: {e:#}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn connect(settings: &Settings, dsn: &str) -> Result<actors::store::PgPool, StartupError> {
+    let options = PgOptions {
+        max_connections: settings.database.max_connections,
+        connect_timeout: settings.database.connect_timeout,
+    };
+    actors::store::connect(dsn, &options).await.map_err(|e| match e {
+        ConnectError::InvalidDsn(_) => StartupError::Config(e.to_string()),
+        ConnectError::Unreachable { .. } => StartupError::Runtime(anyhow::Error::new(e)),
+    })
+}
+
+async fn migrate(pool: &actors::store::PgPool) -> Result<Vec<String>, StartupError> {
+    let report = migrations::run(pool).await?;
+    for name in &report.applied {
+        tracing::info!(migration = %name, "migration applied");
+    }
+    Ok(report.applied)
+}
+
+/// `--migrate-only`: apply migrations and exit.
+async fn migrate_only(settings: &Settings) -> Result<(), StartupError> {
+    let Some(dsn) = &settings.database.dsn else {
+        println!("nothing to migrate: memory mode (DATABASE_URL is not set)");
+        return Ok(());
+    };
+    let pool = connect(settings, dsn.expose()).await?;
+    let applied = migrate(&pool).await?;
+    println!(
+        "applied {} migration(s){}; the database is up to date ({} known)",
+        applied.len(),
+        if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) },
+        migrations::embedded().len()
+    );
+    Ok(())
+}
+
+async fn open_stores(settings: &Settings) -> Result<Stores, StartupError> {
+    let Some(dsn) = &settings.database.dsn else {
+        tracing::warn!("memory mode: data lives in this process only and is lost when it stops (set DATABASE_URL for PostgreSQL)");
+        return Ok(Stores::memory());
+    };
+    let pool = connect(settings, dsn.expose()).await?;
+    if settings.database.migrate {
+        migrate(&pool).await?;
+    } else {
+        tracing::info!("migrations skipped (MIGRATE=false)");
+    }
+    Ok(Stores::postgres(pool))
+}
+
+fn warn_about_settings(settings: &Settings) {
+    let short = settings
+        .auth
+        .api_tokens
+        .iter()
+        .filter(|t| t.expose().chars().count() < Settings::SHORT_TOKEN)
+        .count();
+    if short > 0 {
+        tracing::warn!(
+            tokens = short,
+            "{short} admin token(s) shorter than {} characters: use long random tokens in production",
+            Settings::SHORT_TOKEN
+        );
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    health: Arc<Health>,
+    /// The root supervisor; stopping it stops every subsystem actor in reverse order.
+    supervisor: Addr<Supervisor>,
+    /// The arbiter (OS thread) the CRUD actors run on; stopped last.
+    services: Arbiter,
+    shutdown: Arc<Notify>,
+    auth_disabled: bool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        warn_about_settings(&settings);
+        let stores = open_stores(&settings).await?;
+        let registry = prometheus::Registry::new();
+        let health = Arc::new(Health::default());
+
+        let actor_metrics = ActorMetrics::register(&registry).map_err(anyhow::Error::new)?;
+        let policy = RestartPolicy::new(settings.supervisor.max_restarts, settings.supervisor.restart_window);
+        let mut supervisor = Supervisor::new(health.clone(), actor_metrics, policy);
+        let services = Arbiter::new();
+        let accounts_service = AccountsService::new(stores.accounts.clone(), Arc::new(SystemClock));
+        let services_handle = services.handle();
+        let accounts = supervisor.add("accounts", move |exit| {
+            let service = accounts_service.clone();
+            AccountsActor::start_in_arbiter(&services_handle, move |_| AccountsActor::new(service, exit))
+        });
+        let supervisor = supervisor.start();
+
+        let prometheus = PrometheusMetricsBuilder::new("service_layer")
+            .registry(registry.clone())
+            .exclude("/metrics")
+            .mask_unmatched_patterns("unmatched")
+            .metrics_configuration(
+                ActixMetricsConfiguration::default()
+                    .labels(LabelsConfiguration::default().endpoint("path"))
+                    .http_requests_duration_seconds_name("http_request_duration_seconds"),
+            )
+            .build()
+            .map_err(|e| anyhow::anyhow!("metrics set-up: {e}"))?;
+        let inflight = prometheus::IntGauge::with_opts(
+            prometheus::Opts::new("http_inflight_requests", "HTTP requests being served").namespace("service_layer"),
+        )
+        .map_err(anyhow::Error::new)?;
+        registry.register(Box::new(inflight.clone())).map_err(anyhow::Error::new)?;
+
+        let auth = Auth::new(
+            settings.auth.api_tokens.iter().map(|t| t.expose().as_str()),
+            settings.auth.disabled,
+            settings.auth.metrics_require_token,
+        );
+        let state = web::Data::new(AppState {
+            accounts,
+            health: health.clone(),
+            registry,
+            auth: auth.clone(),
+            pool: stores.pool.clone(),
+        });
+        let body_limit = BodyLimit(settings.server.body_limit);
+
+        let listener = TcpListener::bind(&settings.server.addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.addr))?;
+        let port = listener.local_addr().map_err(anyhow::Error::new)?.port();
+        let shutdown_secs = settings.server.shutdown_timeout.as_secs_f64().ceil() as u64;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .app_data(body_limit)
+                .app_data(Inflight(inflight.clone()))
+                // Last wrapped runs first: request id/span → metrics → auth → routes.
+                .wrap(from_fn(http::auth::authenticate))
+                .wrap(prometheus.clone())
+                .wrap(from_fn(http::request::trace_request))
+                .configure(http::routes)
+                .default_service(web::to(http::no_route))
+        })
+        .listen(listener)
+        .map_err(|e| anyhow::anyhow!("cannot serve: {e}"))?
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .run();
+        tracing::info!(addr = %settings.server.addr, port, memory_mode = settings.is_memory_mode(), "listening");
+        Ok(Self {
+            port,
+            server,
+            health,
+            supervisor,
+            services,
+            shutdown: Arc::new(Notify::new()),
+            auth_disabled: settings.auth.disabled,
+        })
+    }
+
+    /// The bound port (useful with `--addr 127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Triggers the same orderly shutdown as SIGTERM (used by tests).
+    pub fn shutdown_trigger(&self) -> Arc<Notify> {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let handle = self.server.handle();
+        let mut server = actix_rt::spawn(self.server);
+        self.health.set_phase(Phase::Ready);
+        if self.auth_disabled {
+            actix_rt::spawn(async {
+                loop {
+                    tracing::warn!("authentication is DISABLED (--auth-disabled): every request acts as admin");
+                    actix_rt::time::sleep(Duration::from_secs(600)).await;
+                }
+            });
+        }
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = self.shutdown.notified() => {}
+            result = &mut server => {
+                self.supervisor.do_send(Shutdown);
+                return match result {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly").into()),
+                    Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server failed: {e}").into()),
+                    Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}").into()),
+                };
+            }
+        }
+        tracing::info!("shutting down: readiness is 503, draining in-flight requests");
+        self.health.set_phase(Phase::ShuttingDown);
+        handle.stop(true).await;
+        tracing::info!("HTTP server stopped; stopping actors");
+        if self.supervisor.send(Shutdown).await.is_err() {
+            tracing::warn!("supervisor already stopped");
+        }
+        self.services.stop();
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = actix_rt::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let invocation = match service_layer::settings::load(std::env::args_os(), &|name| std::env::var(name).ok()) {
+    let invocation = match service_layer::settings::load(std::env::args_os(), &|name| {
+        std::env::var(name).ok()
+    }) {
         Ok(invocation) => invocation,
         Err(e @ service_layer::settings::SettingsError::Info(_)) => {
             print!("{e}");

@@ -67,10 +67,12 @@ async fn connect(settings: &Settings, dsn: &str) -> Result<actors::store::PgPool
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
     };
-    actors::store::connect(dsn, &options).await.map_err(|e| match e {
-        ConnectError::InvalidDsn(_) => StartupError::Config(e.to_string()),
-        ConnectError::Unreachable { .. } => StartupError::Runtime(anyhow::Error::new(e)),
-    })
+    actors::store::connect(dsn, &options)
+        .await
+        .map_err(|e| match e {
+            ConnectError::InvalidDsn(_) => StartupError::Config(e.to_string()),
+            ConnectError::Unreachable { .. } => StartupError::Runtime(anyhow::Error::new(e)),
+        })
 }
 
 async fn migrate(pool: &actors::store::PgPool) -> Result<Vec<String>, StartupError> {
@@ -92,7 +94,11 @@ async fn migrate_only(settings: &Settings) -> Result<(), StartupError> {
     println!(
         "applied {} migration(s){}; the database is up to date ({} known)",
         applied.len(),
-        if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) },
+        if applied.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", applied.join(", "))
+        },
         migrations::embedded().len()
     );
     Ok(())
@@ -148,14 +154,19 @@ impl Application {
         let health = Arc::new(Health::default());
 
         let actor_metrics = ActorMetrics::register(&registry).map_err(anyhow::Error::new)?;
-        let policy = RestartPolicy::new(settings.supervisor.max_restarts, settings.supervisor.restart_window);
+        let policy = RestartPolicy::new(
+            settings.supervisor.max_restarts,
+            settings.supervisor.restart_window,
+        );
         let mut supervisor = Supervisor::new(health.clone(), actor_metrics, policy);
         let services = Arbiter::new();
         let accounts_service = AccountsService::new(stores.accounts.clone(), Arc::new(SystemClock));
         let services_handle = services.handle();
         let accounts = supervisor.add("accounts", move |exit| {
             let service = accounts_service.clone();
-            AccountsActor::start_in_arbiter(&services_handle, move |_| AccountsActor::new(service, exit))
+            AccountsActor::start_in_arbiter(&services_handle, move |_| {
+                AccountsActor::new(service, exit)
+            })
         });
         let supervisor = supervisor.start();
 
@@ -171,10 +182,13 @@ impl Application {
             .build()
             .map_err(|e| anyhow::anyhow!("metrics set-up: {e}"))?;
         let inflight = prometheus::IntGauge::with_opts(
-            prometheus::Opts::new("http_inflight_requests", "HTTP requests being served").namespace("service_layer"),
+            prometheus::Opts::new("http_inflight_requests", "HTTP requests being served")
+                .namespace("service_layer"),
         )
         .map_err(anyhow::Error::new)?;
-        registry.register(Box::new(inflight.clone())).map_err(anyhow::Error::new)?;
+        registry
+            .register(Box::new(inflight.clone()))
+            .map_err(anyhow::Error::new)?;
 
         let auth = Auth::new(
             settings.auth.api_tokens.iter().map(|t| t.expose().as_str()),
@@ -241,7 +255,9 @@ impl Application {
         if self.auth_disabled {
             actix_rt::spawn(async {
                 loop {
-                    tracing::warn!("authentication is DISABLED (--auth-disabled): every request acts as admin");
+                    tracing::warn!(
+                        "authentication is DISABLED (--auth-disabled): every request acts as admin"
+                    );
                     actix_rt::time::sleep(Duration::from_secs(600)).await;
                 }
             });

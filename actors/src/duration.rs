@@ -22,7 +22,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("invalid duration {text:?}: expected a number at position {}", start + 1));
+            return Err(format!(
+                "invalid duration {text:?}: expected a number at position {}",
+                start + 1
+            ));
         }
         let number: u64 = text[start..i]
             .parse()
@@ -36,8 +39,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "s" => 1_000,
             "ms" => 1,
-            "" => return Err(format!("invalid duration {text:?}: missing unit (h, m, s or ms)")),
-            other => return Err(format!("invalid duration {text:?}: unknown unit {other:?} (use h, m, s or ms)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: missing unit (h, m, s or ms)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {other:?} (use h, m, s or ms)"
+                ))
+            }
         };
         total_ms = number
             .checked_mul(per_unit_ms)
@@ -79,7 +90,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        for bad in ["", "s", "10", "10x", "1.5s", "-1s", "1s 2s", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "10x",
+            "1.5s",
+            "-1s",
+            "1s 2s",
+            "99999999999999999999h",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -77,6 +77,9 @@ impl Health {
 
     /// Every actor's status, by name.
     pub fn actors(&self) -> BTreeMap<&'static str, ActorStatus> {
-        self.actors.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.actors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

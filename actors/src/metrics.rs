@@ -15,12 +15,16 @@ pub struct ActorMetrics {
 impl ActorMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let restarts = IntCounterVec::new(
-            Opts::new("actor_restarts_total", "Times a supervised actor was restarted after it stopped or crashed")
-                .namespace("service_layer"),
+            Opts::new(
+                "actor_restarts_total",
+                "Times a supervised actor was restarted after it stopped or crashed",
+            )
+            .namespace("service_layer"),
             &["actor"],
         )?;
         let up = IntGaugeVec::new(
-            Opts::new("actor_up", "1 while a supervised actor is running").namespace("service_layer"),
+            Opts::new("actor_up", "1 while a supervised actor is running")
+                .namespace("service_layer"),
             &["actor"],
         )?;
         registry.register(Box::new(restarts.clone()))?;

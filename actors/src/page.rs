@@ -60,7 +60,11 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` fetched rows: the extra row only proves that a
     /// next page exists and is dropped.
-    pub fn from_overfetch(mut rows: Vec<T>, req: &PageRequest, key: impl Fn(&T) -> PageKey) -> Self {
+    pub fn from_overfetch(
+        mut rows: Vec<T>,
+        req: &PageRequest,
+        key: impl Fn(&T) -> PageKey,
+    ) -> Self {
         let limit = req.limit() as usize;
         let next = if rows.len() > limit {
             rows.truncate(limit);

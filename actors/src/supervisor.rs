@@ -32,7 +32,10 @@ impl<M: Message> Message for Traced<M> {
 
 impl<M> Traced<M> {
     /// Runs `fut` inside the caller's span.
-    pub fn within<F: std::future::Future>(span: tracing::Span, fut: F) -> tracing::instrument::Instrumented<F> {
+    pub fn within<F: std::future::Future>(
+        span: tracing::Span,
+        fut: F,
+    ) -> tracing::instrument::Instrumented<F> {
         fut.instrument(span)
     }
 }
@@ -283,8 +286,12 @@ impl Supervisor {
             state.backoff = self.policy.min_backoff;
             if state.status == ActorStatus::Failed {
                 state.status = ActorStatus::Running;
-                self.health.set_actor(state.child.name(), ActorStatus::Running);
-                tracing::info!(actor = state.child.name(), "actor recovered after a full window of uptime");
+                self.health
+                    .set_actor(state.child.name(), ActorStatus::Running);
+                tracing::info!(
+                    actor = state.child.name(),
+                    "actor recovered after a full window of uptime"
+                );
             }
         }
     }
@@ -297,7 +304,8 @@ impl Actor for Supervisor {
         for index in 0..self.children.len() {
             self.start_child(index, ctx);
         }
-        let tick = (self.policy.window / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let tick =
+            (self.policy.window / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         ctx.run_interval(tick, |act, _| act.promote_stable_children());
     }
 }
@@ -342,7 +350,11 @@ impl Handler<ChildExited> for Supervisor {
             state.backoff
         };
         state.backoff = (state.backoff * 2).min(policy.max_backoff);
-        tracing::warn!(actor = name, restart_in_ms = delay.as_millis() as u64, "actor exited; restarting");
+        tracing::warn!(
+            actor = name,
+            restart_in_ms = delay.as_millis() as u64,
+            "actor exited; restarting"
+        );
         self.health.set_actor(name, state.status);
         self.metrics.up.with_label_values(&[name]).set(0);
         let index = msg.index;
@@ -375,7 +387,10 @@ impl Handler<Shutdown> for Supervisor {
         };
         Box::pin(fut.into_actor(self).map(|(), act, ctx| {
             for state in &act.children {
-                act.metrics.up.with_label_values(&[state.child.name()]).set(0);
+                act.metrics
+                    .up
+                    .with_label_values(&[state.child.name()])
+                    .set(0);
             }
             ctx.stop();
         }))

@@ -5,7 +5,12 @@ use crate::error::ValidationError;
 use std::collections::BTreeMap;
 
 /// Trims `value` and checks its length is within `min..=max` characters.
-pub fn trimmed(field: &str, value: &str, min: usize, max: usize) -> Result<String, ValidationError> {
+pub fn trimmed(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, ValidationError> {
     let value = value.trim();
     let len = value.chars().count();
     if len == 0 && min > 0 {

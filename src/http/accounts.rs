@@ -9,8 +9,8 @@ use super::pagination::{ListBody, ListQuery};
 use super::state::AppState;
 use actix_web::{web, HttpResponse};
 use actors::accounts::{
-    Account, AccountChanges, CreateAccount, DeleteAccount, GetAccount, ListAccounts, Metadata, NewAccount, Owner,
-    UpdateAccount,
+    Account, AccountChanges, CreateAccount, DeleteAccount, GetAccount, ListAccounts, Metadata,
+    NewAccount, Owner, UpdateAccount,
 };
 use actors::patch::Patch;
 use actors::AccountId;
@@ -75,11 +75,19 @@ pub async fn create(
         owner: Owner::parse(body.owner.as_deref().unwrap_or_default())?,
         metadata: Metadata::parse(body.metadata.unwrap_or_default())?,
     };
-    let account = state.accounts.call(CreateAccount(new)).await?.map_err(store_error)?;
+    let account = state
+        .accounts
+        .call(CreateAccount(new))
+        .await?
+        .map_err(store_error)?;
     Ok(HttpResponse::Created().json(AccountBody::from(account)))
 }
 
-pub async fn list(state: web::Data<AppState>, _caller: Caller, Query(params): ListQuery) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    Query(params): ListQuery,
+) -> Result<HttpResponse, ApiError> {
     let page = params.page(LIST_SCOPE)?;
     let accounts = state
         .accounts
@@ -96,7 +104,11 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
-    let account = state.accounts.call(GetAccount(id)).await?.map_err(store_error)?;
+    let account = state
+        .accounts
+        .call(GetAccount(id))
+        .await?
+        .map_err(store_error)?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -134,6 +146,10 @@ pub async fn delete(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
-    state.accounts.call(DeleteAccount(id)).await?.map_err(store_error)?;
+    state
+        .accounts
+        .call(DeleteAccount(id))
+        .await?
+        .map_err(store_error)?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -32,7 +32,11 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new<'a>(admin_tokens: impl IntoIterator<Item = &'a str>, disabled: bool, metrics_require_token: bool) -> Self {
+    pub fn new<'a>(
+        admin_tokens: impl IntoIterator<Item = &'a str>,
+        disabled: bool,
+        metrics_require_token: bool,
+    ) -> Self {
         Self {
             admin_digests: admin_tokens.into_iter().map(digest).collect(),
             disabled,
@@ -45,8 +49,10 @@ impl Auth {
     }
 
     fn is_public(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/readyz" | "/random/public-key" | "/random/verify")
-            || (path == "/metrics" && self.metrics_public)
+        matches!(
+            path,
+            "/healthz" | "/readyz" | "/random/public-key" | "/random/verify"
+        ) || (path == "/metrics" && self.metrics_public)
             || path.starts_with("/webhooks/")
     }
 
@@ -82,7 +88,8 @@ pub async fn authenticate(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let Some(auth) = req.app_data::<Auth>().cloned() else {
-        let res = ApiError::Internal(anyhow::anyhow!("auth configuration missing")).error_response();
+        let res =
+            ApiError::Internal(anyhow::anyhow!("auth configuration missing")).error_response();
         return Ok(req.into_response(res).map_into_right_body());
     };
     if !auth.is_public(req.path()) {
@@ -96,7 +103,9 @@ pub async fn authenticate(
             }
         }
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 impl FromRequest for Caller {
@@ -106,12 +115,9 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         // Set by the middleware for every non-public path; a handler that asks for a
         // caller on a public path is a wiring bug, not a client error.
-        ready(
-            req.extensions()
-                .get::<Caller>()
-                .copied()
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no caller on an authenticated route"))),
-        )
+        ready(req.extensions().get::<Caller>().copied().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("no caller on an authenticated route"))
+        }))
     }
 }
 
@@ -148,7 +154,10 @@ mod tests {
             .insert_header((header::AUTHORIZATION, "Bearer another"))
             .to_srv_request();
         assert_eq!(auth().authenticate(&prefix), None);
-        assert_eq!(auth().authenticate(&TestRequest::default().to_srv_request()), None);
+        assert_eq!(
+            auth().authenticate(&TestRequest::default().to_srv_request()),
+            None
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::InvalidState(_) => (StatusCode::CONFLICT, "invalid_state"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -78,8 +80,12 @@ impl ApiError {
             Self::Unauthorized => "missing or invalid bearer token".to_owned(),
             Self::Forbidden => "this route needs an admin token".to_owned(),
             Self::MethodNotAllowed(allow) => format!("method not allowed; allowed: {allow}"),
-            Self::PayloadTooLarge(limit) => format!("request body exceeds the limit of {limit} bytes"),
-            Self::UnsupportedMediaType => "request body must be sent as application/json".to_owned(),
+            Self::PayloadTooLarge(limit) => {
+                format!("request body exceeds the limit of {limit} bytes")
+            }
+            Self::UnsupportedMediaType => {
+                "request body must be sent as application/json".to_owned()
+            }
             Self::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -99,7 +105,10 @@ impl From<ValidationError> for ApiError {
 
 impl From<actors::supervisor::Unavailable> for ApiError {
     fn from(err: actors::supervisor::Unavailable) -> Self {
-        Self::ServiceUnavailable(format!("the {} service is restarting; retry shortly", err.0))
+        Self::ServiceUnavailable(format!(
+            "the {} service is restarting; retry shortly",
+            err.0
+        ))
     }
 }
 

@@ -49,7 +49,8 @@ fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
 async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::InvalidRequest(format!("could not read request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -62,14 +63,22 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, 
 pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     match first {
-        None => return Err(ApiError::InvalidRequest("request body must be a JSON object".to_owned())),
+        None => {
+            return Err(ApiError::InvalidRequest(
+                "request body must be a JSON object".to_owned(),
+            ))
+        }
         Some(b'{') => {}
         Some(_) => {
             // Distinguish "valid JSON but not an object" from "not JSON at all".
-            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Ok(_) => ApiError::InvalidRequest("request body must be a JSON object".to_owned()),
-                Err(e) => ApiError::InvalidRequest(format!("malformed JSON: {e}")),
-            });
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Ok(_) => {
+                        ApiError::InvalidRequest("request body must be a JSON object".to_owned())
+                    }
+                    Err(e) => ApiError::InvalidRequest(format!("malformed JSON: {e}")),
+                },
+            );
         }
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -78,10 +87,22 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::InvalidRequest(format!("malformed JSON: {inner}"))
-        } else if path == "." {
-            ApiError::InvalidRequest(strip_position(&inner.to_string()))
         } else {
-            ApiError::InvalidRequest(format!("{path}: {}", strip_position(&inner.to_string())))
+            let message = strip_position(&inner.to_string());
+            // For an unknown field the path ends with the field itself, which the message
+            // already names; say where it was found instead.
+            let at = if message.starts_with("unknown field") {
+                path.rsplit_once('.')
+                    .map_or(".", |(parent, _)| parent)
+                    .to_owned()
+            } else {
+                path
+            };
+            if at == "." || at.is_empty() {
+                ApiError::InvalidRequest(message)
+            } else {
+                ApiError::InvalidRequest(format!("{at}: {message}"))
+            }
         }
     })?;
     Ok(value)

@@ -17,12 +17,18 @@ use error::ApiError;
 
 /// A handler for a known path with a method it does not serve: 405 with `Allow`.
 fn not_allowed(allow: &'static str) -> actix_web::Route {
-    web::route().to(move || async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow)) })
+    web::route().to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow))
+    })
 }
 
 /// Unknown paths: 404 in the usual JSON shape.
 pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// Every route of the API. Paths are matched exactly (no trailing-slash normalisation).

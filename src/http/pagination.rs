@@ -33,7 +33,11 @@ impl ListParams {
                 }
             },
         };
-        let after = self.cursor.as_deref().map(|c| decode(scope, c)).transpose()?;
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| decode(scope, c))
+            .transpose()?;
         Ok(PageRequest::new(limit, after))
     }
 }
@@ -46,22 +50,32 @@ fn bad_cursor() -> ApiError {
 }
 
 pub fn encode(scope: &str, key: &PageKey) -> String {
-    let text = format!("{scope}|{}|{}", key.at.timestamp_micros(), key.id.hyphenated());
+    let text = format!(
+        "{scope}|{}|{}",
+        key.at.timestamp_micros(),
+        key.id.hyphenated()
+    );
     URL_SAFE_NO_PAD.encode(text)
 }
 
 fn decode(scope: &str, cursor: &str) -> Result<PageKey, ApiError> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad_cursor())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad_cursor())?;
     let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
     let mut parts = text.rsplitn(3, '|');
-    let (Some(id), Some(micros), Some(cursor_scope)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(id), Some(micros), Some(cursor_scope)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad_cursor());
     };
     if cursor_scope != scope {
         return Err(bad_cursor());
     }
     let micros: i64 = micros.parse().map_err(|_| bad_cursor())?;
-    let at = Utc.timestamp_micros(micros).single().ok_or_else(bad_cursor)?;
+    let at = Utc
+        .timestamp_micros(micros)
+        .single()
+        .ok_or_else(bad_cursor)?;
     let id = uuid::Uuid::try_parse(id).map_err(|_| bad_cursor())?;
     Ok(PageKey { at, id })
 }

@@ -69,7 +69,10 @@ pub async fn trace_request(
     }
     let status = res.status().as_u16();
     span.record("status", status);
-    span.record("duration_ms", (started.elapsed().as_secs_f64() * 1e6).round() / 1e3);
+    span.record(
+        "duration_ms",
+        (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+    );
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!("request failed");

@@ -22,17 +22,21 @@ pub async fn healthz(_: Query<NoParams>) -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpResponse {
     let database = match &state.pool {
         None => "memory",
-        Some(pool) => match tokio::time::timeout(Duration::from_secs(2), actors::store::postgres::ping(pool)).await {
-            Ok(Ok(())) => "ok",
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "readiness: database ping failed");
-                "unreachable"
+        Some(pool) => {
+            match tokio::time::timeout(Duration::from_secs(2), actors::store::postgres::ping(pool))
+                .await
+            {
+                Ok(Ok(())) => "ok",
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "readiness: database ping failed");
+                    "unreachable"
+                }
+                Err(_) => {
+                    tracing::warn!("readiness: database ping timed out");
+                    "unreachable"
+                }
             }
-            Err(_) => {
-                tracing::warn!("readiness: database ping timed out");
-                "unreachable"
-            }
-        },
+        }
     };
     let actors = state.health.actors();
     let any_failed = actors.values().any(|s| *s == ActorStatus::Failed);
@@ -53,10 +57,15 @@ pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpRespo
     };
     HttpResponse::ServiceUnavailable()
         .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
-        .json(json!({"error": format!("not ready: {reason}"), "code": "not_ready", "checks": checks}))
+        .json(
+            json!({"error": format!("not ready: {reason}"), "code": "not_ready", "checks": checks}),
+        )
 }
 
-pub async fn metrics(state: web::Data<AppState>, _: Query<NoParams>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
     let mut buffer = Vec::new();
     TextEncoder::new()
         .encode(&state.registry.gather(), &mut buffer)

@@ -97,17 +97,22 @@ fn cli() -> clap::Command {
 }
 
 /// Parses the command line and the environment into settings.
-pub fn load<I, T>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, SettingsError>
+pub fn load<I, T>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Invocation, SettingsError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = cli().try_get_matches_from(args).map_err(|e| match e.kind() {
-        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-            SettingsError::Info(e.render().to_string())
-        }
-        _ => SettingsError::Invalid(e.render().to_string()),
-    })?;
+    let matches = cli()
+        .try_get_matches_from(args)
+        .map_err(|e| match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                SettingsError::Info(e.render().to_string())
+            }
+            _ => SettingsError::Invalid(e.render().to_string()),
+        })?;
     // An empty environment variable counts as unset (compose files often carry `X=`).
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let command = if matches.get_flag("migrate-only") {
@@ -165,7 +170,10 @@ fn value_texts(def: &Def, value: config::Value) -> Result<Option<Vec<String>>, S
                 .map(Some)
         }
         ValueKind::Table(_) => Err(invalid(def, "expected a value, got a table")),
-        _ => value.into_string().map(|s| Some(vec![s])).map_err(|e| invalid(def, e)),
+        _ => value
+            .into_string()
+            .map(|s| Some(vec![s]))
+            .map_err(|e| invalid(def, e)),
     }
 }
 
@@ -178,7 +186,9 @@ impl Layers {
         let mut builder: ConfigBuilder<config::builder::DefaultState> = Config::builder();
         for d in TABLE {
             if let Some(default) = d.default {
-                builder = builder.set_default(d.path(), default).map_err(config_error)?;
+                builder = builder
+                    .set_default(d.path(), default)
+                    .map_err(config_error)?;
             }
         }
         let tokens_def = def("API_TOKENS");
@@ -203,8 +213,13 @@ impl Layers {
             }
         }
         for d in TABLE.iter().filter(|d| d.flag.is_some()) {
-            if let Some(v) = matches.get_one::<String>(d.env).filter(|v| !v.trim().is_empty()) {
-                builder = builder.set_override(d.path(), v.clone()).map_err(config_error)?;
+            if let Some(v) = matches
+                .get_one::<String>(d.env)
+                .filter(|v| !v.trim().is_empty())
+            {
+                builder = builder
+                    .set_override(d.path(), v.clone())
+                    .map_err(config_error)?;
             }
         }
         for name in std::iter::once(tokens_def.env).chain(tokens_def.env_aliases.iter().copied()) {
@@ -236,7 +251,11 @@ impl Layers {
             .filter(|s| !s.is_empty()))
     }
 
-    fn parsed<T>(&self, env: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, SettingsError> {
+    fn parsed<T>(
+        &self,
+        env: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, SettingsError> {
         match self.text(env)? {
             Some(text) => parse(&text).map(Some).map_err(|e| invalid(def(env), e)),
             None => Ok(None),
@@ -244,7 +263,11 @@ impl Layers {
     }
 
     /// A setting that has a built-in default, so it is always present.
-    fn with_default<T>(&self, env: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, SettingsError> {
+    fn with_default<T>(
+        &self,
+        env: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, SettingsError> {
         self.parsed(env, parse)?
             .ok_or_else(|| invalid(def(env), "must not be empty"))
     }
@@ -372,8 +395,18 @@ impl Layers {
         let tls_cert = self.text("TLS_CERT_FILE")?;
         let tls_key = self.text("TLS_KEY_FILE")?;
         match (&tls_cert, &tls_key) {
-            (Some(_), None) => return Err(invalid(def("TLS_KEY_FILE"), "TLS_CERT_FILE is set; set both or neither")),
-            (None, Some(_)) => return Err(invalid(def("TLS_CERT_FILE"), "TLS_KEY_FILE is set; set both or neither")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    def("TLS_KEY_FILE"),
+                    "TLS_CERT_FILE is set; set both or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    def("TLS_CERT_FILE"),
+                    "TLS_KEY_FILE is set; set both or neither",
+                ))
+            }
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     def("TLS_CERT_FILE"),
@@ -417,10 +450,14 @@ impl Layers {
     }
 
     fn executor(&self) -> Result<ExecutorSettings, SettingsError> {
-        let mode = self.with_default("TEE_MODE", |text| match text.to_ascii_lowercase().as_str() {
-            "js" | "tee" => Ok(TeeMode::Js),
-            "mock" | "disabled" | "off" => Ok(TeeMode::Mock),
-            other => Err(format!("expected js, tee, mock, disabled or off, got {other:?}")),
+        let mode = self.with_default("TEE_MODE", |text| {
+            match text.to_ascii_lowercase().as_str() {
+                "js" | "tee" => Ok(TeeMode::Js),
+                "mock" | "disabled" | "off" => Ok(TeeMode::Mock),
+                other => Err(format!(
+                    "expected js, tee, mock, disabled or off, got {other:?}"
+                )),
+            }
         })?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pool_size = match self.parsed("EXEC_POOL_SIZE", values::integer)? {
@@ -444,11 +481,17 @@ impl Layers {
         let pairs = [
             ("EXEC_TIMEOUT", settings.timeout > settings.max_timeout),
             ("EXEC_MEMORY", settings.memory > settings.max_memory),
-            ("EXEC_OUTPUT_LIMIT", settings.output_limit > settings.max_output_limit),
+            (
+                "EXEC_OUTPUT_LIMIT",
+                settings.output_limit > settings.max_output_limit,
+            ),
         ];
         for (env, too_big) in pairs {
             if too_big {
-                return Err(invalid(def(env), format!("must not exceed {}", env.replace("EXEC_", "EXEC_MAX_"))));
+                return Err(invalid(
+                    def(env),
+                    format!("must not exceed {}", env.replace("EXEC_", "EXEC_MAX_")),
+                ));
             }
         }
         Ok(settings)
@@ -470,7 +513,9 @@ fn reject_unknown_keys(file: &Config) -> Result<(), SettingsError> {
             )));
         }
         let table = value.into_table().map_err(|_| {
-            SettingsError::Invalid(format!("invalid CONFIG_FILE (--config): {section:?} must be a table"))
+            SettingsError::Invalid(format!(
+                "invalid CONFIG_FILE (--config): {section:?} must be a table"
+            ))
         })?;
         for key in table.keys() {
             if !known.iter().any(|d| d.key == key) {

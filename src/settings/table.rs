@@ -163,7 +163,11 @@ mod tests {
         let mut seen = HashSet::new();
         for d in TABLE {
             assert!(seen.insert(d.env), "duplicate env {}", d.env);
-            assert!(seen.insert(Box::leak(d.path().into_boxed_str())), "duplicate key {}", d.path());
+            assert!(
+                seen.insert(Box::leak(d.path().into_boxed_str())),
+                "duplicate key {}",
+                d.path()
+            );
             if let Some(flag) = d.flag {
                 assert!(seen.insert(flag), "duplicate flag {flag}");
             }

@@ -18,11 +18,20 @@ pub fn size(text: &str) -> Result<u64, String> {
         Some(at) => text.split_at(at),
         None => (text, ""),
     };
+    if digits.is_empty() {
+        return Err(format!(
+            "expected a size such as 1048576, 256KiB or 1MiB, got {text:?}"
+        ));
+    }
     let multiplier: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1024,
         "MiB" => 1024 * 1024,
-        other => return Err(format!("unknown size unit {other:?} in {text:?} (use bytes, KiB or MiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (use bytes, KiB or MiB)"
+            ))
+        }
     };
     let number: u64 = digits
         .parse()
@@ -72,7 +81,9 @@ pub fn listen_addr(text: &str) -> Result<String, String> {
         .rsplit_once(':')
         .ok_or_else(|| format!("expected host:port, got {text:?}"))?;
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("expected host:port with a port 0-65535, got {text:?}"));
+        return Err(format!(
+            "expected host:port with a port 0-65535, got {text:?}"
+        ));
     }
     Ok(text.to_owned())
 }

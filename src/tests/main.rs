@@ -1,1 +1,10 @@
-fn main(){}
+//! The one integration-test binary (one link step keeps builds fast on 2 cores).
+//! PostgreSQL tests need a server at `TEST_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod helpers;
+mod http;
+mod process;
+mod settings;

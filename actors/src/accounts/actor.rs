@@ -76,7 +76,10 @@ macro_rules! forward {
             fn handle(&mut self, traced: Traced<$msg>, _: &mut Self::Context) -> Self::Result {
                 let $svc = self.service.clone();
                 let $m = traced.msg;
-                Box::pin(Traced::<()>::within(traced.span, async move { $call.await }))
+                Box::pin(Traced::<()>::within(
+                    traced.span,
+                    async move { $call.await },
+                ))
             }
         }
     };

@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn owner_is_trimmed_and_bounded() {
-        assert_eq!(Owner::parse("  alice ").map(|o| o.0), Ok("alice".to_owned()));
+        assert_eq!(
+            Owner::parse("  alice ").map(|o| o.0),
+            Ok("alice".to_owned())
+        );
         assert_eq!(
             Owner::parse("   ").map_err(|e| e.to_string()),
             Err("owner: is required".to_owned())

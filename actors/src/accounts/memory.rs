@@ -33,10 +33,19 @@ impl AccountStore for MemoryAccountStore {
     }
 
     async fn get(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.db.lock().accounts.get(&id).cloned().ok_or(StoreError::NotFound)
+        self.db
+            .lock()
+            .accounts
+            .get(&id)
+            .cloned()
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn list(&self, page: PageRequest, only: Option<AccountId>) -> Result<Page<Account>, StoreError> {
+    async fn list(
+        &self,
+        page: PageRequest,
+        only: Option<AccountId>,
+    ) -> Result<Page<Account>, StoreError> {
         let tables = self.db.lock();
         let after = page.after.map(|k| (k.at, AccountId::from(k.id)));
         let rows: Vec<Account> = tables

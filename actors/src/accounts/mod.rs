@@ -7,7 +7,9 @@ mod memory;
 mod postgres;
 mod service;
 
-pub use actor::{AccountsActor, CreateAccount, DeleteAccount, GetAccount, ListAccounts, UpdateAccount};
+pub use actor::{
+    AccountsActor, CreateAccount, DeleteAccount, GetAccount, ListAccounts, UpdateAccount,
+};
 pub use domain::{Account, AccountChanges, Metadata, NewAccount, Owner};
 pub use memory::MemoryAccountStore;
 pub use postgres::PgAccountStore;
@@ -26,7 +28,11 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn get(&self, id: AccountId) -> Result<Account, StoreError>;
     /// Accounts ordered by `(created_at, id)`; `only` restricts the list to one account
     /// (what an account-scoped token may see).
-    async fn list(&self, page: PageRequest, only: Option<AccountId>) -> Result<Page<Account>, StoreError>;
+    async fn list(
+        &self,
+        page: PageRequest,
+        only: Option<AccountId>,
+    ) -> Result<Page<Account>, StoreError>;
     /// Applies `changes` atomically (no lost update between concurrent PATCHes of
     /// different fields) and returns the new state.
     async fn update(

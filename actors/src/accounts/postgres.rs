@@ -70,7 +70,11 @@ impl AccountStore for PgAccountStore {
         row.as_ref().map(from_row).ok_or(StoreError::NotFound)?
     }
 
-    async fn list(&self, page: PageRequest, only: Option<AccountId>) -> Result<Page<Account>, StoreError> {
+    async fn list(
+        &self,
+        page: PageRequest,
+        only: Option<AccountId>,
+    ) -> Result<Page<Account>, StoreError> {
         let client = self.pool.get().await?;
         // NULL parameters switch the cursor and the scope filter off, so one prepared
         // statement serves every list.
@@ -90,7 +94,11 @@ impl AccountStore for PgAccountStore {
             .query(&stmt, &[&after_at, &after_id, &only, &page.fetch_limit()])
             .await?;
         let accounts = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(accounts, &page, super::memory::page_key))
+        Ok(Page::from_overfetch(
+            accounts,
+            &page,
+            super::memory::page_key,
+        ))
     }
 
     async fn update(

@@ -40,12 +40,20 @@ impl AccountsService {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn list(&self, page: PageRequest, only: Option<AccountId>) -> Result<Page<Account>, StoreError> {
+    pub async fn list(
+        &self,
+        page: PageRequest,
+        only: Option<AccountId>,
+    ) -> Result<Page<Account>, StoreError> {
         self.store.list(page, only).await
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %id))]
-    pub async fn update(&self, id: AccountId, changes: AccountChanges) -> Result<Account, StoreError> {
+    pub async fn update(
+        &self,
+        id: AccountId,
+        changes: AccountChanges,
+    ) -> Result<Account, StoreError> {
         self.store.update(id, &changes, self.clock.now()).await
     }
 

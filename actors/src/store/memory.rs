@@ -73,6 +73,8 @@ impl MemoryDb {
     /// Locks every table. A poisoned lock only means another thread panicked mid-change;
     /// the tables are still structurally valid, so carry on rather than crash every caller.
     pub fn lock(&self) -> MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

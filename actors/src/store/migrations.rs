@@ -22,7 +22,10 @@ pub struct MigrationReport {
 
 /// Applies every pending migration. Safe to call concurrently from several replicas.
 pub async fn run(pool: &Pool) -> anyhow::Result<MigrationReport> {
-    let mut client = pool.get().await.context("get a connection for migrations")?;
+    let mut client = pool
+        .get()
+        .await
+        .context("get a connection for migrations")?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await

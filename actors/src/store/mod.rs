@@ -9,8 +9,8 @@ pub mod postgres;
 use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
 use std::sync::Arc;
 
-pub use memory::MemoryDb;
 pub use deadpool_postgres::Pool as PgPool;
+pub use memory::MemoryDb;
 pub use postgres::{connect, PgOptions};
 
 /// Every domain store, behind its trait. Built once at start-up and handed to the actors.

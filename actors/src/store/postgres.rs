@@ -22,16 +22,22 @@ pub enum ConnectError {
     #[error("invalid DATABASE_URL: {0}")]
     InvalidDsn(String),
     #[error("database unreachable after {waited_ms} ms: {cause:#}")]
-    Unreachable { waited_ms: u128, cause: anyhow::Error },
+    Unreachable {
+        waited_ms: u128,
+        cause: anyhow::Error,
+    },
 }
 
 /// Parses the DSN (URL or key=value form), builds the pool, and waits for one working
 /// connection.
 pub async fn connect(dsn: &str, options: &PgOptions) -> Result<Pool, ConnectError> {
-    let mut pg_config =
-        tokio_postgres::Config::from_str(dsn).map_err(|e| ConnectError::InvalidDsn(e.to_string()))?;
+    let mut pg_config = tokio_postgres::Config::from_str(dsn)
+        .map_err(|e| ConnectError::InvalidDsn(e.to_string()))?;
     // One attempt never outlasts the whole start-up budget.
-    let per_attempt = options.connect_timeout.min(Duration::from_secs(5)).max(Duration::from_millis(100));
+    let per_attempt = options
+        .connect_timeout
+        .min(Duration::from_secs(5))
+        .max(Duration::from_millis(100));
     pg_config.connect_timeout(per_attempt);
     if pg_config.get_application_name().is_none() {
         pg_config.application_name("service-layer");

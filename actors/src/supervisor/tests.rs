@@ -39,7 +39,14 @@ impl Handler<Stop> for Crashy {
     }
 }
 
-fn setup(policy: RestartPolicy) -> (Arc<Health>, ActorMetrics, ActorHandle<Crashy>, Addr<Supervisor>) {
+fn setup(
+    policy: RestartPolicy,
+) -> (
+    Arc<Health>,
+    ActorMetrics,
+    ActorHandle<Crashy>,
+    Addr<Supervisor>,
+) {
     let health = Arc::new(Health::default());
     let metrics = ActorMetrics::register(&Registry::new()).unwrap();
     let mut supervisor = Supervisor::new(health.clone(), metrics.clone(), policy);
@@ -55,7 +62,10 @@ async fn wait_for(health: &Health, status: ActorStatus) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("crashy never became {status:?}; it is {:?}", health.actor("crashy"));
+    panic!(
+        "crashy never became {status:?}; it is {:?}",
+        health.actor("crashy")
+    );
 }
 
 fn fast_policy(max_restarts: u32, window: Duration) -> RestartPolicy {

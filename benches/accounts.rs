@@ -1,1 +1,107 @@
-fn main() {}
+//! Cost of the actor layer on a read (BRIEF §3: "the API must not become slower because
+//! of actors"). Three ways to fetch one account from the memory store:
+//!   service_direct  the plain service call (the floor)
+//!   through_actor   the same call as a message through the supervised accounts actor
+//!   http_loopback   a full authenticated HTTP GET over loopback to the real application
+//! Run: `cargo bench --bench accounts`; numbers and ratios go in docs/benchmarks.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use actix::Actor as _;
+use actors::accounts::{AccountsActor, AccountsService, GetAccount, Metadata, NewAccount, Owner};
+use actors::health::Health;
+use actors::metrics::ActorMetrics;
+use actors::store::Stores;
+use actors::supervisor::{RestartPolicy, Supervisor};
+use actors::SystemClock;
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+fn get_account(c: &mut Criterion) {
+    let sys = actix_rt::System::new();
+    let (service, handle, id) = sys.block_on(async {
+        let stores = Stores::memory();
+        let service = AccountsService::new(stores.accounts.clone(), Arc::new(SystemClock));
+        let account = service
+            .create(NewAccount {
+                owner: Owner::parse("bench").unwrap(),
+                metadata: Metadata::default(),
+            })
+            .await
+            .unwrap();
+        let health = Arc::new(Health::default());
+        let metrics = ActorMetrics::register(&prometheus::Registry::new()).unwrap();
+        let mut supervisor = Supervisor::new(
+            health,
+            metrics,
+            RestartPolicy::new(5, Duration::from_secs(60)),
+        );
+        let actor_service = service.clone();
+        let handle = supervisor.add("accounts", move |exit| {
+            AccountsActor::new(actor_service.clone(), exit).start()
+        });
+        supervisor.start();
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        (service, handle, account.id)
+    });
+
+    let (client, url) = sys.block_on(async {
+        let args = [
+            "appserver",
+            "--addr",
+            "127.0.0.1:0",
+            "--api-tokens",
+            TOKEN,
+            "--log-level",
+            "error",
+        ];
+        let settings = service_layer::settings::load(args, &|_| None)
+            .unwrap()
+            .settings;
+        let app = service_layer::startup::Application::build(settings)
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        actix_rt::spawn(app.run_until_stopped());
+        let client = awc::Client::default();
+        let res = client
+            .post(format!("{base}/accounts"))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send_json(&serde_json::json!({"owner": "bench"}))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let url = format!("{base}/accounts/{}", res["id"].as_str().unwrap());
+        (client, url)
+    });
+
+    let mut group = c.benchmark_group("get_account");
+    group.bench_function("service_direct", |b| {
+        b.iter(|| sys.block_on(service.get(id)).unwrap());
+    });
+    group.bench_function("through_actor", |b| {
+        b.iter(|| sys.block_on(handle.call(GetAccount(id))).unwrap().unwrap());
+    });
+    group.bench_function("http_loopback", |b| {
+        b.iter(|| {
+            sys.block_on(async {
+                let mut res = client
+                    .get(&url)
+                    .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                res.body().await.unwrap()
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, get_account);
+criterion_main!(benches);

@@ -16,7 +16,7 @@ use actors::health::{Health, Phase};
 use actors::metrics::ActorMetrics;
 use actors::store::postgres::ConnectError;
 use actors::store::{migrations, PgOptions, Stores};
-use actors::supervisor::{RestartPolicy, Shutdown, Supervisor};
+use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor};
 use actors::SystemClock;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -144,6 +144,7 @@ pub struct Application {
     services: Arbiter,
     shutdown: Arc<Notify>,
     auth_disabled: bool,
+    accounts: ActorHandle<AccountsActor>,
 }
 
 impl Application {
@@ -196,7 +197,7 @@ impl Application {
             settings.auth.metrics_require_token,
         );
         let state = web::Data::new(AppState {
-            accounts,
+            accounts: accounts.clone(),
             health: health.clone(),
             registry,
             auth: auth.clone(),
@@ -235,12 +236,18 @@ impl Application {
             services,
             shutdown: Arc::new(Notify::new()),
             auth_disabled: settings.auth.disabled,
+            accounts,
         })
     }
 
     /// The bound port (useful with `--addr 127.0.0.1:0`).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The supervised accounts actor (tests use it to make the actor exit).
+    pub fn accounts(&self) -> ActorHandle<AccountsActor> {
+        self.accounts.clone()
     }
 
     /// Triggers the same orderly shutdown as SIGTERM (used by tests).

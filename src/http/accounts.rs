@@ -9,10 +9,11 @@ use super::pagination::{ListBody, ListQuery};
 use super::state::AppState;
 use actix_web::{web, HttpResponse};
 use actors::accounts::{
-    Account, AccountChanges, CreateAccount, DeleteAccount, GetAccount, ListAccounts, Metadata,
-    NewAccount, Owner, UpdateAccount,
+    Account, AccountChanges, AccountsActor, CreateAccount, DeleteAccount, GetAccount, ListAccounts,
+    Metadata, NewAccount, Owner, UpdateAccount,
 };
 use actors::patch::Patch;
+use actors::supervisor::Traced;
 use actors::AccountId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,8 +62,19 @@ fn account_id(raw: &str) -> Result<AccountId, ApiError> {
     AccountId::parse(raw).ok_or_else(|| ApiError::not_found("account"))
 }
 
-fn store_error(e: actors::StoreError) -> ApiError {
-    ApiError::from_store(e, "account")
+/// Sends a message to the accounts actor and maps both failure layers (actor unavailable,
+/// store error) to API errors.
+async fn ask<M, R>(state: &AppState, msg: M) -> Result<R, ApiError>
+where
+    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
+    R: Send + 'static,
+    AccountsActor: actix::Handler<Traced<M>>,
+{
+    state
+        .accounts
+        .call(msg)
+        .await?
+        .map_err(|e| ApiError::from_store(e, "account"))
 }
 
 pub async fn create(
@@ -75,11 +87,7 @@ pub async fn create(
         owner: Owner::parse(body.owner.as_deref().unwrap_or_default())?,
         metadata: Metadata::parse(body.metadata.unwrap_or_default())?,
     };
-    let account = state
-        .accounts
-        .call(CreateAccount(new))
-        .await?
-        .map_err(store_error)?;
+    let account = ask(&state, CreateAccount(new)).await?;
     Ok(HttpResponse::Created().json(AccountBody::from(account)))
 }
 
@@ -89,11 +97,7 @@ pub async fn list(
     Query(params): ListQuery,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(LIST_SCOPE)?;
-    let accounts = state
-        .accounts
-        .call(ListAccounts { page, only: None })
-        .await?
-        .map_err(store_error)?;
+    let accounts = ask(&state, ListAccounts { page, only: None }).await?;
     Ok(HttpResponse::Ok().json(ListBody::new(accounts, LIST_SCOPE, AccountBody::from)))
 }
 
@@ -104,11 +108,7 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
-    let account = state
-        .accounts
-        .call(GetAccount(id))
-        .await?
-        .map_err(store_error)?;
+    let account = ask(&state, GetAccount(id)).await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -131,11 +131,7 @@ pub async fn update(
         Patch::Value(map) => Some(Metadata::parse(map)?),
     };
     let changes = AccountChanges { owner, metadata };
-    let account = state
-        .accounts
-        .call(UpdateAccount { id, changes })
-        .await?
-        .map_err(store_error)?;
+    let account = ask(&state, UpdateAccount { id, changes }).await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -146,10 +142,6 @@ pub async fn delete(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
-    state
-        .accounts
-        .call(DeleteAccount(id))
-        .await?
-        .map_err(store_error)?;
+    ask(&state, DeleteAccount(id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

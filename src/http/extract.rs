@@ -120,19 +120,32 @@ fn limit_of(req: &HttpRequest) -> usize {
     req.app_data::<BodyLimit>().map_or(1 << 20, |l| l.0)
 }
 
+/// Shared by both body extractors: header checks first (413, 415), then the body.
+fn extract_json<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    empty_is_object: bool,
+) -> LocalBoxFuture<'static, Result<T, ApiError>> {
+    let limit = limit_of(req);
+    let checked = check_headers(req, limit);
+    let payload = payload.take();
+    Box::pin(async move {
+        checked?;
+        let body = read_body(payload, limit).await?;
+        if empty_is_object && body.iter().all(u8::is_ascii_whitespace) {
+            return parse_object(b"{}");
+        }
+        parse_object(&body)
+    })
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = limit_of(req);
-        let checked = check_headers(req, limit);
-        let payload = payload.take();
-        Box::pin(async move {
-            checked?;
-            let body = read_body(payload, limit).await?;
-            parse_object(&body).map(JsonBody)
-        })
+        let body = extract_json(req, payload, false);
+        Box::pin(async move { body.await.map(JsonBody) })
     }
 }
 
@@ -141,17 +154,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrEmpty<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = limit_of(req);
-        let checked = check_headers(req, limit);
-        let payload = payload.take();
-        Box::pin(async move {
-            checked?;
-            let body = read_body(payload, limit).await?;
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return parse_object(b"{}").map(JsonOrEmpty);
-            }
-            parse_object(&body).map(JsonOrEmpty)
-        })
+        let body = extract_json(req, payload, true);
+        Box::pin(async move { body.await.map(JsonOrEmpty) })
     }
 }
 

@@ -266,6 +266,7 @@ pub struct TestApp {
     pub base: String,
     pub client: awc::Client,
     pub db: Option<TestDb>,
+    pub accounts: actors::supervisor::ActorHandle<actors::accounts::AccountsActor>,
     shutdown: Arc<Notify>,
     stopped: actix_rt::task::JoinHandle<Result<(), service_layer::startup::StartupError>>,
 }
@@ -301,6 +302,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         .expect("application starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_trigger();
+    let accounts = app.accounts();
     let stopped = actix_rt::spawn(app.run_until_stopped());
     TestApp {
         base,
@@ -308,6 +310,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
             .timeout(Duration::from_secs(60))
             .finish(),
         db,
+        accounts,
         shutdown,
         stopped,
     }
@@ -399,6 +402,15 @@ impl TestApp {
             None => req.send().await,
         };
         read(res.expect("request sent")).await
+    }
+
+    /// GET with a raw `Authorization` header value (`None`: no header at all).
+    pub async fn get_as(&self, authorization: Option<&str>, path: &str) -> Resp {
+        let mut req = self.client.get(self.url(path));
+        if let Some(value) = authorization {
+            req = req.insert_header(("Authorization", value));
+        }
+        read(req.send().await.expect("request sent")).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {

@@ -9,7 +9,7 @@ use serde_json::json;
 #[actix_web::test]
 async fn auth_missing_wrong_and_right_tokens() {
     let app = spawn_app(Backend::Memory).await;
-    let missing = read(app.client.get(app.url("/accounts")).send().await.unwrap()).await;
+    let missing = app.get_as(None, "/accounts").await;
     missing.assert_error(401, "unauthorized", "missing or invalid bearer token");
     assert_eq!(
         missing.header("www-authenticate").as_deref(),
@@ -23,30 +23,16 @@ async fn auth_missing_wrong_and_right_tokens() {
         &format!("Bearer {TOKEN}x"),
         TOKEN,
     ] {
-        let res = read(
-            app.client
-                .get(app.url("/accounts"))
-                .insert_header(("Authorization", header))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let res = app.get_as(Some(header), "/accounts").await;
         res.assert_error(401, "unauthorized", "missing or invalid bearer token");
     }
     // The scheme is case-insensitive.
-    let res = read(
-        app.client
-            .get(app.url("/accounts"))
-            .insert_header(("Authorization", format!("bearer {TOKEN}")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let res = app
+        .get_as(Some(&format!("bearer {TOKEN}")), "/accounts")
+        .await;
     assert_eq!(res.status, 200);
     // Auth comes before routing: an unknown path without a token is 401, not 404.
-    let res = read(app.client.get(app.url("/nope")).send().await.unwrap()).await;
+    let res = app.get_as(None, "/nope").await;
     assert_eq!(res.status, 401);
 }
 
@@ -68,15 +54,9 @@ async fn every_configured_token_works() {
         "env-token-bbbbbbbbbbbb",
         "single-token-cccccccccc",
     ] {
-        let res = read(
-            app.client
-                .get(app.url("/accounts"))
-                .insert_header(("Authorization", format!("Bearer {token}")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let res = app
+            .get_as(Some(&format!("Bearer {token}")), "/accounts")
+            .await;
         assert_eq!(res.status, 200, "token {token}");
     }
 }
@@ -85,7 +65,7 @@ async fn every_configured_token_works() {
 async fn public_paths_need_no_token_and_still_get_405() {
     let app = spawn_app(Backend::Memory).await;
     for path in ["/healthz", "/readyz", "/metrics"] {
-        let res = read(app.client.get(app.url(path)).send().await.unwrap()).await;
+        let res = app.get_as(None, path).await;
         assert_eq!(res.status, 200, "{path}");
         let res = read(app.client.post(app.url(path)).send().await.unwrap()).await;
         res.assert_error(
@@ -105,7 +85,7 @@ async fn metrics_can_require_a_token() {
         AppOptions::default().arg("--metrics-require-token"),
     )
     .await;
-    let res = read(app.client.get(app.url("/metrics")).send().await.unwrap()).await;
+    let res = app.get_as(None, "/metrics").await;
     assert_eq!(res.status, 401);
     assert_eq!(app.get("/metrics").await.status, 200);
 }
@@ -121,7 +101,7 @@ async fn auth_disabled_treats_everyone_as_admin_and_says_so() {
         .arg("--auth-disabled"),
     )
     .await;
-    let res = read(app.client.get(app.url("/accounts")).send().await.unwrap()).await;
+    let res = app.get_as(None, "/accounts").await;
     assert_eq!(res.status, 200);
     let ready = app.get("/readyz").await.json();
     assert_eq!(ready["checks"]["auth"], "disabled");
@@ -347,7 +327,7 @@ async fn request_ids_are_honoured_or_generated() {
         assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
     }
     // Errors carry one too.
-    let res = read(app.client.get(app.url("/accounts")).send().await.unwrap()).await;
+    let res = app.get_as(None, "/accounts").await;
     assert!(res.header("x-request-id").is_some());
 }
 
@@ -407,5 +387,50 @@ async fn metrics_use_route_templates_and_bounded_labels() {
     assert!(
         !text.contains("path=\"/metrics\""),
         "/metrics is not itself counted"
+    );
+}
+
+#[actix_web::test]
+async fn a_failed_actor_makes_its_routes_503_and_readiness_fail() {
+    // With no restarts allowed, the first exit marks the actor failed; it is restarted
+    // only after the maximum back-off (30 s), so the failed state is observable.
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default().env("SUPERVISOR_MAX_RESTARTS", "0"),
+    )
+    .await;
+    assert_eq!(app.get("/accounts").await.status, 200);
+    app.accounts
+        .addr()
+        .unwrap()
+        .send(actors::supervisor::Stop)
+        .await
+        .unwrap();
+
+    let mut ready = app.get("/readyz").await;
+    for _ in 0..200 {
+        if ready.status == 503 {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        ready = app.get("/readyz").await;
+    }
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["error"], "not ready: an actor has failed");
+    assert_eq!(ready.json()["checks"]["actors"]["accounts"], "failed");
+
+    let res = app.get("/accounts").await;
+    res.assert_error(
+        503,
+        "service_unavailable",
+        "the accounts service is restarting; retry shortly",
+    );
+    assert_eq!(res.header("retry-after").as_deref(), Some("5"));
+    // Liveness and unrelated routes are unaffected.
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"service_layer_actor_up{actor="accounts"} 0"#),
+        "{metrics}"
     );
 }

@@ -42,6 +42,20 @@ async fn migrate_only_in_memory_mode_has_nothing_to_do() {
     assert!(stdout.contains("nothing to migrate"), "{stdout}");
 }
 
+/// `(version, applied_on)` of every recorded migration.
+async fn history(client: &tokio_postgres::Client) -> Vec<(i32, String)> {
+    client
+        .query(
+            "SELECT version, applied_on FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 #[actix_web::test]
 async fn migrations_apply_once_and_never_rerun() {
     let db = TestDb::empty().await;
@@ -63,16 +77,7 @@ async fn migrations_apply_once_and_never_rerun() {
         "{stdout}"
     );
     let client = db.client().await;
-    let before: Vec<(i32, String)> = client
-        .query(
-            "SELECT version, applied_on FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let before = history(&client).await;
     assert_eq!(before.len(), known.len());
 
     // A second --migrate-only and a full server start apply nothing.
@@ -85,16 +90,7 @@ async fn migrations_apply_once_and_never_rerun() {
         "after-migrations"
     );
     app.stop().await;
-    let after: Vec<(i32, String)> = client
-        .query(
-            "SELECT version, applied_on FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let after = history(&client).await;
     assert_eq!(before, after, "history unchanged: nothing re-ran");
 }
 

@@ -325,3 +325,51 @@ fn secrets_are_redacted_in_debug_output() {
         "postgres://u:hunter2@db/x"
     );
 }
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn shipped_config_files_load() {
+    let defaults = run(&["--api-tokens", "t"], &[]).unwrap().settings;
+    let from_file = run(
+        &[
+            "--api-tokens",
+            "t",
+            "--config",
+            &format!("{ROOT}/config/default.toml"),
+        ],
+        &[],
+    )
+    .unwrap()
+    .settings;
+    // The defaults file restates the built-in defaults exactly.
+    assert_eq!(format!("{defaults:?}"), format!("{from_file:?}"));
+    run(
+        &[
+            "--api-tokens",
+            "t",
+            "--config",
+            &format!("{ROOT}/config/example.toml"),
+        ],
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
+fn every_setting_is_documented() {
+    let docs = std::fs::read_to_string(format!("{ROOT}/docs/configuration.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{ROOT}/config/example.toml")).unwrap();
+    for def in service_layer::settings::table::TABLE {
+        assert!(
+            docs.contains(&format!("`{}`", def.env)),
+            "docs/configuration.md lacks {}",
+            def.env
+        );
+        assert!(
+            example.contains(&format!("# {} = ", def.key)),
+            "config/example.toml lacks {}",
+            def.path()
+        );
+    }
+}

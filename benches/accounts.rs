@@ -12,6 +12,7 @@ use actors::health::Health;
 use actors::metrics::ActorMetrics;
 use actors::store::Stores;
 use actors::supervisor::{RestartPolicy, Supervisor};
+use actors::tokens::TokensService;
 use actors::SystemClock;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
@@ -39,8 +40,9 @@ fn get_account(c: &mut Criterion) {
             RestartPolicy::new(5, Duration::from_secs(60)),
         );
         let actor_service = service.clone();
+        let tokens = TokensService::new(stores.tokens.clone(), Arc::new(SystemClock));
         let handle = supervisor.add("accounts", move |exit| {
-            AccountsActor::new(actor_service.clone(), exit).start()
+            AccountsActor::new(actor_service.clone(), tokens.clone(), exit).start()
         });
         supervisor.start();
         actix_rt::time::sleep(Duration::from_millis(50)).await;

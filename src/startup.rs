@@ -12,11 +12,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
 use actors::accounts::{AccountsActor, AccountsService};
+use actors::crypto::{Key, KeyRing};
 use actors::health::{Health, Phase};
 use actors::metrics::ActorMetrics;
+use actors::secrets::{SecretsActor, SecretsService};
 use actors::store::postgres::ConnectError;
 use actors::store::{migrations, PgOptions, Stores};
-use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor};
+use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor, WaitStarted};
+use actors::tokens::TokensService;
 use actors::SystemClock;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -51,6 +54,7 @@ pub async fn run(invocation: Invocation) -> u8 {
             Err(e) => Err(e),
         },
         Command::MigrateOnly => migrate_only(&invocation.settings).await,
+        Command::RewrapSecrets => rewrap_secrets(&invocation.settings).await,
     };
     match result {
         Ok(()) => 0,
@@ -104,6 +108,53 @@ async fn migrate_only(settings: &Settings) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// The key ring from the settings; in memory mode without a key, a random per-process key.
+fn key_ring(settings: &Settings) -> Result<KeyRing, StartupError> {
+    let previous = settings
+        .secrets
+        .previous_keys
+        .iter()
+        .map(|k| Key::from_bytes(k.expose()).map_err(StartupError::Config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let current = match &settings.secrets.encryption_key {
+        Some(key) => Key::from_bytes(key.expose()).map_err(StartupError::Config)?,
+        None => {
+            tracing::warn!("SECRET_ENCRYPTION_KEY is not set: secrets are encrypted with a random key that lives only as long as this process");
+            Key::generate()
+        }
+    };
+    Ok(KeyRing::new(current, previous))
+}
+
+/// `--rewrap-secrets`: re-encrypt every secret version under the current key.
+async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
+    let Some(dsn) = &settings.database.dsn else {
+        return Err(StartupError::Config(
+            "--rewrap-secrets needs PostgreSQL (DATABASE_URL)".to_owned(),
+        ));
+    };
+    let keys = Arc::new(key_ring(settings)?);
+    let pool = connect(settings, dsn.expose()).await?;
+    let stores = Stores::postgres(pool);
+    let service = SecretsService::new(stores.secrets, keys, Arc::new(SystemClock));
+    let report = service
+        .rewrap()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("rewrap secrets"))?;
+    println!(
+        "rewrapped {}, already current {}, failed {}",
+        report.rewrapped, report.already_current, report.failed
+    );
+    if report.failed > 0 {
+        return Err(anyhow::anyhow!(
+            "{} secret version(s) could not be rewrapped (see the log)",
+            report.failed
+        )
+        .into());
+    }
+    Ok(())
+}
+
 async fn open_stores(settings: &Settings) -> Result<Stores, StartupError> {
     let Some(dsn) = &settings.database.dsn else {
         tracing::warn!("memory mode: data lives in this process only and is lost when it stops (set DATABASE_URL for PostgreSQL)");
@@ -134,6 +185,19 @@ fn warn_about_settings(settings: &Settings) {
     }
 }
 
+/// Logs an error for every stored key id the ring cannot open (the server still starts:
+/// only those secrets are unreadable until the key is restored).
+async fn report_unknown_keys(secrets: &SecretsService) {
+    match secrets.unknown_key_ids().await {
+        Ok(ids) => {
+            for id in ids {
+                tracing::error!(key_id = %id, "stored secrets are sealed with a key that is not configured; add it to SECRET_ENCRYPTION_KEY_PREVIOUS");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check stored key ids"),
+    }
+}
+
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -145,12 +209,15 @@ pub struct Application {
     shutdown: Arc<Notify>,
     auth_disabled: bool,
     accounts: ActorHandle<AccountsActor>,
+    secrets: ActorHandle<SecretsActor>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         warn_about_settings(&settings);
+        let keys = Arc::new(key_ring(&settings)?);
         let stores = open_stores(&settings).await?;
+        let clock = Arc::new(SystemClock);
         let registry = prometheus::Registry::new();
         let health = Arc::new(Health::default());
 
@@ -161,15 +228,27 @@ impl Application {
         );
         let mut supervisor = Supervisor::new(health.clone(), actor_metrics, policy);
         let services = Arbiter::new();
-        let accounts_service = AccountsService::new(stores.accounts.clone(), Arc::new(SystemClock));
-        let services_handle = services.handle();
+        let accounts_service = AccountsService::new(stores.accounts.clone(), clock.clone());
+        let tokens_service = TokensService::new(stores.tokens.clone(), clock.clone());
+        let arbiter = services.handle();
         let accounts = supervisor.add("accounts", move |exit| {
-            let service = accounts_service.clone();
-            AccountsActor::start_in_arbiter(&services_handle, move |_| {
-                AccountsActor::new(service, exit)
+            let (service, tokens) = (accounts_service.clone(), tokens_service.clone());
+            AccountsActor::start_in_arbiter(&arbiter, move |_| {
+                AccountsActor::new(service, tokens, exit)
             })
         });
+        let secrets_service = SecretsService::new(stores.secrets.clone(), keys, clock);
+        report_unknown_keys(&secrets_service).await;
+        let arbiter = services.handle();
+        let secrets = supervisor.add("secrets", move |exit| {
+            let service = secrets_service.clone();
+            SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
+        });
         let supervisor = supervisor.start();
+        supervisor
+            .send(WaitStarted)
+            .await
+            .map_err(|e| anyhow::anyhow!("supervisor did not start: {e}"))?;
 
         let prometheus = PrometheusMetricsBuilder::new("service_layer")
             .registry(registry.clone())
@@ -195,9 +274,12 @@ impl Application {
             settings.auth.api_tokens.iter().map(|t| t.expose().as_str()),
             settings.auth.disabled,
             settings.auth.metrics_require_token,
-        );
+        )
+        .with_account_tokens(accounts.clone());
         let state = web::Data::new(AppState {
             accounts: accounts.clone(),
+            secrets: secrets.clone(),
+            metrics_require_token: settings.auth.metrics_require_token,
             health: health.clone(),
             registry,
             auth: auth.clone(),
@@ -237,6 +319,7 @@ impl Application {
             shutdown: Arc::new(Notify::new()),
             auth_disabled: settings.auth.disabled,
             accounts,
+            secrets,
         })
     }
 
@@ -248,6 +331,11 @@ impl Application {
     /// The supervised accounts actor (tests use it to make the actor exit).
     pub fn accounts(&self) -> ActorHandle<AccountsActor> {
         self.accounts.clone()
+    }
+
+    /// The supervised secrets actor; also what the secret resolver talks to.
+    pub fn secrets(&self) -> ActorHandle<SecretsActor> {
+        self.secrets.clone()
     }
 
     /// Triggers the same orderly shutdown as SIGTERM (used by tests).

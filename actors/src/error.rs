@@ -37,6 +37,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken; the message names what clashed.
     #[error("{0}")]
     Conflict(String),
+    /// An `If-Match` precondition failed: the resource is at another version.
+    #[error("{0}")]
+    VersionMismatch(String),
     /// The operation is not allowed in the resource's current state.
     #[error("{0}")]
     InvalidState(String),

@@ -54,6 +54,16 @@ id_type!(
     AccountId
 );
 
+id_type!(
+    /// Identifies a secret (all its versions).
+    SecretId
+);
+
+id_type!(
+    /// Identifies an account-scoped API token.
+    TokenId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

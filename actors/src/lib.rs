@@ -5,8 +5,35 @@
 //! `service-layer` package) converts requests into the domain types defined here and sends
 //! messages to the actors; nothing in here knows about status codes or JSON DTOs.
 
+/// Implements `Handler<Traced<$msg>>` for an actor with a `service` (or named) field: the service
+/// call runs as a future inside the caller's span, so the mailbox never waits on I/O.
+macro_rules! forward {
+    ($actor:ty, $msg:ty, |$svc:ident, $m:ident| $call:expr) => {
+        forward!($actor[service], $msg, |$svc, $m| $call);
+    };
+    ($actor:ty [$field:ident], $msg:ty, |$svc:ident, $m:ident| $call:expr) => {
+        impl actix::Handler<$crate::supervisor::Traced<$msg>> for $actor {
+            type Result = actix::ResponseFuture<<$msg as actix::Message>::Result>;
+
+            fn handle(
+                &mut self,
+                traced: $crate::supervisor::Traced<$msg>,
+                _: &mut Self::Context,
+            ) -> Self::Result {
+                let $svc = self.$field.clone();
+                let $m = traced.msg;
+                Box::pin($crate::supervisor::Traced::<()>::within(
+                    traced.span,
+                    async move { $call.await },
+                ))
+            }
+        }
+    };
+}
+
 pub mod accounts;
 pub mod clock;
+pub mod crypto;
 pub mod duration;
 pub mod error;
 pub mod health;
@@ -14,8 +41,10 @@ pub mod ids;
 pub mod metrics;
 pub mod page;
 pub mod patch;
+pub mod secrets;
 pub mod store;
 pub mod supervisor;
+pub mod tokens;
 pub mod validate;
 
 pub use clock::{Clock, SystemClock};

@@ -95,6 +95,18 @@ pub struct ChildExited {
     generation: u64,
 }
 
+/// Answered once the supervisor has started every child (messages are handled only after
+/// `started`), so start-up can wait until the actors accept calls.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WaitStarted;
+
+impl Handler<WaitStarted> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: WaitStarted, _: &mut Self::Context) {}
+}
+
 /// Stops every child in reverse start order, then the supervisor itself.
 #[derive(Message)]
 #[rtype(result = "()")]

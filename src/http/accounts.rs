@@ -1,7 +1,7 @@
 //! `/accounts` routes: thin handlers that turn DTOs into domain types, send a message to
 //! the accounts actor and map the reply.
 
-use super::auth::Caller;
+use super::auth::{AccountPath, AdminOnly, Caller};
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
 use super::json::timestamp;
@@ -14,7 +14,6 @@ use actors::accounts::{
 };
 use actors::patch::Patch;
 use actors::supervisor::Traced;
-use actors::AccountId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -57,11 +56,6 @@ pub struct PatchBody {
     metadata: Patch<BTreeMap<String, String>>,
 }
 
-/// A path id that is not a canonical UUID is simply an account that does not exist.
-fn account_id(raw: &str) -> Result<AccountId, ApiError> {
-    AccountId::parse(raw).ok_or_else(|| ApiError::not_found("account"))
-}
-
 /// Sends a message to the accounts actor and maps both failure layers (actor unavailable,
 /// store error) to API errors.
 async fn ask<M, R>(state: &AppState, msg: M) -> Result<R, ApiError>
@@ -78,8 +72,8 @@ where
 }
 
 pub async fn create(
+    _: AdminOnly,
     state: web::Data<AppState>,
-    _caller: Caller,
     _: Query<NoParams>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -93,33 +87,30 @@ pub async fn create(
 
 pub async fn list(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(params): ListQuery,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(LIST_SCOPE)?;
-    let accounts = ask(&state, ListAccounts { page, only: None }).await?;
+    let only = caller.only_account();
+    let accounts = ask(&state, ListAccounts { page, only }).await?;
     Ok(HttpResponse::Ok().json(ListBody::new(accounts, LIST_SCOPE, AccountBody::from)))
 }
 
 pub async fn get(
+    AccountPath(id): AccountPath,
     state: web::Data<AppState>,
-    _caller: Caller,
-    path: web::Path<String>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = account_id(&path)?;
     let account = ask(&state, GetAccount(id)).await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
 pub async fn update(
+    AccountPath(id): AccountPath,
     state: web::Data<AppState>,
-    _caller: Caller,
-    path: web::Path<String>,
     _: Query<NoParams>,
     JsonBody(body): JsonBody<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = account_id(&path)?;
     let owner = match body.owner {
         Patch::Missing => None,
         Patch::Null => return Err(ApiError::Validation("owner: must not be null".to_owned())),
@@ -136,12 +127,11 @@ pub async fn update(
 }
 
 pub async fn delete(
+    _: AdminOnly,
+    AccountPath(id): AccountPath,
     state: web::Data<AppState>,
-    _caller: Caller,
-    path: web::Path<String>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = account_id(&path)?;
     ask(&state, DeleteAccount(id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

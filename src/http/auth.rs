@@ -1,17 +1,23 @@
-//! Bearer-token authentication (CONTRACT.md §1.3). Runs before routing, so a request to a
-//! non-public path without a valid token is a 401 whether or not the route exists.
+//! Bearer-token authentication and account scoping (CONTRACT.md §1.3). The middleware runs
+//! before routing, so a request to a non-public path without a valid token is a 401
+//! whether or not the route exists.
 //!
 //! Admin tokens are kept only as SHA-256 digests and compared in constant time: hashing
 //! first makes the comparison independent of the presented token's length, and every
 //! configured digest is compared, so timing reveals neither which token nor how much of it
-//! matched.
+//! matched. Account tokens (`slt_…`) are looked up by their hash in the shared store on
+//! every request, so a revocation holds on every replica at once.
 
 use super::error::ApiError;
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use actors::accounts::AccountsActor;
+use actors::supervisor::ActorHandle;
+use actors::tokens::{VerifyToken, TOKEN_PREFIX};
+use actors::AccountId;
 use sha2::{Digest, Sha256};
 use std::future::{ready, Ready};
 use subtle::ConstantTimeEq;
@@ -21,6 +27,34 @@ use subtle::ConstantTimeEq;
 pub enum Caller {
     /// An admin token (or auth disabled): acts on every account.
     Admin,
+    /// An account-scoped token: acts on `/accounts/{own id}/…` only.
+    Account(AccountId),
+}
+
+impl Caller {
+    /// Admin-only routes answer 403 to account tokens.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::Account(_) => Err(ApiError::Forbidden),
+        }
+    }
+
+    /// Another account is, for an account token, an account that does not exist.
+    pub fn require_access(&self, account: AccountId) -> Result<(), ApiError> {
+        match self {
+            Self::Account(own) if *own != account => Err(ApiError::not_found("account")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The only account this caller may see, if restricted.
+    pub fn only_account(&self) -> Option<AccountId> {
+        match self {
+            Self::Admin => None,
+            Self::Account(id) => Some(*id),
+        }
+    }
 }
 
 /// Authentication configuration, registered as app data.
@@ -29,6 +63,8 @@ pub struct Auth {
     admin_digests: Vec<[u8; 32]>,
     disabled: bool,
     metrics_public: bool,
+    /// Verifies account tokens; `None` accepts admin tokens only.
+    accounts: Option<ActorHandle<AccountsActor>>,
 }
 
 impl Auth {
@@ -41,7 +77,14 @@ impl Auth {
             admin_digests: admin_tokens.into_iter().map(digest).collect(),
             disabled,
             metrics_public: !metrics_require_token,
+            accounts: None,
         }
+    }
+
+    /// Accept account tokens, verified by the accounts actor.
+    pub fn with_account_tokens(mut self, accounts: ActorHandle<AccountsActor>) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     pub fn disabled(&self) -> bool {
@@ -56,17 +99,38 @@ impl Auth {
             || path.starts_with("/webhooks/")
     }
 
-    fn authenticate(&self, req: &ServiceRequest) -> Option<Caller> {
-        if self.disabled {
-            return Some(Caller::Admin);
-        }
-        let token = bearer_token(req.headers().get(header::AUTHORIZATION)?)?;
+    fn is_admin(&self, token: &str) -> bool {
         let presented = digest(token);
         let mut matched = subtle::Choice::from(0);
         for known in &self.admin_digests {
             matched |= known.ct_eq(&presented);
         }
-        bool::from(matched).then_some(Caller::Admin)
+        bool::from(matched)
+    }
+
+    async fn authenticate(
+        &self,
+        authorization: Option<&header::HeaderValue>,
+    ) -> Result<Option<Caller>, ApiError> {
+        if self.disabled {
+            return Ok(Some(Caller::Admin));
+        }
+        let Some(token) = authorization.and_then(bearer_token) else {
+            return Ok(None);
+        };
+        if self.is_admin(token) {
+            return Ok(Some(Caller::Admin));
+        }
+        match &self.accounts {
+            Some(accounts) if token.starts_with(TOKEN_PREFIX) => {
+                let account = accounts
+                    .call(VerifyToken(token.to_owned()))
+                    .await?
+                    .map_err(|e| ApiError::from_store(e, "token"))?;
+                Ok(account.map(Caller::Account))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -92,72 +156,133 @@ pub async fn authenticate(
             ApiError::Internal(anyhow::anyhow!("auth configuration missing")).error_response();
         return Ok(req.into_response(res).map_into_right_body());
     };
-    if !auth.is_public(req.path()) {
-        match auth.authenticate(&req) {
-            Some(caller) => {
-                req.extensions_mut().insert(caller);
-            }
-            None => {
-                let res = ApiError::Unauthorized.error_response();
-                return Ok(req.into_response(res).map_into_right_body());
-            }
+    let public = auth.is_public(req.path());
+    let outcome = auth
+        .authenticate(req.headers().get(header::AUTHORIZATION))
+        .await;
+    match outcome {
+        Ok(Some(caller)) => {
+            req.extensions_mut().insert(caller);
         }
+        // A public path is served without credentials; a caller is recorded when present.
+        Ok(None) if public => {}
+        Ok(None) => {
+            let res = ApiError::Unauthorized.error_response();
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+        Err(_) if public => {}
+        Err(e) => return Ok(req.into_response(e.error_response()).map_into_right_body()),
     }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
 }
 
+fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+    // Set by the middleware for every non-public path; a handler that asks for a caller
+    // on a public path is a wiring bug, not a client error.
+    req.extensions()
+        .get::<Caller>()
+        .copied()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no caller on an authenticated route")))
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        // Set by the middleware for every non-public path; a handler that asks for a
-        // caller on a public path is a wiring bug, not a client error.
-        ready(req.extensions().get::<Caller>().copied().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("no caller on an authenticated route"))
-        }))
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(caller_of(req))
+    }
+}
+
+/// The `{id}` account of the path, checked against the caller's scope before anything
+/// else about the request (an account token on another account gets 404). Put it first
+/// among a handler's extractors.
+pub struct AccountPath(pub AccountId);
+
+impl FromRequest for AccountPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let caller = caller_of(req)?;
+            let id = req
+                .match_info()
+                .get("id")
+                .and_then(AccountId::parse)
+                .ok_or_else(|| ApiError::not_found("account"))?;
+            caller.require_access(id)?;
+            Ok(AccountPath(id))
+        })())
+    }
+}
+
+/// Admin-only routes: 403 for account tokens, before the body is looked at.
+pub struct AdminOnly;
+
+impl FromRequest for AdminOnly {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            caller_of(req)
+                .and_then(|c| c.require_admin())
+                .map(|()| AdminOnly),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
 
     fn auth() -> Auth {
         Auth::new(["secret-token-0001", "another-token-02"], false, false)
     }
 
-    #[test]
-    fn bearer_parsing() {
-        let v = |s: &'static str| header::HeaderValue::from_static(s);
-        assert_eq!(bearer_token(&v("Bearer abc")), Some("abc"));
-        assert_eq!(bearer_token(&v("bearer   abc ")), Some("abc"));
-        assert_eq!(bearer_token(&v("Basic abc")), None);
-        assert_eq!(bearer_token(&v("Bearer ")), None);
-        assert_eq!(bearer_token(&v("abc")), None);
+    fn header(value: &'static str) -> header::HeaderValue {
+        header::HeaderValue::from_static(value)
     }
 
     #[test]
-    fn only_configured_tokens_pass() {
-        let ok = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer another-token-02"))
-            .to_srv_request();
-        assert_eq!(auth().authenticate(&ok), Some(Caller::Admin));
-        let wrong = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer another-token-03"))
-            .to_srv_request();
-        assert_eq!(auth().authenticate(&wrong), None);
-        let prefix = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer another"))
-            .to_srv_request();
-        assert_eq!(auth().authenticate(&prefix), None);
+    fn bearer_parsing() {
+        assert_eq!(bearer_token(&header("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&header("bearer   abc ")), Some("abc"));
+        assert_eq!(bearer_token(&header("Basic abc")), None);
+        assert_eq!(bearer_token(&header("Bearer ")), None);
+        assert_eq!(bearer_token(&header("abc")), None);
+    }
+
+    #[actix_rt::test]
+    async fn only_configured_admin_tokens_pass() {
+        let a = auth();
+        let check = |v: &'static str| {
+            let a = a.clone();
+            async move { a.authenticate(Some(&header(v))).await.unwrap() }
+        };
+        assert_eq!(check("Bearer another-token-02").await, Some(Caller::Admin));
+        assert_eq!(check("Bearer another-token-03").await, None);
+        assert_eq!(check("Bearer another").await, None);
         assert_eq!(
-            auth().authenticate(&TestRequest::default().to_srv_request()),
-            None
+            check("Bearer slt_unknown").await,
+            None,
+            "no verifier: account tokens are unknown"
         );
+        assert_eq!(a.authenticate(None).await.unwrap(), None);
+    }
+
+    #[test]
+    fn scoping() {
+        let own = AccountId::generate();
+        let other = AccountId::generate();
+        assert!(Caller::Admin.require_admin().is_ok());
+        assert!(Caller::Account(own).require_admin().is_err());
+        assert!(Caller::Account(own).require_access(own).is_ok());
+        assert!(Caller::Account(own).require_access(other).is_err());
+        assert!(Caller::Admin.require_access(other).is_ok());
     }
 
     #[test]

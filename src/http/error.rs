@@ -21,6 +21,8 @@ pub enum ApiError {
     /// The `Allow` header value, e.g. `GET, POST`.
     MethodNotAllowed(&'static str),
     Conflict(String),
+    /// `If-Match` named another version.
+    VersionMismatch(String),
     InvalidState(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType,
@@ -40,6 +42,7 @@ impl ApiError {
         match err {
             StoreError::NotFound => Self::not_found(what),
             StoreError::Conflict(msg) => Self::Conflict(msg),
+            StoreError::VersionMismatch(msg) => Self::VersionMismatch(msg),
             StoreError::InvalidState(msg) => Self::InvalidState(msg),
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %format!("{cause:#}"), "database unavailable");
@@ -59,6 +62,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::VersionMismatch(_) => (StatusCode::CONFLICT, "version_mismatch"),
             Self::InvalidState(_) => (StatusCode::CONFLICT, "invalid_state"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {
@@ -75,6 +79,7 @@ impl ApiError {
             | Self::Validation(m)
             | Self::NotFound(m)
             | Self::Conflict(m)
+            | Self::VersionMismatch(m)
             | Self::InvalidState(m)
             | Self::ServiceUnavailable(m) => m.clone(),
             Self::Unauthorized => "missing or invalid bearer token".to_owned(),

@@ -9,8 +9,10 @@ pub mod extract;
 pub mod json;
 pub mod pagination;
 pub mod request;
+pub mod secrets;
 pub mod state;
 pub mod system;
+pub mod tokens;
 
 use actix_web::{web, HttpRequest};
 use error::ApiError;
@@ -60,5 +62,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(accounts::update))
             .route(web::delete().to(accounts::delete))
             .default_service(not_allowed("GET, PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/secrets")
+            .route(web::get().to(secrets::list))
+            .route(web::post().to(secrets::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/secrets/{name}")
+            .route(web::get().to(secrets::get))
+            .route(web::put().to(secrets::update))
+            .route(web::delete().to(secrets::delete))
+            .default_service(not_allowed("GET, PUT, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/tokens")
+            .route(web::get().to(tokens::list))
+            .route(web::post().to(tokens::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/tokens/{token_id}")
+            .route(web::get().to(tokens::get))
+            .route(web::delete().to(tokens::delete))
+            .default_service(not_allowed("GET, DELETE")),
     );
 }

@@ -4,14 +4,18 @@
 use super::auth::Auth;
 use actors::accounts::AccountsActor;
 use actors::health::Health;
+use actors::secrets::SecretsActor;
 use actors::supervisor::ActorHandle;
 use std::sync::Arc;
 
 pub struct AppState {
+    /// Accounts and their API tokens.
     pub accounts: ActorHandle<AccountsActor>,
+    pub secrets: ActorHandle<SecretsActor>,
     pub health: Arc<Health>,
     pub registry: prometheus::Registry,
     pub auth: Auth,
+    pub metrics_require_token: bool,
     /// For the readiness ping; `None` in memory mode.
     pub pool: Option<actors::store::PgPool>,
 }

@@ -1,5 +1,6 @@
 //! `/healthz` (liveness), `/readyz` (readiness with checks) and `/metrics` (Prometheus).
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{NoParams, Query};
 use super::state::AppState;
@@ -62,10 +63,18 @@ pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpRespo
         )
 }
 
+/// Prometheus text. When `METRICS_REQUIRE_TOKEN` is set it is admin-only (403 for account
+/// tokens); otherwise anyone may read it.
 pub async fn metrics(
     state: web::Data<AppState>,
+    caller: Option<Caller>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(caller) = caller {
+        if state.metrics_require_token {
+            caller.require_admin()?;
+        }
+    }
     let mut buffer = Vec::new();
     TextEncoder::new()
         .encode(&state.registry.gather(), &mut buffer)

@@ -15,6 +15,8 @@ pub enum Command {
     Serve,
     /// Apply migrations and exit (`--migrate-only`).
     MigrateOnly,
+    /// Re-encrypt every stored secret under the current key and exit (`--rewrap-secrets`).
+    RewrapSecrets,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,9 @@ impl SettingsError {
     }
 }
 
+/// Encryption keys are 16, 24 or 32 bytes (AES-128-GCM, AES-192-GCM, XChaCha20-Poly1305).
+const ENCRYPTION_KEY_SIZES: &[usize] = &[16, 24, 32];
+
 fn invalid(def: &Def, reason: impl std::fmt::Display) -> SettingsError {
     SettingsError::Invalid(format!("invalid {}: {reason}", def.describe()))
 }
@@ -67,6 +72,16 @@ fn cli() -> clap::Command {
                 .long("migrate-only")
                 .action(ArgAction::SetTrue)
                 .help("Apply database migrations and exit (needs no API token)"),
+        )
+        .arg(
+            Arg::new("rewrap-secrets")
+                .long("rewrap-secrets")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("migrate-only")
+                .help(
+                    "Re-encrypt every stored secret under SECRET_ENCRYPTION_KEY and exit; safe while \
+                     servers run (PostgreSQL only, needs no API token)",
+                ),
         );
     for d in TABLE {
         let Some(flag) = d.flag else { continue };
@@ -117,6 +132,8 @@ where
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let command = if matches.get_flag("migrate-only") {
         Command::MigrateOnly
+    } else if matches.get_flag("rewrap-secrets") {
+        Command::RewrapSecrets
     } else {
         Command::Serve
     };
@@ -311,6 +328,29 @@ impl Layers {
         Ok(self.text(env)?.map(Secret::new))
     }
 
+    /// Key text decoded to bytes of one of `sizes` (§3.9).
+    fn key(&self, env: &str, sizes: &[usize]) -> Result<Option<Secret<Vec<u8>>>, SettingsError> {
+        Ok(self
+            .parsed(env, |text| actors::crypto::parse_key_text(text, sizes))?
+            .map(Secret::new))
+    }
+
+    /// A comma-separated list of keys.
+    fn keys(&self, env: &str, sizes: &[usize]) -> Result<Vec<Secret<Vec<u8>>>, SettingsError> {
+        let Some(text) = self.text(env)? else {
+            return Ok(Vec::new());
+        };
+        values::list(&text)
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                actors::crypto::parse_key_text(item, sizes)
+                    .map(Secret::new)
+                    .map_err(|e| invalid(def(env), format!("key {}: {e}", i + 1)))
+            })
+            .collect()
+    }
+
     fn url(&self, env: &str) -> Result<Option<String>, SettingsError> {
         self.parsed(env, values::http_url)
     }
@@ -329,23 +369,32 @@ impl Layers {
                     .to_owned(),
             ));
         }
+        let dsn = self.secret("DATABASE_URL")?;
+        let secrets = SecretsSettings {
+            encryption_key: self.key("SECRET_ENCRYPTION_KEY", ENCRYPTION_KEY_SIZES)?,
+            previous_keys: self.keys("SECRET_ENCRYPTION_KEY_PREVIOUS", ENCRYPTION_KEY_SIZES)?,
+        };
+        if command == Command::RewrapSecrets && dsn.is_none() {
+            return Err(SettingsError::Invalid(
+                "--rewrap-secrets needs PostgreSQL: set DATABASE_URL (memory mode keeps nothing to rewrap)".to_owned(),
+            ));
+        }
+        if dsn.is_some() && command != Command::MigrateOnly && secrets.encryption_key.is_none() {
+            return Err(SettingsError::Invalid(
+                "SECRET_ENCRYPTION_KEY must be set when using PostgreSQL".to_owned(),
+            ));
+        }
         Ok(Settings {
             server,
             database: DatabaseSettings {
-                dsn: self.secret("DATABASE_URL")?,
+                dsn,
                 max_connections: self.int("DATABASE_MAX_CONNECTIONS", 1)?,
                 connect_timeout: self.interval("DATABASE_CONNECT_TIMEOUT")?,
                 migrate: self.bool("MIGRATE")?,
             },
             auth,
             log: self.log()?,
-            secrets: SecretsSettings {
-                encryption_key: self.secret("SECRET_ENCRYPTION_KEY")?,
-                previous_keys: self
-                    .text("SECRET_ENCRYPTION_KEY_PREVIOUS")?
-                    .map(|v| values::list(&v).into_iter().map(Secret::new).collect())
-                    .unwrap_or_default(),
-            },
+            secrets,
             executor: self.executor()?,
             automation: AutomationSettings {
                 tick: self.interval("AUTOMATION_TICK")?,
@@ -382,7 +431,7 @@ impl Layers {
                 timeout: self.interval("RESOLVER_TIMEOUT")?,
             },
             random: RandomSettings {
-                signing_key: self.secret("RANDOM_SIGNING_KEY")?,
+                signing_key: self.key("RANDOM_SIGNING_KEY", &[32])?,
             },
             supervisor: SupervisorSettings {
                 max_restarts: self.int("SUPERVISOR_MAX_RESTARTS", 0)?,

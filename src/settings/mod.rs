@@ -74,10 +74,11 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// Decoded key bytes (16, 24 or 32), validated at load.
 #[derive(Debug, Clone)]
 pub struct SecretsSettings {
-    pub encryption_key: Option<Secret<String>>,
-    pub previous_keys: Vec<Secret<String>>,
+    pub encryption_key: Option<Secret<Vec<u8>>>,
+    pub previous_keys: Vec<Secret<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,8 @@ pub struct HttpClientSettings {
 
 #[derive(Debug, Clone)]
 pub struct RandomSettings {
-    pub signing_key: Option<Secret<String>>,
+    /// A 32-byte Ed25519 seed, validated at load.
+    pub signing_key: Option<Secret<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone)]

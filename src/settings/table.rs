@@ -39,11 +39,12 @@ impl Def {
         format!("{}.{}", self.section, self.key)
     }
 
-    /// `LOG_FORMAT (--log-format, log.format)`: how errors name the setting.
+    /// `LOG_FORMAT (--log-format, log.format)`: how errors name the setting. Key material
+    /// has no flag and is named by its variable alone (`invalid SECRET_ENCRYPTION_KEY: …`).
     pub fn describe(&self) -> String {
         match self.flag {
             Some(flag) => format!("{} (--{flag}, {})", self.env, self.path()),
-            None => format!("{} ({})", self.env, self.path()),
+            None => self.env.to_owned(),
         }
     }
 }

@@ -18,6 +18,8 @@ use tokio::sync::{Notify, OnceCell};
 use tokio_postgres::NoTls;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
+/// The encryption key PostgreSQL-mode apps get unless a test sets its own.
+pub const KEY: &str = "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Where the test PostgreSQL server is; any database on it works as the admin database.
 pub fn admin_url() -> String {
@@ -267,6 +269,7 @@ pub struct TestApp {
     pub client: awc::Client,
     pub db: Option<TestDb>,
     pub accounts: actors::supervisor::ActorHandle<actors::accounts::AccountsActor>,
+    pub secrets: actors::supervisor::ActorHandle<actors::secrets::SecretsActor>,
     shutdown: Arc<Notify>,
     stopped: actix_rt::task::JoinHandle<Result<(), service_layer::startup::StartupError>>,
 }
@@ -285,6 +288,8 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let mut env = options.env;
     if let Some(db) = &db {
         env.insert("DATABASE_URL".to_owned(), db.url.clone());
+        env.entry("SECRET_ENCRYPTION_KEY".to_owned())
+            .or_insert_with(|| KEY.to_owned());
     }
     let mut args = vec![
         "appserver".to_owned(),
@@ -303,6 +308,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_trigger();
     let accounts = app.accounts();
+    let secrets = app.secrets();
     let stopped = actix_rt::spawn(app.run_until_stopped());
     TestApp {
         base,
@@ -311,6 +317,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
             .finish(),
         db,
         accounts,
+        secrets,
         shutdown,
         stopped,
     }
@@ -453,6 +460,7 @@ pub fn appserver() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_appserver"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SECRET_ENCRYPTION_KEY", KEY)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -7,4 +7,6 @@ mod accounts;
 mod helpers;
 mod http;
 mod process;
+mod secrets;
 mod settings;
+mod tokens;

@@ -228,7 +228,7 @@ fn invalid_values_name_the_setting() {
     let file = TempFile::new("toml", "[secrets]\nencryption_key = [\"a\", \"b\"]\n");
     assert_eq!(
         err(&["--config", file.path(), "--api-tokens", "t"], &[]),
-        "invalid SECRET_ENCRYPTION_KEY (secrets.encryption_key): expected a single value, got a list"
+        "invalid SECRET_ENCRYPTION_KEY: expected a single value, got a list"
     );
 }
 
@@ -304,7 +304,7 @@ fn secrets_are_redacted_in_debug_output() {
             "postgres://u:hunter2@db/x",
         ],
         &[
-            ("SECRET_ENCRYPTION_KEY", "key-material-123"),
+            ("SECRET_ENCRYPTION_KEY", "key-material-123-key-material-12"),
             ("ORACLE_RESOLVER_KEY", "resolver-secret"),
         ],
     )
@@ -314,7 +314,7 @@ fn secrets_are_redacted_in_debug_output() {
     for secret in [
         "super-secret-admin-token",
         "hunter2",
-        "key-material-123",
+        "key-material",
         "resolver-secret",
     ] {
         assert!(!debug.contains(secret), "{secret} leaked into Debug output");
@@ -372,4 +372,58 @@ fn every_setting_is_documented() {
             def.path()
         );
     }
+}
+
+#[test]
+fn key_material_is_parsed_at_load() {
+    let t = ("API_TOKENS", "t");
+    assert_eq!(
+        err(&[], &[t, ("SECRET_ENCRYPTION_KEY", "hex:abcd")]),
+        "invalid SECRET_ENCRYPTION_KEY: hex key decodes to 2 bytes; expected 16, 24 or 32"
+    );
+    assert_eq!(
+        err(&[], &[t, ("SECRET_ENCRYPTION_KEY_PREVIOUS", "hex:00112233445566778899aabbccddeeff,short")]),
+        "invalid SECRET_ENCRYPTION_KEY_PREVIOUS: key 2: unrecognised key text of 5 characters: use base64:<text>, \
+         hex:<text>, 64 hex characters, 44 characters of padded base64, or 32 printable ASCII characters"
+    );
+    assert!(err(
+        &[],
+        &[
+            t,
+            ("RANDOM_SIGNING_KEY", "hex:00112233445566778899aabbccddeeff")
+        ]
+    )
+    .starts_with("invalid RANDOM_SIGNING_KEY: hex key decodes to 16 bytes; expected 32"));
+    let s = run(
+        &[],
+        &[
+            t,
+            (
+                "SECRET_ENCRYPTION_KEY",
+                "hex:00112233445566778899AABBCCDDEEFF",
+            ),
+        ],
+    )
+    .unwrap()
+    .settings;
+    assert_eq!(s.secrets.encryption_key.unwrap().expose().len(), 16);
+    // PostgreSQL needs a key (except to migrate); memory mode does not.
+    assert_eq!(
+        err(&["--dsn", "postgres://x@h/db"], &[t]),
+        "SECRET_ENCRYPTION_KEY must be set when using PostgreSQL"
+    );
+    assert!(run(&["--dsn", "postgres://x@h/db", "--migrate-only"], &[]).is_ok());
+    assert!(run(&[], &[t])
+        .unwrap()
+        .settings
+        .secrets
+        .encryption_key
+        .is_none());
+    // --rewrap-secrets is PostgreSQL-only and needs no API token.
+    assert!(err(&["--rewrap-secrets"], &[]).starts_with("--rewrap-secrets needs PostgreSQL"));
+    let rewrap = run(
+        &["--rewrap-secrets", "--dsn", "postgres://x@h/db"],
+        &[("SECRET_ENCRYPTION_KEY", &"k".repeat(32))],
+    );
+    assert_eq!(rewrap.unwrap().command, Command::RewrapSecrets);
 }

@@ -6,19 +6,23 @@ use super::{Account, AccountChanges, AccountsService, NewAccount};
 use crate::error::StoreError;
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
-use crate::supervisor::{ExitGuard, Stop, Traced};
+use crate::supervisor::{ExitGuard, Stop};
+use crate::tokens::TokensService;
 use actix::prelude::*;
 
 pub struct AccountsActor {
     service: AccountsService,
+    /// Account-scoped API tokens (part of the accounts subsystem).
+    pub(crate) tokens: TokensService,
     /// Tells the supervisor when this actor stops or crashes; dropped with the actor.
     _exit: ExitGuard,
 }
 
 impl AccountsActor {
-    pub fn new(service: AccountsService, exit: ExitGuard) -> Self {
+    pub fn new(service: AccountsService, tokens: TokensService, exit: ExitGuard) -> Self {
         Self {
             service,
+            tokens,
             _exit: exit,
         }
     }
@@ -67,26 +71,10 @@ pub struct UpdateAccount {
 #[rtype(result = "Result<(), StoreError>")]
 pub struct DeleteAccount(pub AccountId);
 
-/// Forwards a traced message to a service method as a future run in the caller's span.
-macro_rules! forward {
-    ($msg:ty, |$svc:ident, $m:ident| $call:expr) => {
-        impl Handler<Traced<$msg>> for AccountsActor {
-            type Result = ResponseFuture<<$msg as Message>::Result>;
-
-            fn handle(&mut self, traced: Traced<$msg>, _: &mut Self::Context) -> Self::Result {
-                let $svc = self.service.clone();
-                let $m = traced.msg;
-                Box::pin(Traced::<()>::within(
-                    traced.span,
-                    async move { $call.await },
-                ))
-            }
-        }
-    };
-}
-
-forward!(CreateAccount, |svc, m| svc.create(m.0));
-forward!(GetAccount, |svc, m| svc.get(m.0));
-forward!(ListAccounts, |svc, m| svc.list(m.page, m.only));
-forward!(UpdateAccount, |svc, m| svc.update(m.id, m.changes));
-forward!(DeleteAccount, |svc, m| svc.delete(m.0));
+forward!(AccountsActor, CreateAccount, |svc, m| svc.create(m.0));
+forward!(AccountsActor, GetAccount, |svc, m| svc.get(m.0));
+forward!(AccountsActor, ListAccounts, |svc, m| svc
+    .list(m.page, m.only));
+forward!(AccountsActor, UpdateAccount, |svc, m| svc
+    .update(m.id, m.changes));
+forward!(AccountsActor, DeleteAccount, |svc, m| svc.delete(m.0));

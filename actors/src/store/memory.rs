@@ -3,7 +3,9 @@
 //! Critical sections never await, so a std mutex is the right tool.
 
 use crate::accounts::Account;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, SecretId, TokenId};
+use crate::secrets::{SealedVersion, SecretMetadata};
+use crate::tokens::ApiToken;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -50,17 +52,148 @@ impl AccountTable {
     }
 }
 
+/// A secret with every version, oldest first.
+#[derive(Debug, Clone)]
+pub struct SecretRow {
+    pub meta: SecretMetadata,
+    pub versions: Vec<SealedVersion>,
+}
+
+type ListKey = (AccountId, chrono::DateTime<chrono::Utc>, SecretId);
+
+/// Secrets indexed by id, by `(account, lower(name))` and in list order per account.
+#[derive(Debug, Default)]
+pub struct SecretTable {
+    by_id: HashMap<SecretId, SecretRow>,
+    by_name: HashMap<(AccountId, String), SecretId>,
+    order: BTreeMap<ListKey, ()>,
+}
+
+impl SecretTable {
+    pub fn insert(&mut self, row: SecretRow) {
+        let meta = &row.meta;
+        self.by_name
+            .insert((meta.account_id, meta.name.to_ascii_lowercase()), meta.id);
+        self.order
+            .insert((meta.account_id, meta.created_at, meta.id), ());
+        self.by_id.insert(meta.id, row);
+    }
+
+    pub fn by_name(&self, account: AccountId, name_key: &str) -> Option<&SecretRow> {
+        let id = self.by_name.get(&(account, name_key.to_owned()))?;
+        self.by_id.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &SecretId) -> Option<&mut SecretRow> {
+        self.by_id.get_mut(id)
+    }
+
+    pub fn remove(&mut self, id: &SecretId) -> Option<SecretRow> {
+        let row = self.by_id.remove(id)?;
+        let meta = &row.meta;
+        self.by_name
+            .remove(&(meta.account_id, meta.name.to_ascii_lowercase()));
+        self.order
+            .remove(&(meta.account_id, meta.created_at, meta.id));
+        Some(row)
+    }
+
+    /// One account's secrets in list order, strictly after `after`.
+    pub fn iter_account(
+        &self,
+        account: AccountId,
+        after: Option<(chrono::DateTime<chrono::Utc>, SecretId)>,
+    ) -> impl Iterator<Item = &SecretRow> + '_ {
+        use std::ops::Bound;
+        let lower = match after {
+            Some((at, id)) => Bound::Excluded((account, at, id)),
+            None => Bound::Included((
+                account,
+                chrono::DateTime::<chrono::Utc>::MIN_UTC,
+                SecretId::from(uuid::Uuid::nil()),
+            )),
+        };
+        self.order
+            .range((lower, Bound::Unbounded))
+            .take_while(move |((a, _, _), ())| *a == account)
+            .filter_map(|((_, _, id), ())| self.by_id.get(id))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &SecretRow> + '_ {
+        self.by_id.values()
+    }
+
+    fn remove_account(&mut self, account: &AccountId) {
+        let ids: Vec<SecretId> = self
+            .by_id
+            .values()
+            .filter(|r| r.meta.account_id == *account)
+            .map(|r| r.meta.id)
+            .collect();
+        for id in ids {
+            self.remove(&id);
+        }
+    }
+}
+
+/// Account tokens by id, with the hash index that authentication uses.
+#[derive(Debug, Default)]
+pub struct TokenTable {
+    by_id: HashMap<TokenId, (ApiToken, [u8; 32])>,
+    by_hash: HashMap<[u8; 32], TokenId>,
+}
+
+impl TokenTable {
+    pub fn insert(&mut self, token: ApiToken, hash: [u8; 32]) {
+        self.by_hash.insert(hash, token.id);
+        self.by_id.insert(token.id, (token, hash));
+    }
+
+    pub fn get(&self, id: &TokenId) -> Option<&ApiToken> {
+        self.by_id.get(id).map(|(t, _)| t)
+    }
+
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&ApiToken> {
+        self.by_hash.get(hash).and_then(|id| self.get(id))
+    }
+
+    pub fn of_account(&self, account: AccountId) -> impl Iterator<Item = &ApiToken> + '_ {
+        self.by_id
+            .values()
+            .map(|(t, _)| t)
+            .filter(move |t| t.account_id == account)
+    }
+
+    pub fn remove(&mut self, id: &TokenId) {
+        if let Some((_, hash)) = self.by_id.remove(id) {
+            self.by_hash.remove(&hash);
+        }
+    }
+
+    fn remove_account(&mut self, account: &AccountId) {
+        let ids: Vec<TokenId> = self.of_account(*account).map(|t| t.id).collect();
+        for id in ids {
+            self.remove(&id);
+        }
+    }
+}
+
 /// All tables of memory mode.
 #[derive(Debug, Default)]
 pub struct Tables {
     pub accounts: AccountTable,
+    pub secrets: SecretTable,
+    pub tokens: TokenTable,
 }
 
 impl Tables {
     /// Removes an account and, as `ON DELETE CASCADE` would, every row under it. Each
     /// domain that adds a table adds its cascade here.
     pub fn delete_account(&mut self, id: &AccountId) -> Option<Account> {
-        self.accounts.remove(id)
+        let account = self.accounts.remove(id)?;
+        self.secrets.remove_account(id);
+        self.tokens.remove_account(id);
+        Some(account)
     }
 }
 

@@ -7,6 +7,8 @@ pub mod migrations;
 pub mod postgres;
 
 use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
+use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
+use crate::tokens::{MemoryTokenStore, PgTokenStore, TokenStore};
 use std::sync::Arc;
 
 pub use deadpool_postgres::Pool as PgPool;
@@ -17,6 +19,8 @@ pub use postgres::{connect, PgOptions};
 #[derive(Clone)]
 pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub tokens: Arc<dyn TokenStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -25,7 +29,9 @@ impl Stores {
     pub fn memory() -> Self {
         let db = Arc::new(MemoryDb::default());
         Self {
-            accounts: Arc::new(MemoryAccountStore::new(db)),
+            accounts: Arc::new(MemoryAccountStore::new(db.clone())),
+            secrets: Arc::new(MemorySecretStore::new(db.clone())),
+            tokens: Arc::new(MemoryTokenStore::new(db)),
             pool: None,
         }
     }
@@ -33,6 +39,8 @@ impl Stores {
     pub fn postgres(pool: deadpool_postgres::Pool) -> Self {
         Self {
             accounts: Arc::new(PgAccountStore::new(pool.clone())),
+            secrets: Arc::new(PgSecretStore::new(pool.clone())),
+            tokens: Arc::new(PgTokenStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -1,0 +1,212 @@
+//! `/accounts/{id}/secrets` routes. Values go in, metadata comes out: no route ever
+//! returns a secret value.
+
+use super::auth::AccountPath;
+use super::error::ApiError;
+use super::extract::{JsonBody, NoParams, Query};
+use super::json::timestamp;
+use super::pagination::{ListBody, ListQuery};
+use super::state::AppState;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::accounts::GetAccount;
+use actors::secrets::{
+    CreateSecret, DeleteSecret, GetSecret, ListSecrets, SecretMetadata, SecretName, SecretValue,
+    SecretsActor, UpdateSecret,
+};
+use actors::supervisor::Traced;
+use actors::AccountId;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct SecretBody {
+    id: String,
+    account_id: String,
+    name: String,
+    version: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<SecretMetadata> for SecretBody {
+    fn from(m: SecretMetadata) -> Self {
+        Self {
+            id: m.id.to_string(),
+            account_id: m.account_id.to_string(),
+            name: m.name,
+            version: m.version,
+            created_at: timestamp(&m.created_at),
+            updated_at: timestamp(&m.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    name: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    value: Option<String>,
+}
+
+fn list_scope(account: AccountId) -> String {
+    format!("accounts/{account}/secrets")
+}
+
+async fn ask<M, R>(state: &AppState, msg: M, what: &str) -> Result<R, ApiError>
+where
+    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
+    R: Send + 'static,
+    SecretsActor: actix::Handler<Traced<M>>,
+{
+    state
+        .secrets
+        .call(msg)
+        .await?
+        .map_err(|e| ApiError::from_store(e, what))
+}
+
+/// A secret named in the path; names that cannot exist are simply not found.
+fn secret_name(raw: &str) -> Result<SecretName, ApiError> {
+    SecretName::from_path(raw).ok_or_else(|| ApiError::not_found("secret"))
+}
+
+fn value(raw: Option<String>) -> Result<SecretValue, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::Validation("value: is required".to_owned()))?;
+    Ok(SecretValue::parse(raw)?)
+}
+
+/// `If-Match: 3` or `If-Match: "3"`; `*` (any version) is the same as no header.
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let unquoted = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    unquoted
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 1)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "If-Match: expected a version such as 3 or \"3\", got {text:?}"
+            ))
+        })
+}
+
+/// 404 for an account that does not exist (lists would otherwise be empty).
+pub async fn require_account(state: &AppState, account: AccountId) -> Result<(), ApiError> {
+    state
+        .accounts
+        .call(GetAccount(account))
+        .await?
+        .map(|_| ())
+        .map_err(|e| ApiError::from_store(e, "account"))
+}
+
+pub async fn create(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    _: Query<NoParams>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let name = SecretName::parse(body.name.as_deref().unwrap_or_default())?;
+    let value = value(body.value)?;
+    let meta = ask(
+        &state,
+        CreateSecret {
+            account,
+            name,
+            value,
+        },
+        "account",
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(SecretBody::from(meta)))
+}
+
+pub async fn list(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    Query(params): ListQuery,
+) -> Result<HttpResponse, ApiError> {
+    let scope = list_scope(account);
+    let page = params.page(&scope)?;
+    require_account(&state, account).await?;
+    let secrets = ask(&state, ListSecrets { account, page }, "account").await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(secrets, &scope, SecretBody::from)))
+}
+
+pub async fn get(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let name = secret_name(&path.1)?;
+    let meta = ask(&state, GetSecret { account, name }, "secret").await?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", meta.version))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .json(SecretBody::from(meta)))
+}
+
+pub async fn update(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let name = secret_name(&path.1)?;
+    let if_match = if_match(&req)?;
+    let value = value(body.value)?;
+    let meta = ask(
+        &state,
+        UpdateSecret {
+            account,
+            name,
+            value,
+            if_match,
+        },
+        "secret",
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(SecretBody::from(meta)))
+}
+
+pub async fn delete(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let name = secret_name(&path.1)?;
+    let if_match = if_match(&req)?;
+    ask(
+        &state,
+        DeleteSecret {
+            account,
+            name,
+            if_match,
+        },
+        "secret",
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,144 @@
+//! `/accounts/{id}/tokens` routes (admin only). The token value appears once, in the
+//! creation response.
+
+use super::auth::{AccountPath, AdminOnly};
+use super::error::ApiError;
+use super::extract::{JsonBody, NoParams, Query};
+use super::json::timestamp;
+use super::pagination::{ListBody, ListQuery};
+use super::secrets::require_account;
+use super::state::AppState;
+use actix_web::{web, HttpResponse};
+use actors::accounts::AccountsActor;
+use actors::ids::TokenId;
+use actors::supervisor::Traced;
+use actors::tokens::{ApiToken, DeleteToken, GetToken, IssueToken, ListTokens, TokenName};
+use actors::AccountId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct TokenBody {
+    id: String,
+    account_id: String,
+    name: String,
+    token_prefix: String,
+    expires_at: Option<String>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl From<ApiToken> for TokenBody {
+    fn from(t: ApiToken) -> Self {
+        Self {
+            id: t.id.to_string(),
+            account_id: t.account_id.to_string(),
+            name: t.name,
+            token_prefix: t.token_prefix,
+            expires_at: t.expires_at.as_ref().map(timestamp),
+            created_at: timestamp(&t.created_at),
+            token: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    name: Option<String>,
+    expires_at: Option<String>,
+}
+
+fn list_scope(account: AccountId) -> String {
+    format!("accounts/{account}/tokens")
+}
+
+fn token_id(raw: &str) -> Result<TokenId, ApiError> {
+    TokenId::parse(raw).ok_or_else(|| ApiError::not_found("token"))
+}
+
+async fn ask<M, R>(state: &AppState, msg: M, what: &str) -> Result<R, ApiError>
+where
+    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
+    R: Send + 'static,
+    AccountsActor: actix::Handler<Traced<M>>,
+{
+    state
+        .accounts
+        .call(msg)
+        .await?
+        .map_err(|e| ApiError::from_store(e, what))
+}
+
+pub async fn create(
+    _: AdminOnly,
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    _: Query<NoParams>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let name = TokenName::parse(body.name.as_deref().unwrap_or_default())?;
+    let expires_at = body
+        .expires_at
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::Validation(format!(
+                        "expires_at: expected an RFC 3339 timestamp, got {text:?}"
+                    ))
+                })
+        })
+        .transpose()?;
+    let issued = ask(
+        &state,
+        IssueToken {
+            account,
+            name,
+            expires_at,
+        },
+        "account",
+    )
+    .await??;
+    let mut body = TokenBody::from(issued.token);
+    body.token = Some(issued.value);
+    Ok(HttpResponse::Created().json(body))
+}
+
+pub async fn list(
+    _: AdminOnly,
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    Query(params): ListQuery,
+) -> Result<HttpResponse, ApiError> {
+    let scope = list_scope(account);
+    let page = params.page(&scope)?;
+    require_account(&state, account).await?;
+    let tokens = ask(&state, ListTokens { account, page }, "account").await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(tokens, &scope, TokenBody::from)))
+}
+
+pub async fn get(
+    _: AdminOnly,
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = token_id(&path.1)?;
+    let token = ask(&state, GetToken { account, id }, "token").await?;
+    Ok(HttpResponse::Ok().json(TokenBody::from(token)))
+}
+
+pub async fn delete(
+    _: AdminOnly,
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = token_id(&path.1)?;
+    ask(&state, DeleteToken { account, id }, "token").await?;
+    Ok(HttpResponse::NoContent().finish())
+}

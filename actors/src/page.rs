@@ -50,6 +50,11 @@ impl Default for PageRequest {
     }
 }
 
+/// Items that can be listed: they know their position in list order.
+pub trait Keyed {
+    fn page_key(&self) -> PageKey;
+}
+
 /// One page of items; `next` is set exactly when more items existed when it was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -57,18 +62,14 @@ pub struct Page<T> {
     pub next: Option<PageKey>,
 }
 
-impl<T> Page<T> {
+impl<T: Keyed> Page<T> {
     /// Builds a page from up to `limit + 1` fetched rows: the extra row only proves that a
     /// next page exists and is dropped.
-    pub fn from_overfetch(
-        mut rows: Vec<T>,
-        req: &PageRequest,
-        key: impl Fn(&T) -> PageKey,
-    ) -> Self {
+    pub fn from_overfetch(mut rows: Vec<T>, req: &PageRequest) -> Self {
         let limit = req.limit() as usize;
         let next = if rows.len() > limit {
             rows.truncate(limit);
-            rows.last().map(key)
+            rows.last().map(Keyed::page_key)
         } else {
             None
         };

@@ -1,6 +1,7 @@
 //! `/accounts` routes: thin handlers that turn DTOs into domain types, send a message to
 //! the accounts actor and map the reply.
 
+use super::ask;
 use super::auth::{AccountPath, AdminOnly, Caller};
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
@@ -9,11 +10,10 @@ use super::pagination::{ListBody, ListQuery};
 use super::state::AppState;
 use actix_web::{web, HttpResponse};
 use actors::accounts::{
-    Account, AccountChanges, AccountsActor, CreateAccount, DeleteAccount, GetAccount, ListAccounts,
-    Metadata, NewAccount, Owner, UpdateAccount,
+    Account, AccountChanges, CreateAccount, DeleteAccount, GetAccount, ListAccounts, Metadata,
+    NewAccount, Owner, UpdateAccount,
 };
 use actors::patch::Patch;
-use actors::supervisor::Traced;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -56,21 +56,6 @@ pub struct PatchBody {
     metadata: Patch<BTreeMap<String, String>>,
 }
 
-/// Sends a message to the accounts actor and maps both failure layers (actor unavailable,
-/// store error) to API errors.
-async fn ask<M, R>(state: &AppState, msg: M) -> Result<R, ApiError>
-where
-    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
-    R: Send + 'static,
-    AccountsActor: actix::Handler<Traced<M>>,
-{
-    state
-        .accounts
-        .call(msg)
-        .await?
-        .map_err(|e| ApiError::from_store(e, "account"))
-}
-
 pub async fn create(
     _: AdminOnly,
     state: web::Data<AppState>,
@@ -81,7 +66,7 @@ pub async fn create(
         owner: Owner::parse(body.owner.as_deref().unwrap_or_default())?,
         metadata: Metadata::parse(body.metadata.unwrap_or_default())?,
     };
-    let account = ask(&state, CreateAccount(new)).await?;
+    let account = ask(&state.accounts, CreateAccount(new), "account").await?;
     Ok(HttpResponse::Created().json(AccountBody::from(account)))
 }
 
@@ -92,7 +77,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(LIST_SCOPE)?;
     let only = caller.only_account();
-    let accounts = ask(&state, ListAccounts { page, only }).await?;
+    let accounts = ask(&state.accounts, ListAccounts { page, only }, "account").await?;
     Ok(HttpResponse::Ok().json(ListBody::new(accounts, LIST_SCOPE, AccountBody::from)))
 }
 
@@ -101,7 +86,7 @@ pub async fn get(
     state: web::Data<AppState>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = ask(&state, GetAccount(id)).await?;
+    let account = ask(&state.accounts, GetAccount(id), "account").await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -122,7 +107,7 @@ pub async fn update(
         Patch::Value(map) => Some(Metadata::parse(map)?),
     };
     let changes = AccountChanges { owner, metadata };
-    let account = ask(&state, UpdateAccount { id, changes }).await?;
+    let account = ask(&state.accounts, UpdateAccount { id, changes }, "account").await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -132,6 +117,6 @@ pub async fn delete(
     state: web::Data<AppState>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    ask(&state, DeleteAccount(id)).await?;
+    ask(&state.accounts, DeleteAccount(id), "account").await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -15,7 +15,22 @@ pub mod system;
 pub mod tokens;
 
 use actix_web::{web, HttpRequest};
+use actors::supervisor::{ActorHandle, Traced};
 use error::ApiError;
+
+/// Sends `msg` to a subsystem actor and maps both failure layers (actor unavailable →
+/// 503, store error → its API error, naming `what` for a 404).
+pub async fn ask<A, M, R>(actor: &ActorHandle<A>, msg: M, what: &str) -> Result<R, ApiError>
+where
+    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Traced<M>>,
+    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
+    R: Send + 'static,
+{
+    actor
+        .call(msg)
+        .await?
+        .map_err(|e| ApiError::from_store(e, what))
+}
 
 /// A handler for a known path with a method it does not serve: 405 with `Allow`.
 fn not_allowed(allow: &'static str) -> actix_web::Route {

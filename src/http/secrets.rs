@@ -1,6 +1,7 @@
 //! `/accounts/{id}/secrets` routes. Values go in, metadata comes out: no route ever
 //! returns a secret value.
 
+use super::ask;
 use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
@@ -12,9 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actors::accounts::GetAccount;
 use actors::secrets::{
     CreateSecret, DeleteSecret, GetSecret, ListSecrets, SecretMetadata, SecretName, SecretValue,
-    SecretsActor, UpdateSecret,
+    UpdateSecret,
 };
-use actors::supervisor::Traced;
 use actors::AccountId;
 use serde::{Deserialize, Serialize};
 
@@ -56,19 +56,6 @@ pub struct UpdateBody {
 
 fn list_scope(account: AccountId) -> String {
     format!("accounts/{account}/secrets")
-}
-
-async fn ask<M, R>(state: &AppState, msg: M, what: &str) -> Result<R, ApiError>
-where
-    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
-    R: Send + 'static,
-    SecretsActor: actix::Handler<Traced<M>>,
-{
-    state
-        .secrets
-        .call(msg)
-        .await?
-        .map_err(|e| ApiError::from_store(e, what))
 }
 
 /// A secret named in the path; names that cannot exist are simply not found.
@@ -125,7 +112,7 @@ pub async fn create(
     let name = SecretName::parse(body.name.as_deref().unwrap_or_default())?;
     let value = value(body.value)?;
     let meta = ask(
-        &state,
+        &state.secrets,
         CreateSecret {
             account,
             name,
@@ -145,7 +132,7 @@ pub async fn list(
     let scope = list_scope(account);
     let page = params.page(&scope)?;
     require_account(&state, account).await?;
-    let secrets = ask(&state, ListSecrets { account, page }, "account").await?;
+    let secrets = ask(&state.secrets, ListSecrets { account, page }, "account").await?;
     Ok(HttpResponse::Ok().json(ListBody::new(secrets, &scope, SecretBody::from)))
 }
 
@@ -156,7 +143,7 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let name = secret_name(&path.1)?;
-    let meta = ask(&state, GetSecret { account, name }, "secret").await?;
+    let meta = ask(&state.secrets, GetSecret { account, name }, "secret").await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", meta.version))
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(HttpResponse::Ok()
@@ -176,7 +163,7 @@ pub async fn update(
     let if_match = if_match(&req)?;
     let value = value(body.value)?;
     let meta = ask(
-        &state,
+        &state.secrets,
         UpdateSecret {
             account,
             name,
@@ -199,7 +186,7 @@ pub async fn delete(
     let name = secret_name(&path.1)?;
     let if_match = if_match(&req)?;
     ask(
-        &state,
+        &state.secrets,
         DeleteSecret {
             account,
             name,

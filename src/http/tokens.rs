@@ -1,6 +1,7 @@
 //! `/accounts/{id}/tokens` routes (admin only). The token value appears once, in the
 //! creation response.
 
+use super::ask;
 use super::auth::{AccountPath, AdminOnly};
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
@@ -9,9 +10,7 @@ use super::pagination::{ListBody, ListQuery};
 use super::secrets::require_account;
 use super::state::AppState;
 use actix_web::{web, HttpResponse};
-use actors::accounts::AccountsActor;
 use actors::ids::TokenId;
-use actors::supervisor::Traced;
 use actors::tokens::{ApiToken, DeleteToken, GetToken, IssueToken, ListTokens, TokenName};
 use actors::AccountId;
 use chrono::{DateTime, Utc};
@@ -58,19 +57,6 @@ fn token_id(raw: &str) -> Result<TokenId, ApiError> {
     TokenId::parse(raw).ok_or_else(|| ApiError::not_found("token"))
 }
 
-async fn ask<M, R>(state: &AppState, msg: M, what: &str) -> Result<R, ApiError>
-where
-    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
-    R: Send + 'static,
-    AccountsActor: actix::Handler<Traced<M>>,
-{
-    state
-        .accounts
-        .call(msg)
-        .await?
-        .map_err(|e| ApiError::from_store(e, what))
-}
-
 pub async fn create(
     _: AdminOnly,
     AccountPath(account): AccountPath,
@@ -92,7 +78,7 @@ pub async fn create(
         })
         .transpose()?;
     let issued = ask(
-        &state,
+        &state.accounts,
         IssueToken {
             account,
             name,
@@ -115,7 +101,7 @@ pub async fn list(
     let scope = list_scope(account);
     let page = params.page(&scope)?;
     require_account(&state, account).await?;
-    let tokens = ask(&state, ListTokens { account, page }, "account").await?;
+    let tokens = ask(&state.accounts, ListTokens { account, page }, "account").await?;
     Ok(HttpResponse::Ok().json(ListBody::new(tokens, &scope, TokenBody::from)))
 }
 
@@ -127,7 +113,7 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = token_id(&path.1)?;
-    let token = ask(&state, GetToken { account, id }, "token").await?;
+    let token = ask(&state.accounts, GetToken { account, id }, "token").await?;
     Ok(HttpResponse::Ok().json(TokenBody::from(token)))
 }
 
@@ -139,6 +125,6 @@ pub async fn delete(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = token_id(&path.1)?;
-    ask(&state, DeleteToken { account, id }, "token").await?;
+    ask(&state.accounts, DeleteToken { account, id }, "token").await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -141,12 +141,7 @@ async fn list_paginates_in_creation_order(backend: Backend) {
         }
         // An insert between pages does not disturb the walk (keyset pagination).
         if pages == 1 {
-            ids.push(
-                app.create_account("late").await["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
+            ids.push(app.create_account_id("late").await);
         }
     }
     assert_eq!(pages, 3);

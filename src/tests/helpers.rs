@@ -445,6 +445,14 @@ impl TestApp {
         res.json()
     }
 
+    /// Creates an account and returns its id.
+    pub async fn create_account_id(&self, owner: &str) -> String {
+        self.create_account(owner).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
     /// Orderly shutdown, as on SIGTERM; waits until it has finished.
     pub async fn stop(self) {
         self.shutdown.notify_one();

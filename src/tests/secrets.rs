@@ -20,10 +20,7 @@ both_stores!(
 
 /// Creates an account and returns (its id, its secrets base path).
 async fn account(app: &TestApp, owner: &str) -> (String, String) {
-    let id = app.create_account(owner).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_account_id(owner).await;
     let base = format!("/accounts/{id}/secrets");
     (id, base)
 }

@@ -20,6 +20,14 @@ async fn issue(app: &TestApp, account: &str, body: Value) -> Value {
     res.json()
 }
 
+/// Issues a token and returns its value.
+async fn issue_value(app: &TestApp, account: &str, name: &str) -> String {
+    issue(app, account, json!({"name": name})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A request with an arbitrary bearer token.
 async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
     let req = app
@@ -118,22 +126,10 @@ async fn token_lifecycle(backend: Backend) {
 
 async fn scoped_tokens_are_isolated_across_accounts(backend: Backend) {
     let app = spawn_app(backend).await;
-    let a = app.create_account("alice").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = app.create_account("bob").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token_a = issue(&app, &a, json!({"name": "a"})).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token_b = issue(&app, &b, json!({"name": "b"})).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = app.create_account_id("alice").await;
+    let b = app.create_account_id("bob").await;
+    let token_a = issue_value(&app, &a, "a").await;
+    let token_b = issue_value(&app, &b, "b").await;
     app.post(
         &format!("/accounts/{b}/secrets"),
         &json!({"name": "shared", "value": "bob"}),
@@ -204,10 +200,7 @@ async fn scoped_tokens_are_isolated_across_accounts(backend: Backend) {
 
 async fn token_input_rules_and_expiry(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = app.create_account("alice").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_account_id("alice").await;
     let base = format!("/accounts/{id}/tokens");
     app.post(&base, &json!({}))
         .await
@@ -257,14 +250,8 @@ async fn token_input_rules_and_expiry(backend: Backend) {
 
 async fn deleting_the_account_revokes_its_tokens(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = app.create_account("alice").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = issue(&app, &id, json!({"name": "t"})).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_account_id("alice").await;
+    let token = issue_value(&app, &id, "t").await;
     assert_eq!(app.delete(&format!("/accounts/{id}")).await.status, 204);
     call(&app, &token, Method::GET, "/accounts", None)
         .await
@@ -278,14 +265,8 @@ async fn metrics_behind_a_token_are_admin_only() {
         AppOptions::default().arg("--metrics-require-token"),
     )
     .await;
-    let id = app.create_account("alice").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = issue(&app, &id, json!({"name": "t"})).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_account_id("alice").await;
+    let token = issue_value(&app, &id, "t").await;
     call(&app, &token, Method::GET, "/metrics", None)
         .await
         .assert_error(403, "forbidden", "this route needs an admin token");

@@ -22,6 +22,15 @@ pub struct Account {
     pub updated_at: DateTime<Utc>,
 }
 
+impl crate::page::Keyed for Account {
+    fn page_key(&self) -> crate::page::PageKey {
+        crate::page::PageKey {
+            at: self.created_at,
+            id: *self.id.as_uuid(),
+        }
+    }
+}
+
 /// The account owner: trimmed, 1-256 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner(String);

@@ -3,7 +3,7 @@
 use super::{Account, AccountChanges, AccountStore};
 use crate::error::StoreError;
 use crate::ids::AccountId;
-use crate::page::{Page, PageKey, PageRequest};
+use crate::page::{Page, PageRequest};
 use crate::store::MemoryDb;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -15,13 +15,6 @@ pub struct MemoryAccountStore {
 impl MemoryAccountStore {
     pub fn new(db: Arc<MemoryDb>) -> Self {
         Self { db }
-    }
-}
-
-pub(super) fn page_key(account: &Account) -> PageKey {
-    PageKey {
-        at: account.created_at,
-        id: *account.id.as_uuid(),
     }
 }
 
@@ -55,7 +48,7 @@ impl AccountStore for MemoryAccountStore {
             .take(page.fetch_limit() as usize)
             .cloned()
             .collect();
-        Ok(Page::from_overfetch(rows, &page, page_key))
+        Ok(Page::from_overfetch(rows, &page))
     }
 
     async fn update(

@@ -94,11 +94,7 @@ impl AccountStore for PgAccountStore {
             .query(&stmt, &[&after_at, &after_id, &only, &page.fetch_limit()])
             .await?;
         let accounts = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(
-            accounts,
-            &page,
-            super::memory::page_key,
-        ))
+        Ok(Page::from_overfetch(accounts, &page))
     }
 
     async fn update(

@@ -101,6 +101,15 @@ pub struct SecretMetadata {
     pub updated_at: DateTime<Utc>,
 }
 
+impl crate::page::Keyed for SecretMetadata {
+    fn page_key(&self) -> crate::page::PageKey {
+        crate::page::PageKey {
+            at: self.created_at,
+            id: *self.id.as_uuid(),
+        }
+    }
+}
+
 /// One stored version: its ciphertext in the `crypto` wire format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedVersion {

@@ -3,7 +3,7 @@
 use super::{SealedVersion, SecretMetadata, SecretStore, VersionRef};
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
-use crate::page::{Page, PageKey, PageRequest};
+use crate::page::{Page, PageRequest};
 use crate::store::memory::{SecretRow, Tables};
 use crate::store::MemoryDb;
 use chrono::{DateTime, Utc};
@@ -16,13 +16,6 @@ pub struct MemorySecretStore {
 impl MemorySecretStore {
     pub fn new(db: Arc<MemoryDb>) -> Self {
         Self { db }
-    }
-}
-
-fn page_key(meta: &SecretMetadata) -> PageKey {
-    PageKey {
-        at: meta.created_at,
-        id: *meta.id.as_uuid(),
     }
 }
 
@@ -78,7 +71,7 @@ impl SecretStore for MemorySecretStore {
             .take(page.fetch_limit() as usize)
             .map(|row| row.meta.clone())
             .collect();
-        Ok(Page::from_overfetch(rows, &page, page_key))
+        Ok(Page::from_overfetch(rows, &page))
     }
 
     async fn add_version(

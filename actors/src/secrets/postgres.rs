@@ -5,7 +5,7 @@
 use super::{SealedVersion, SecretMetadata, SecretStore, VersionRef};
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
-use crate::page::{Page, PageKey, PageRequest};
+use crate::page::{Page, PageRequest};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
@@ -33,13 +33,6 @@ fn meta_from(row: &Row) -> Result<SecretMetadata, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
-}
-
-fn page_key(meta: &SecretMetadata) -> PageKey {
-    PageKey {
-        at: meta.created_at,
-        id: *meta.id.as_uuid(),
-    }
 }
 
 fn mismatch(current: i64, expected: i64) -> StoreError {
@@ -134,7 +127,7 @@ impl SecretStore for PgSecretStore {
             )
             .await?;
         let items = rows.iter().map(meta_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page, page_key))
+        Ok(Page::from_overfetch(items, &page))
     }
 
     async fn add_version(

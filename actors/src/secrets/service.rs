@@ -240,3 +240,78 @@ fn crypto_knows(keys: &KeyRing, id: &str) -> bool {
 fn mismatch(current: i64, expected: i64) -> StoreError {
     StoreError::VersionMismatch(format!("secret is at version {current}, not {expected}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{Account, AccountStore, MemoryAccountStore};
+    use crate::crypto::Key;
+    use crate::secrets::MemorySecretStore;
+    use crate::store::MemoryDb;
+    use crate::SystemClock;
+
+    fn service(db: &Arc<MemoryDb>, current: u8, previous: &[u8]) -> SecretsService {
+        let ring = KeyRing::new(
+            Key::from_bytes(&[current; 32]).unwrap(),
+            previous
+                .iter()
+                .map(|b| Key::from_bytes(&[*b; 32]).unwrap())
+                .collect(),
+        );
+        SecretsService::new(
+            Arc::new(MemorySecretStore::new(db.clone())),
+            Arc::new(ring),
+            Arc::new(SystemClock),
+        )
+    }
+
+    #[actix_rt::test]
+    async fn unknown_key_ids_and_rewrap_in_memory() {
+        let db = Arc::new(MemoryDb::default());
+        let now = SystemClock.now();
+        let account = Account {
+            id: AccountId::generate(),
+            owner: "o".into(),
+            metadata: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        MemoryAccountStore::new(db.clone())
+            .insert(&account)
+            .await
+            .unwrap();
+        let old = service(&db, 1, &[]);
+        let name = SecretName::parse("k").unwrap();
+        old.create(
+            account.id,
+            name.clone(),
+            SecretValue::parse("v".into()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(old.unknown_key_ids().await.unwrap().is_empty());
+
+        let new_only = service(&db, 2, &[]);
+        let old_id = KeyRing::new(Key::from_bytes(&[1; 32]).unwrap(), vec![])
+            .current_id()
+            .to_string();
+        assert_eq!(new_only.unknown_key_ids().await.unwrap(), vec![old_id]);
+
+        let rotated = service(&db, 2, &[1]);
+        let report = rotated.rewrap().await.unwrap();
+        assert_eq!(
+            report,
+            RewrapReport {
+                rewrapped: 1,
+                already_current: 0,
+                failed: 0
+            }
+        );
+        assert!(new_only.unknown_key_ids().await.unwrap().is_empty());
+        let got = new_only
+            .resolve(account.id, std::slice::from_ref(&name))
+            .await
+            .unwrap();
+        assert_eq!(got["k"], "v");
+    }
+}

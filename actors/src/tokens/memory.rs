@@ -3,7 +3,7 @@
 use super::{ApiToken, TokenStore};
 use crate::error::StoreError;
 use crate::ids::{AccountId, TokenId};
-use crate::page::{Page, PageKey, PageRequest};
+use crate::page::{Page, PageRequest};
 use crate::store::MemoryDb;
 use std::sync::Arc;
 
@@ -14,13 +14,6 @@ pub struct MemoryTokenStore {
 impl MemoryTokenStore {
     pub fn new(db: Arc<MemoryDb>) -> Self {
         Self { db }
-    }
-}
-
-fn page_key(t: &ApiToken) -> PageKey {
-    PageKey {
-        at: t.created_at,
-        id: *t.id.as_uuid(),
     }
 }
 
@@ -52,7 +45,7 @@ impl TokenStore for MemoryTokenStore {
             .collect();
         rows.sort_by_key(|t| (t.created_at, t.id));
         rows.truncate(page.fetch_limit() as usize);
-        Ok(Page::from_overfetch(rows, &page, page_key))
+        Ok(Page::from_overfetch(rows, &page))
     }
 
     async fn get(&self, account: AccountId, id: TokenId) -> Result<ApiToken, StoreError> {

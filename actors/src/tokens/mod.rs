@@ -30,6 +30,15 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
 }
 
+impl crate::page::Keyed for ApiToken {
+    fn page_key(&self) -> crate::page::PageKey {
+        crate::page::PageKey {
+            at: self.created_at,
+            id: *self.id.as_uuid(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// `NotFound` if the account does not exist.

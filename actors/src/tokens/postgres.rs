@@ -4,7 +4,7 @@
 use super::{ApiToken, TokenStore};
 use crate::error::StoreError;
 use crate::ids::{AccountId, TokenId};
-use crate::page::{Page, PageKey, PageRequest};
+use crate::page::{Page, PageRequest};
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -31,13 +31,6 @@ fn from_row(row: &Row) -> Result<ApiToken, StoreError> {
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-fn page_key(t: &ApiToken) -> PageKey {
-    PageKey {
-        at: t.created_at,
-        id: *t.id.as_uuid(),
-    }
 }
 
 #[async_trait::async_trait]
@@ -94,7 +87,7 @@ impl TokenStore for PgTokenStore {
             )
             .await?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page, page_key))
+        Ok(Page::from_overfetch(items, &page))
     }
 
     async fn get(&self, account: AccountId, id: TokenId) -> Result<ApiToken, StoreError> {

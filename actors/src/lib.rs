@@ -36,6 +36,7 @@ pub mod clock;
 pub mod crypto;
 pub mod duration;
 pub mod error;
+pub mod executor;
 pub mod health;
 pub mod ids;
 pub mod metrics;

@@ -1,0 +1,278 @@
+//! The QuickJS-NG backend (`rquickjs`). One `Runtime` per worker thread; a fresh `Context`
+//! per execution (no state survives between runs or accounts). The deadline is enforced by
+//! the interrupt handler, the heap by the runtime's memory limit; a runtime that hit either
+//! is reported as poisoned so the pool replaces it.
+//!
+//! Host API: `console.log/info/warn/error`, `Devpack` (an action queue plus helpers), the
+//! `params` global (a copy), and the standard built-ins. No network, files, timers or
+//! `require`.
+
+use super::engine::{
+    normalise_output, Engine, EngineRuntime, ErrorCode, LogBuffer, QueuedAction, RunError, RunOutput, RunRequest,
+};
+use rquickjs::function::Rest;
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Object, Runtime, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Native stack QuickJS may use; worker threads are spawned with more than this.
+pub const MAX_STACK_BYTES: usize = 1 << 20;
+
+/// Builds `Devpack` from the native queue function and the context object. Frozen, so a
+/// script cannot swap the queue for something else.
+const DEVPACK_PRELUDE: &str = r#"(function (queue, context) {
+  const act = (type) => (params) => queue(type, params === undefined ? null : params);
+  return Object.freeze({
+    version: "0.1.0",
+    context: Object.freeze(context),
+    gasBank: Object.freeze({ ensureAccount: act("gasbank.ensureAccount"), withdraw: act("gasbank.withdraw") }),
+    oracle: Object.freeze({ createRequest: act("oracle.createRequest") }),
+    triggers: Object.freeze({ register: act("triggers.register") }),
+    automation: Object.freeze({ schedule: act("automation.schedule") }),
+    respond: Object.freeze({
+      success: (data, meta) => ({ success: true, data, meta }),
+      failure: (error, meta) => ({ success: false, error, meta }),
+    }),
+  });
+})"#;
+
+#[derive(Debug, Default)]
+pub struct QuickJs;
+
+impl Engine for QuickJs {
+    fn name(&self) -> &'static str {
+        "quickjs"
+    }
+
+    fn new_runtime(&self) -> Result<Box<dyn EngineRuntime>, String> {
+        let runtime = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
+        runtime.set_max_stack_size(MAX_STACK_BYTES);
+        let origin = Instant::now();
+        // Nanoseconds since `origin` after which the running script is interrupted.
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let watched = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            origin.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
+        })));
+        Ok(Box::new(QuickJsRuntime {
+            runtime,
+            origin,
+            deadline,
+        }))
+    }
+}
+
+struct QuickJsRuntime {
+    runtime: Runtime,
+    origin: Instant,
+    deadline: Arc<AtomicU64>,
+}
+
+/// What host functions collect during one run.
+#[derive(Default)]
+struct HostState {
+    logs: LogBuffer,
+    actions: Vec<QueuedAction>,
+    too_many_actions: bool,
+}
+
+impl EngineRuntime for QuickJsRuntime {
+    fn run(&mut self, request: &RunRequest) -> RunOutput {
+        self.runtime.set_memory_limit(request.limits.memory_bytes);
+        let deadline = self.origin.elapsed() + request.limits.timeout;
+        self.deadline.store(deadline.as_nanos() as u64, Ordering::Relaxed);
+        let state = Rc::new(RefCell::new(HostState::default()));
+        let result = match Context::full(&self.runtime) {
+            Ok(context) => context.with(|ctx| run_in(&ctx, request, &state)),
+            Err(e) => Err(RunError {
+                code: ErrorCode::MemoryLimit,
+                message: format!("cannot create a context: {e}"),
+            }),
+        };
+        self.deadline.store(u64::MAX, Ordering::Relaxed);
+        let timed_out = self.origin.elapsed() > deadline;
+        let result = match result {
+            Err(e) if timed_out && e.code == ErrorCode::ScriptError => Err(RunError {
+                code: ErrorCode::Timeout,
+                message: format!("execution exceeded its {} ms timeout", request.limits.timeout.as_millis()),
+            }),
+            other => other,
+        };
+        let poisoned = matches!(&result, Err(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::MemoryLimit));
+        // Host closures live in the context's heap until the next GC, so move the state out
+        // rather than waiting for the last reference to go.
+        let state = std::mem::take(&mut *state.borrow_mut());
+        let result = match result {
+            Ok(_) if state.too_many_actions => Err(RunError {
+                code: ErrorCode::TooManyActions,
+                message: format!("more than {} Devpack actions", request.limits.max_actions),
+            }),
+            other => other,
+        };
+        RunOutput {
+            result,
+            logs: state.logs.finish(),
+            actions: state.actions,
+            poisoned,
+        }
+    }
+}
+
+fn script_error(message: String) -> RunError {
+    RunError {
+        code: ErrorCode::ScriptError,
+        message,
+    }
+}
+
+/// Maps a caught exception: `out of memory` is the heap limit, anything else the script's
+/// own error (`Uncaught Error: boom`). Timeouts are recognised by the caller, which knows
+/// whether the deadline passed.
+fn caught(error: CaughtError<'_>) -> RunError {
+    let (name, message) = match &error {
+        CaughtError::Exception(exception) => (
+            exception
+                .as_object()
+                .get::<_, String>("name")
+                .unwrap_or_else(|_| "Error".to_owned()),
+            exception.message().unwrap_or_default(),
+        ),
+        CaughtError::Value(value) => {
+            let text = value
+                .get::<rquickjs::convert::Coerced<String>>()
+                .map(|c| c.0)
+                .unwrap_or_else(|_| "a non-error value".to_owned());
+            return script_error(format!("Uncaught {text}"));
+        }
+        CaughtError::Error(e) => ("Error".to_owned(), e.to_string()),
+    };
+    if message == "out of memory" {
+        return RunError {
+            code: ErrorCode::MemoryLimit,
+            message: "execution exceeded its memory limit".to_owned(),
+        };
+    }
+    script_error(format!("Uncaught {name}: {message}"))
+}
+
+fn run_in<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<HostState>>) -> Result<serde_json::Value, RunError> {
+    install_host(ctx, request, state).catch(ctx).map_err(caught)?;
+    let params_json = request.params.to_string();
+    let source: Value = ctx.eval(request.source.as_bytes()).catch(ctx).map_err(caught)?;
+    let mut value = source;
+    if let Some(function) = value.as_function() {
+        let params = ctx.json_parse(params_json.as_str()).catch(ctx).map_err(caught)?;
+        let secrets = Object::new(ctx.clone()).catch(ctx).map_err(caught)?;
+        for (name, plaintext) in &request.secrets {
+            secrets.set(name.as_str(), plaintext.as_str()).catch(ctx).map_err(caught)?;
+        }
+        value = function.call((params, secrets)).catch(ctx).map_err(caught)?;
+    }
+    if let Some(promise) = value.as_promise().cloned() {
+        // Drain microtasks; no timers exist, so a promise still pending afterwards can
+        // never settle.
+        while ctx.execute_pending_job() {}
+        match promise.result::<Value>() {
+            None => return Err(script_error("function returned a promise that did not settle".to_owned())),
+            Some(settled) => value = settled.catch(ctx).map_err(caught)?,
+        }
+    }
+    if value.is_undefined() {
+        return Ok(serde_json::json!({}));
+    }
+    let text = match ctx.json_stringify(value).catch(ctx).map_err(caught)? {
+        Some(text) => text.to_string().map_err(|e| script_error(format!("output is not valid text: {e}")))?,
+        None => return Err(script_error("output is not JSON-serialisable".to_owned())),
+    };
+    if text.len() > request.limits.output_bytes {
+        return Err(RunError {
+            code: ErrorCode::OutputTooLarge,
+            message: format!(
+                "output is {} bytes; the limit is {} bytes",
+                text.len(),
+                request.limits.output_bytes
+            ),
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| script_error(format!("output is not valid JSON: {e}")))?;
+    Ok(normalise_output(value))
+}
+
+/// One console entry: strings as-is, other values as JSON, else `String(v)`.
+fn format_arg<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> String {
+    if let Some(s) = value.as_string() {
+        return s.to_string().unwrap_or_default();
+    }
+    if let Ok(Some(json)) = ctx.json_stringify(value.clone()) {
+        if let Ok(text) = json.to_string() {
+            return text;
+        }
+    }
+    value
+        .get::<rquickjs::convert::Coerced<String>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|_| "[unprintable]".to_owned())
+}
+
+fn install_host<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<HostState>>) -> rquickjs::Result<()> {
+    let globals = ctx.globals();
+    let console = Object::new(ctx.clone())?;
+    for level in ["log", "info", "warn", "error", "debug"] {
+        let state = state.clone();
+        let secrets = request.secrets.clone();
+        let limits = request.limits;
+        let log = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
+            let line = args
+                .0
+                .into_iter()
+                .map(|v| format_arg(&ctx, v))
+                .collect::<Vec<_>>()
+                .join(" ");
+            state.borrow_mut().logs.push(line, &secrets, &limits);
+        })?;
+        console.set(level, log)?;
+    }
+    globals.set("console", console)?;
+
+    let queue_state = state.clone();
+    let max_actions = request.limits.max_actions;
+    let queue = Function::new(ctx.clone(), move |ctx: Ctx<'js>, kind: String, params: Value<'js>| {
+        let mut state = queue_state.borrow_mut();
+        let id = format!("action_{}", state.actions.len() + 1);
+        if state.actions.len() >= max_actions {
+            state.too_many_actions = true;
+        } else {
+            let json = ctx
+                .json_stringify(params)?
+                .map(|s| s.to_string())
+                .transpose()?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(serde_json::Value::Null);
+            state.actions.push(QueuedAction {
+                id: id.clone(),
+                kind: kind.clone(),
+                params: json,
+            });
+        }
+        let handle = Object::new(ctx.clone())?;
+        handle.set("id", id)?;
+        handle.set("type", kind)?;
+        Ok::<_, rquickjs::Error>(handle)
+    })?;
+    let context = Object::new(ctx.clone())?;
+    context.set("functionId", request.context.function_id.as_str())?;
+    context.set("accountId", request.context.account_id.as_str())?;
+    context.set("executionId", request.context.execution_id.as_str())?;
+    let prelude: Function = ctx.eval(DEVPACK_PRELUDE)?;
+    let devpack: Value = prelude.call((queue, context))?;
+    globals.set("Devpack", devpack)?;
+    globals.set("params", ctx.json_parse(request.params.to_string())?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

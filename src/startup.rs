@@ -6,16 +6,20 @@
 //! start order.
 
 use crate::http::{self, auth::Auth, extract::BodyLimit, request::Inflight, state::AppState};
-use crate::settings::{Command, Invocation, Settings};
+use crate::settings::{Command, Invocation, Settings, TeeMode};
 use actix::{Actor, Addr, Arbiter};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
 use actors::accounts::{AccountsActor, AccountsService};
 use actors::crypto::{Key, KeyRing};
+use actors::executor::{
+    Engine, ExecutorActor, ExecutorConfig, ExecutorMetrics, MockEngine, QuickJs,
+};
+use actors::functions::{ExecDefaults, FunctionsActor, FunctionsService, LimitMaxima};
 use actors::health::{Health, Phase};
 use actors::metrics::ActorMetrics;
-use actors::secrets::{SecretsActor, SecretsService};
+use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::store::postgres::ConnectError;
 use actors::store::{migrations, PgOptions, Stores};
 use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor, WaitStarted};
@@ -185,6 +189,35 @@ fn warn_about_settings(settings: &Settings) {
     }
 }
 
+fn executor_config(settings: &Settings) -> ExecutorConfig {
+    let engine: Arc<dyn Engine> = match settings.executor.mode {
+        TeeMode::Js => Arc::new(QuickJs),
+        TeeMode::Mock => Arc::new(MockEngine),
+    };
+    ExecutorConfig {
+        engine,
+        pool_size: settings.executor.pool_size,
+        queue_size: settings.executor.queue_size,
+    }
+}
+
+fn exec_defaults(settings: &Settings) -> ExecDefaults {
+    let e = &settings.executor;
+    ExecDefaults {
+        timeout: e.timeout,
+        memory_bytes: e.memory,
+        output_bytes: e.output_limit,
+        log_lines: e.log_lines as usize,
+        log_line_bytes: e.log_line_bytes as usize,
+        max_actions: e.max_actions as usize,
+        maxima: LimitMaxima {
+            timeout_ms: e.max_timeout.as_millis() as u64,
+            memory_mib: e.max_memory >> 20,
+            output_limit_bytes: e.max_output_limit,
+        },
+    }
+}
+
 /// Logs an error for every stored key id the ring cannot open (the server still starts:
 /// only those secrets are unreadable until the key is restored).
 async fn report_unknown_keys(secrets: &SecretsService) {
@@ -244,6 +277,32 @@ impl Application {
             let service = secrets_service.clone();
             SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
         });
+        let executor_metrics = ExecutorMetrics::register(&registry).map_err(anyhow::Error::new)?;
+        let executor_config = executor_config(&settings);
+        // JavaScript workers are OS threads of their own; the actor that owns the pool
+        // only admits work, so it shares the services arbiter.
+        let arbiter = services.handle();
+        let pool_metrics = executor_metrics.clone();
+        let executor = supervisor.add("executor", move |exit| {
+            let (config, metrics) = (executor_config.clone(), pool_metrics.clone());
+            ExecutorActor::start_in_arbiter(&arbiter, move |_| {
+                ExecutorActor::new(&config, metrics, exit)
+            })
+        });
+        let functions_service = FunctionsService::new(
+            stores.functions.clone(),
+            stores.secrets.clone(),
+            SecretResolver::Actor(secrets.clone()),
+            executor,
+            exec_defaults(&settings),
+            Arc::new(SystemClock),
+            executor_metrics,
+        );
+        let arbiter = services.handle();
+        let functions = supervisor.add("functions", move |exit| {
+            let service = functions_service.clone();
+            FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
+        });
         let supervisor = supervisor.start();
         supervisor
             .send(WaitStarted)
@@ -279,6 +338,8 @@ impl Application {
         let state = web::Data::new(AppState {
             accounts: accounts.clone(),
             secrets: secrets.clone(),
+            functions,
+            limit_maxima: exec_defaults(&settings).maxima,
             metrics_require_token: settings.auth.metrics_require_token,
             health: health.clone(),
             registry,

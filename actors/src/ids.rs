@@ -64,6 +64,16 @@ id_type!(
     TokenId
 );
 
+id_type!(
+    /// Identifies a user function.
+    FunctionId
+);
+
+id_type!(
+    /// Identifies one execution of a function.
+    ExecutionId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

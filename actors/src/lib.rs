@@ -37,6 +37,7 @@ pub mod crypto;
 pub mod duration;
 pub mod error;
 pub mod executor;
+pub mod functions;
 pub mod health;
 pub mod ids;
 pub mod metrics;

@@ -26,6 +26,8 @@ pub enum ApiError {
     InvalidState(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType,
+    /// The executor pool and its queue are full.
+    ExecutorBusy,
     /// The subsystem's actor is restarting or failed.
     ServiceUnavailable(String),
     /// Anything unexpected; the cause is logged, the client sees `internal error`.
@@ -68,6 +70,7 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::ExecutorBusy => (StatusCode::SERVICE_UNAVAILABLE, "executor_busy"),
             Self::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -90,6 +93,9 @@ impl ApiError {
             }
             Self::UnsupportedMediaType => {
                 "request body must be sent as application/json".to_owned()
+            }
+            Self::ExecutorBusy => {
+                "all executors are busy and the queue is full; retry shortly".to_owned()
             }
             Self::Internal(_) => "internal error".to_owned(),
         }
@@ -145,6 +151,9 @@ impl ResponseError for ApiError {
             }
             Self::ServiceUnavailable(_) => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            Self::ExecutorBusy => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             _ => {}
         }

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod functions;
 pub mod json;
 pub mod pagination;
 pub mod request;
@@ -90,6 +91,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(secrets::update))
             .route(web::delete().to(secrets::delete))
             .default_service(not_allowed("GET, PUT, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/functions")
+            .route(web::get().to(functions::list))
+            .route(web::post().to(functions::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    // Registered before `/{function_id}/…` so `executions` is never taken for an id.
+    .service(
+        web::resource("/accounts/{id}/functions/executions/{execution_id}")
+            .route(web::get().to(functions::get_any_execution))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts/{id}/functions/{function_id}")
+            .route(web::get().to(functions::get))
+            .route(web::put().to(functions::replace))
+            .route(web::delete().to(functions::delete))
+            .default_service(not_allowed("GET, PUT, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/functions/{function_id}/execute")
+            .route(web::post().to(functions::execute))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/functions/{function_id}/executions")
+            .route(web::get().to(functions::list_executions))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts/{id}/functions/{function_id}/executions/{execution_id}")
+            .route(web::get().to(functions::get_execution))
+            .default_service(not_allowed("GET")),
     )
     .service(
         web::resource("/accounts/{id}/tokens")

@@ -3,6 +3,7 @@
 
 use super::auth::Auth;
 use actors::accounts::AccountsActor;
+use actors::functions::{FunctionsActor, LimitMaxima};
 use actors::health::Health;
 use actors::secrets::SecretsActor;
 use actors::supervisor::ActorHandle;
@@ -12,6 +13,9 @@ pub struct AppState {
     /// Accounts and their API tokens.
     pub accounts: ActorHandle<AccountsActor>,
     pub secrets: ActorHandle<SecretsActor>,
+    pub functions: ActorHandle<FunctionsActor>,
+    /// Largest per-function limits (validation of function bodies).
+    pub limit_maxima: LimitMaxima,
     pub health: Arc<Health>,
     pub registry: prometheus::Registry,
     pub auth: Auth,

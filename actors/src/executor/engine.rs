@@ -147,7 +147,12 @@ pub struct LogBuffer {
 }
 
 impl LogBuffer {
-    pub fn push(&mut self, mut line: String, secrets: &BTreeMap<String, String>, limits: &RunLimits) {
+    pub fn push(
+        &mut self,
+        mut line: String,
+        secrets: &BTreeMap<String, String>,
+        limits: &RunLimits,
+    ) {
         if self.lines.len() >= limits.log_lines {
             self.dropped += 1;
             return;
@@ -170,7 +175,8 @@ impl LogBuffer {
 
     pub fn finish(mut self) -> Vec<String> {
         if self.dropped > 0 {
-            self.lines.push(format!("[{} log lines dropped]", self.dropped));
+            self.lines
+                .push(format!("[{} log lines dropped]", self.dropped));
         }
         self.lines
     }
@@ -193,20 +199,39 @@ mod tests {
 
     #[test]
     fn output_normalisation() {
-        assert_eq!(normalise_output(serde_json::json!({"a": 1})), serde_json::json!({"a": 1}));
+        assert_eq!(
+            normalise_output(serde_json::json!({"a": 1})),
+            serde_json::json!({"a": 1})
+        );
         assert_eq!(normalise_output(Value::Null), serde_json::json!({}));
-        assert_eq!(normalise_output(serde_json::json!(5)), serde_json::json!({"result": 5}));
-        assert_eq!(normalise_output(serde_json::json!([1])), serde_json::json!({"result": [1]}));
+        assert_eq!(
+            normalise_output(serde_json::json!(5)),
+            serde_json::json!({"result": 5})
+        );
+        assert_eq!(
+            normalise_output(serde_json::json!([1])),
+            serde_json::json!({"result": [1]})
+        );
     }
 
     #[test]
     fn logs_are_redacted_cut_and_capped() {
-        let secrets = BTreeMap::from([("k".to_owned(), "hunter2".to_owned()), ("s".to_owned(), "abc".to_owned())]);
+        let secrets = BTreeMap::from([
+            ("k".to_owned(), "hunter2".to_owned()),
+            ("s".to_owned(), "abc".to_owned()),
+        ]);
         let mut logs = LogBuffer::default();
         logs.push("pw hunter2 abc".to_owned(), &secrets, &limits());
         logs.push("0123456789abcdef".to_owned(), &secrets, &limits());
         logs.push("third".to_owned(), &secrets, &limits());
         logs.push("fourth".to_owned(), &secrets, &limits());
-        assert_eq!(logs.finish(), ["pw *** abc", "0123456789…[truncated]", "[2 log lines dropped]"]);
+        assert_eq!(
+            logs.finish(),
+            [
+                "pw *** abc",
+                "0123456789…[truncated]",
+                "[2 log lines dropped]"
+            ]
+        );
     }
 }

@@ -24,7 +24,10 @@ impl EngineRuntime for MockRuntime {
             serde_json::Value::Object(map) => map.clone(),
             _ => serde_json::Map::new(),
         };
-        output.insert("function_name".to_owned(), request.context.function_name.clone().into());
+        output.insert(
+            "function_name".to_owned(),
+            request.context.function_name.clone().into(),
+        );
         output.insert("message".to_owned(), "mock execution (TEE disabled)".into());
         RunOutput {
             result: Ok(serde_json::Value::Object(output)),

@@ -8,8 +8,8 @@ mod pool;
 mod quickjs;
 
 pub use engine::{
-    normalise_output, Engine, EngineRuntime, ErrorCode, QueuedAction, RunContext, RunError, RunLimits, RunOutput,
-    RunRequest,
+    normalise_output, Engine, EngineRuntime, ErrorCode, QueuedAction, RunContext, RunError,
+    RunLimits, RunOutput, RunRequest,
 };
 pub use mock::MockEngine;
 pub use pool::{Busy, ExecutorMetrics, Pool};
@@ -28,23 +28,41 @@ pub struct ExecutorConfig {
 }
 
 pub struct ExecutorActor {
-    /// The workers; dropped (and so stopped) with the actor.
-    pool: Pool,
+    /// The workers; dropped (and so stopped) with the actor. An error means the worker
+    /// threads could not be spawned: the actor stops and the supervisor retries.
+    pool: std::io::Result<Pool>,
     _exit: ExitGuard,
 }
 
 impl ExecutorActor {
-    pub fn new(config: &ExecutorConfig, metrics: ExecutorMetrics, exit: ExitGuard) -> std::io::Result<Self> {
-        tracing::info!(engine = config.engine.name(), workers = config.pool_size, queue = config.queue_size, "executor pool starting");
-        Ok(Self {
-            pool: Pool::start(config.engine.clone(), config.pool_size, config.queue_size, metrics)?,
+    pub fn new(config: &ExecutorConfig, metrics: ExecutorMetrics, exit: ExitGuard) -> Self {
+        tracing::info!(
+            engine = config.engine.name(),
+            workers = config.pool_size,
+            queue = config.queue_size,
+            "executor pool starting"
+        );
+        Self {
+            pool: Pool::start(
+                config.engine.clone(),
+                config.pool_size,
+                config.queue_size,
+                metrics,
+            ),
             _exit: exit,
-        })
+        }
     }
 }
 
 impl Actor for ExecutorActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Err(e) = &self.pool {
+            tracing::error!(error = %e, "cannot start executor workers");
+            ctx.stop();
+        }
+    }
 }
 
 impl Handler<Stop> for ExecutorActor {
@@ -63,12 +81,15 @@ impl Handler<Traced<Execute>> for ExecutorActor {
     type Result = ResponseFuture<Result<RunOutput, Busy>>;
 
     fn handle(&mut self, msg: Traced<Execute>, _: &mut Self::Context) -> Self::Result {
-        let submitted = self.pool.try_submit(msg.msg.0);
+        let submitted = match &self.pool {
+            Ok(pool) => pool.try_submit(msg.msg.0),
+            Err(_) => Err(Busy),
+        };
         Box::pin(async move {
             let receiver = submitted?;
-            Ok(receiver
-                .await
-                .unwrap_or_else(|_| RunOutput::failed(ErrorCode::Internal, "worker stopped during the run")))
+            Ok(receiver.await.unwrap_or_else(|_| {
+                RunOutput::failed(ErrorCode::Internal, "worker stopped during the run")
+            }))
         })
     }
 }

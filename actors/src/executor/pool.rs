@@ -7,7 +7,9 @@
 //! drains nothing further, and exits.
 
 use super::engine::{Engine, EngineRuntime, ErrorCode, RunOutput, RunRequest};
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -33,23 +35,41 @@ impl ExecutorMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let ns = "service_layer";
         let m = Self {
-            busy: IntGauge::with_opts(Opts::new("executor_busy", "Workers running an execution").namespace(ns))?,
-            queued: IntGauge::with_opts(Opts::new("executor_queued", "Executions waiting for a worker").namespace(ns))?,
+            busy: IntGauge::with_opts(
+                Opts::new("executor_busy", "Workers running an execution").namespace(ns),
+            )?,
+            queued: IntGauge::with_opts(
+                Opts::new("executor_queued", "Executions waiting for a worker").namespace(ns),
+            )?,
             rejections: IntCounter::with_opts(
-                Opts::new("executor_rejections_total", "Executions refused because the pool and queue were full")
-                    .namespace(ns),
+                Opts::new(
+                    "executor_rejections_total",
+                    "Executions refused because the pool and queue were full",
+                )
+                .namespace(ns),
             )?,
             terminations: IntCounterVec::new(
-                Opts::new("executor_terminations_total", "Runtimes disposed after hitting a limit").namespace(ns),
+                Opts::new(
+                    "executor_terminations_total",
+                    "Runtimes disposed after hitting a limit",
+                )
+                .namespace(ns),
                 &["reason"],
             )?,
             executions: IntCounterVec::new(
-                Opts::new("functions_executions_total", "Function executions by outcome").namespace(ns),
+                Opts::new(
+                    "functions_executions_total",
+                    "Function executions by outcome",
+                )
+                .namespace(ns),
                 &["status", "error_code"],
             )?,
             duration: HistogramVec::new(
-                HistogramOpts::new("functions_execution_duration_seconds", "Function execution duration")
-                    .namespace(ns),
+                HistogramOpts::new(
+                    "functions_execution_duration_seconds",
+                    "Function execution duration",
+                )
+                .namespace(ns),
                 &["status"],
             )?,
         };
@@ -82,13 +102,22 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn start(engine: Arc<dyn Engine>, size: usize, queue: usize, metrics: ExecutorMetrics) -> std::io::Result<Self> {
+    pub fn start(
+        engine: Arc<dyn Engine>,
+        size: usize,
+        queue: usize,
+        metrics: ExecutorMetrics,
+    ) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let outstanding = Arc::new(AtomicUsize::new(0));
         for n in 0..size.max(1) {
-            let (engine, receiver, outstanding, metrics) =
-                (engine.clone(), receiver.clone(), outstanding.clone(), metrics.clone());
+            let (engine, receiver, outstanding, metrics) = (
+                engine.clone(),
+                receiver.clone(),
+                outstanding.clone(),
+                metrics.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("js-worker-{n}"))
                 .stack_size(WORKER_STACK_BYTES)
@@ -106,7 +135,9 @@ impl Pool {
     pub fn try_submit(&self, request: RunRequest) -> Result<oneshot::Receiver<RunOutput>, Busy> {
         let admitted = self
             .outstanding
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
             .is_ok();
         if !admitted {
             self.metrics.rejections.inc();
@@ -154,7 +185,11 @@ fn worker(
         };
         if output.poisoned {
             // A runtime that hit a hard limit may hold garbage or a broken heap: replace it.
-            let reason = output.result.as_ref().err().map_or("internal", |e| e.code.as_str());
+            let reason = output
+                .result
+                .as_ref()
+                .err()
+                .map_or("internal", |e| e.code.as_str());
             metrics.terminations.with_label_values(&[reason]).inc();
             runtime = None;
         }

@@ -8,7 +8,8 @@
 //! `require`.
 
 use super::engine::{
-    normalise_output, Engine, EngineRuntime, ErrorCode, LogBuffer, QueuedAction, RunError, RunOutput, RunRequest,
+    normalise_output, Engine, EngineRuntime, ErrorCode, LogBuffer, QueuedAction, RunError,
+    RunOutput, RunRequest,
 };
 use rquickjs::function::Rest;
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Object, Runtime, Value};
@@ -48,7 +49,8 @@ impl Engine for QuickJs {
     }
 
     fn new_runtime(&self) -> Result<Box<dyn EngineRuntime>, String> {
-        let runtime = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
+        let runtime =
+            Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
         runtime.set_max_stack_size(MAX_STACK_BYTES);
         let origin = Instant::now();
         // Nanoseconds since `origin` after which the running script is interrupted.
@@ -83,7 +85,8 @@ impl EngineRuntime for QuickJsRuntime {
     fn run(&mut self, request: &RunRequest) -> RunOutput {
         self.runtime.set_memory_limit(request.limits.memory_bytes);
         let deadline = self.origin.elapsed() + request.limits.timeout;
-        self.deadline.store(deadline.as_nanos() as u64, Ordering::Relaxed);
+        self.deadline
+            .store(deadline.as_nanos() as u64, Ordering::Relaxed);
         let state = Rc::new(RefCell::new(HostState::default()));
         let result = match Context::full(&self.runtime) {
             Ok(context) => context.with(|ctx| run_in(&ctx, request, &state)),
@@ -97,7 +100,10 @@ impl EngineRuntime for QuickJsRuntime {
         let result = match result {
             Err(e) if timed_out && e.code == ErrorCode::ScriptError => Err(RunError {
                 code: ErrorCode::Timeout,
-                message: format!("execution exceeded its {} ms timeout", request.limits.timeout.as_millis()),
+                message: format!(
+                    "execution exceeded its {} ms timeout",
+                    request.limits.timeout.as_millis()
+                ),
             }),
             other => other,
         };
@@ -158,25 +164,47 @@ fn caught(error: CaughtError<'_>) -> RunError {
     script_error(format!("Uncaught {name}: {message}"))
 }
 
-fn run_in<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<HostState>>) -> Result<serde_json::Value, RunError> {
-    install_host(ctx, request, state).catch(ctx).map_err(caught)?;
+fn run_in<'js>(
+    ctx: &Ctx<'js>,
+    request: &RunRequest,
+    state: &Rc<RefCell<HostState>>,
+) -> Result<serde_json::Value, RunError> {
+    install_host(ctx, request, state)
+        .catch(ctx)
+        .map_err(caught)?;
     let params_json = request.params.to_string();
-    let source: Value = ctx.eval(request.source.as_bytes()).catch(ctx).map_err(caught)?;
+    let source: Value = ctx
+        .eval(request.source.as_bytes())
+        .catch(ctx)
+        .map_err(caught)?;
     let mut value = source;
     if let Some(function) = value.as_function() {
-        let params = ctx.json_parse(params_json.as_str()).catch(ctx).map_err(caught)?;
+        let params = ctx
+            .json_parse(params_json.as_str())
+            .catch(ctx)
+            .map_err(caught)?;
         let secrets = Object::new(ctx.clone()).catch(ctx).map_err(caught)?;
         for (name, plaintext) in &request.secrets {
-            secrets.set(name.as_str(), plaintext.as_str()).catch(ctx).map_err(caught)?;
+            secrets
+                .set(name.as_str(), plaintext.as_str())
+                .catch(ctx)
+                .map_err(caught)?;
         }
-        value = function.call((params, secrets)).catch(ctx).map_err(caught)?;
+        value = function
+            .call((params, secrets))
+            .catch(ctx)
+            .map_err(caught)?;
     }
     if let Some(promise) = value.as_promise().cloned() {
         // Drain microtasks; no timers exist, so a promise still pending afterwards can
         // never settle.
         while ctx.execute_pending_job() {}
         match promise.result::<Value>() {
-            None => return Err(script_error("function returned a promise that did not settle".to_owned())),
+            None => {
+                return Err(script_error(
+                    "function returned a promise that did not settle".to_owned(),
+                ))
+            }
             Some(settled) => value = settled.catch(ctx).map_err(caught)?,
         }
     }
@@ -184,7 +212,9 @@ fn run_in<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<HostStat
         return Ok(serde_json::json!({}));
     }
     let text = match ctx.json_stringify(value).catch(ctx).map_err(caught)? {
-        Some(text) => text.to_string().map_err(|e| script_error(format!("output is not valid text: {e}")))?,
+        Some(text) => text
+            .to_string()
+            .map_err(|e| script_error(format!("output is not valid text: {e}")))?,
         None => return Err(script_error("output is not JSON-serialisable".to_owned())),
     };
     if text.len() > request.limits.output_bytes {
@@ -197,8 +227,8 @@ fn run_in<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<HostStat
             ),
         });
     }
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| script_error(format!("output is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| script_error(format!("output is not valid JSON: {e}")))?;
     Ok(normalise_output(value))
 }
 
@@ -218,7 +248,11 @@ fn format_arg<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> String {
         .unwrap_or_else(|_| "[unprintable]".to_owned())
 }
 
-fn install_host<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<HostState>>) -> rquickjs::Result<()> {
+fn install_host<'js>(
+    ctx: &Ctx<'js>,
+    request: &RunRequest,
+    state: &Rc<RefCell<HostState>>,
+) -> rquickjs::Result<()> {
     let globals = ctx.globals();
     let console = Object::new(ctx.clone())?;
     for level in ["log", "info", "warn", "error", "debug"] {
@@ -240,29 +274,32 @@ fn install_host<'js>(ctx: &Ctx<'js>, request: &RunRequest, state: &Rc<RefCell<Ho
 
     let queue_state = state.clone();
     let max_actions = request.limits.max_actions;
-    let queue = Function::new(ctx.clone(), move |ctx: Ctx<'js>, kind: String, params: Value<'js>| {
-        let mut state = queue_state.borrow_mut();
-        let id = format!("action_{}", state.actions.len() + 1);
-        if state.actions.len() >= max_actions {
-            state.too_many_actions = true;
-        } else {
-            let json = ctx
-                .json_stringify(params)?
-                .map(|s| s.to_string())
-                .transpose()?
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(serde_json::Value::Null);
-            state.actions.push(QueuedAction {
-                id: id.clone(),
-                kind: kind.clone(),
-                params: json,
-            });
-        }
-        let handle = Object::new(ctx.clone())?;
-        handle.set("id", id)?;
-        handle.set("type", kind)?;
-        Ok::<_, rquickjs::Error>(handle)
-    })?;
+    let queue = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>, kind: String, params: Value<'js>| {
+            let mut state = queue_state.borrow_mut();
+            let id = format!("action_{}", state.actions.len() + 1);
+            if state.actions.len() >= max_actions {
+                state.too_many_actions = true;
+            } else {
+                let json = ctx
+                    .json_stringify(params)?
+                    .map(|s| s.to_string())
+                    .transpose()?
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                state.actions.push(QueuedAction {
+                    id: id.clone(),
+                    kind: kind.clone(),
+                    params: json,
+                });
+            }
+            let handle = Object::new(ctx.clone())?;
+            handle.set("id", id)?;
+            handle.set("type", kind)?;
+            Ok::<_, rquickjs::Error>(handle)
+        },
+    )?;
     let context = Object::new(ctx.clone())?;
     context.set("functionId", request.context.function_id.as_str())?;
     context.set("accountId", request.context.account_id.as_str())?;

@@ -3,7 +3,8 @@
 //! Critical sections never await, so a std mutex is the right tool.
 
 use crate::accounts::Account;
-use crate::ids::{AccountId, SecretId, TokenId};
+use crate::functions::{Execution, Function};
+use crate::ids::{AccountId, ExecutionId, FunctionId, SecretId, TokenId};
 use crate::secrets::{SealedVersion, SecretMetadata};
 use crate::tokens::ApiToken;
 use std::collections::{BTreeMap, HashMap};
@@ -184,6 +185,8 @@ pub struct Tables {
     pub accounts: AccountTable,
     pub secrets: SecretTable,
     pub tokens: TokenTable,
+    pub functions: HashMap<FunctionId, Function>,
+    pub executions: HashMap<ExecutionId, Execution>,
 }
 
 impl Tables {
@@ -193,7 +196,15 @@ impl Tables {
         let account = self.accounts.remove(id)?;
         self.secrets.remove_account(id);
         self.tokens.remove_account(id);
+        self.functions.retain(|_, f| f.account_id != *id);
+        self.executions.retain(|_, e| e.account_id != *id);
         Some(account)
+    }
+
+    /// Removes a function and its executions.
+    pub fn delete_function(&mut self, id: &FunctionId) {
+        self.functions.remove(id);
+        self.executions.retain(|_, e| e.function_id != *id);
     }
 }
 

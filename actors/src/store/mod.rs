@@ -7,6 +7,7 @@ pub mod migrations;
 pub mod postgres;
 
 use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
+use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::tokens::{MemoryTokenStore, PgTokenStore, TokenStore};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub tokens: Arc<dyn TokenStore>,
+    pub functions: Arc<dyn FunctionStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -31,7 +33,8 @@ impl Stores {
         Self {
             accounts: Arc::new(MemoryAccountStore::new(db.clone())),
             secrets: Arc::new(MemorySecretStore::new(db.clone())),
-            tokens: Arc::new(MemoryTokenStore::new(db)),
+            tokens: Arc::new(MemoryTokenStore::new(db.clone())),
+            functions: Arc::new(MemoryFunctionStore::new(db)),
             pool: None,
         }
     }
@@ -41,6 +44,7 @@ impl Stores {
             accounts: Arc::new(PgAccountStore::new(pool.clone())),
             secrets: Arc::new(PgSecretStore::new(pool.clone())),
             tokens: Arc::new(PgTokenStore::new(pool.clone())),
+            functions: Arc::new(PgFunctionStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

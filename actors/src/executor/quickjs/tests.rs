@@ -31,7 +31,10 @@ fn request(source: &str, params: serde_json::Value) -> RunRequest {
 }
 
 fn run(source: &str) -> RunOutput {
-    QuickJs.new_runtime().unwrap().run(&request(source, json!({"a": 2, "b": 3})))
+    QuickJs
+        .new_runtime()
+        .unwrap()
+        .run(&request(source, json!({"a": 2, "b": 3})))
 }
 
 fn error(out: &RunOutput) -> (ErrorCode, String) {
@@ -43,13 +46,24 @@ fn error(out: &RunOutput) -> (ErrorCode, String) {
 fn params_secrets_console_and_output_shapes() {
     let out = run("(p, s) => { console.log('key', s.API_KEY, {n: 1}, [2]); console.warn(p.a); return {sum: p.a + p.b, global: params.b}; }");
     assert_eq!(out.result.unwrap(), json!({"sum": 5, "global": 3}));
-    assert_eq!(out.logs, ["key *** {\"n\":1} [2]", "2"], "secret values are redacted in logs");
+    assert_eq!(
+        out.logs,
+        ["key *** {\"n\":1} [2]", "2"],
+        "secret values are redacted in logs"
+    );
     assert_eq!(run("() => 42").result.unwrap(), json!({"result": 42}));
     assert_eq!(run("() => 'hi'").result.unwrap(), json!({"result": "hi"}));
-    assert_eq!(run("() => [1, 2]").result.unwrap(), json!({"result": [1, 2]}));
+    assert_eq!(
+        run("() => [1, 2]").result.unwrap(),
+        json!({"result": [1, 2]})
+    );
     assert_eq!(run("() => null").result.unwrap(), json!({}));
     assert_eq!(run("() => undefined").result.unwrap(), json!({}));
-    assert_eq!(run("({direct: true})").result.unwrap(), json!({"direct": true}), "a non-function value is the result");
+    assert_eq!(
+        run("({direct: true})").result.unwrap(),
+        json!({"direct": true}),
+        "a non-function value is the result"
+    );
 }
 
 #[test]
@@ -62,15 +76,32 @@ fn failures_are_script_errors_with_the_message() {
     assert_eq!(code, ErrorCode::ScriptError);
     assert!(message.starts_with("Uncaught SyntaxError: "), "{message}");
     assert_eq!(
-        error(&run("async () => { await null; throw new TypeError('later') }")),
-        (ErrorCode::ScriptError, "Uncaught TypeError: later".to_owned())
+        error(&run(
+            "async () => { await null; throw new TypeError('later') }"
+        )),
+        (
+            ErrorCode::ScriptError,
+            "Uncaught TypeError: later".to_owned()
+        )
     );
-    assert_eq!(run("async (p) => { await null; return {v: p.a} }").result.unwrap(), json!({"v": 2}));
+    assert_eq!(
+        run("async (p) => { await null; return {v: p.a} }")
+            .result
+            .unwrap(),
+        json!({"v": 2})
+    );
     assert_eq!(
         error(&run("() => new Promise(() => {})")),
-        (ErrorCode::ScriptError, "function returned a promise that did not settle".to_owned())
+        (
+            ErrorCode::ScriptError,
+            "function returned a promise that did not settle".to_owned()
+        )
     );
-    assert_eq!(error(&run("() => ({f() {}, n: 1n})")).0, ErrorCode::ScriptError, "BigInt is not serialisable");
+    assert_eq!(
+        error(&run("() => ({f() {}, n: 1n})")).0,
+        ErrorCode::ScriptError,
+        "BigInt is not serialisable"
+    );
 }
 
 #[test]
@@ -83,21 +114,36 @@ fn no_host_escape_hatches() {
 fn limits_fail_the_run_and_poison_the_runtime() {
     let mut rt = QuickJs.new_runtime().unwrap();
     let out = rt.run(&request("() => { while (true) {} }", json!({})));
-    assert_eq!(error(&out), (ErrorCode::Timeout, "execution exceeded its 500 ms timeout".to_owned()));
+    assert_eq!(
+        error(&out),
+        (
+            ErrorCode::Timeout,
+            "execution exceeded its 500 ms timeout".to_owned()
+        )
+    );
     assert!(out.poisoned);
 
     let mut rt = QuickJs.new_runtime().unwrap();
-    let out = rt.run(&request("() => { const a = []; while (true) a.push('x'.repeat(1024) + a.length); }", json!({})));
+    let out = rt.run(&request(
+        "() => { const a = []; while (true) a.push('x'.repeat(1024) + a.length); }",
+        json!({}),
+    ));
     assert_eq!(error(&out).0, ErrorCode::MemoryLimit);
     assert!(out.poisoned);
 
     let out = run("() => ({big: 'x'.repeat(10 * 1024 * 1024)})");
     assert_eq!(
         error(&out),
-        (ErrorCode::OutputTooLarge, "output is 10485770 bytes; the limit is 262144 bytes".to_owned())
+        (
+            ErrorCode::OutputTooLarge,
+            "output is 10485770 bytes; the limit is 262144 bytes".to_owned()
+        )
     );
     assert!(!out.poisoned);
-    assert_eq!(error(&run("() => { throw 'plain' }")), (ErrorCode::ScriptError, "Uncaught plain".to_owned()));
+    assert_eq!(
+        error(&run("() => { throw 'plain' }")),
+        (ErrorCode::ScriptError, "Uncaught plain".to_owned())
+    );
 
     let out = run("() => { for (let i = 0; i < 1000; i++) console.log('line', i); return 1 }");
     assert_eq!(out.logs.len(), 101);
@@ -107,8 +153,14 @@ fn limits_fail_the_run_and_poison_the_runtime() {
 #[test]
 fn nothing_leaks_between_runs_on_one_runtime() {
     let mut rt = QuickJs.new_runtime().unwrap();
-    rt.run(&request("() => { globalThis.leak = 'x'; Object.prototype.polluted = 1; return 1 }", json!({})));
-    let out = rt.run(&request("() => [typeof leak, ({}).polluted === undefined]", json!({})));
+    rt.run(&request(
+        "() => { globalThis.leak = 'x'; Object.prototype.polluted = 1; return 1 }",
+        json!({}),
+    ));
+    let out = rt.run(&request(
+        "() => [typeof leak, ({}).polluted === undefined]",
+        json!({}),
+    ));
     assert_eq!(out.result.unwrap(), json!({"result": ["undefined", true]}));
 }
 
@@ -120,20 +172,38 @@ fn devpack_queues_actions_and_helpers() {
                  return {a, ctx: Devpack.context, r: Devpack.respond.success(1, 2), v: Devpack.version} }",
     );
     let value = out.result.unwrap();
-    assert_eq!(value["a"], json!({"id": "action_1", "type": "gasbank.withdraw"}));
-    assert_eq!(value["ctx"], json!({"functionId": "f-1", "accountId": "a-1", "executionId": "e-1"}));
+    assert_eq!(
+        value["a"],
+        json!({"id": "action_1", "type": "gasbank.withdraw"})
+    );
+    assert_eq!(
+        value["ctx"],
+        json!({"functionId": "f-1", "accountId": "a-1", "executionId": "e-1"})
+    );
     assert_eq!(value["r"], json!({"success": true, "data": 1, "meta": 2}));
     assert_eq!(value["v"], "0.1.0");
     assert_eq!(out.actions.len(), 2);
     assert_eq!(out.actions[1].kind, "oracle.createRequest");
-    assert_eq!(out.actions[1].params, json!({"dataSourceId": "d", "payload": {"k": 1}}));
+    assert_eq!(
+        out.actions[1].params,
+        json!({"dataSourceId": "d", "payload": {"k": 1}})
+    );
 
     let out = run("() => { for (let i = 0; i < 5; i++) Devpack.automation.schedule({name: 'n' + i}); return 1 }");
-    assert_eq!(error(&out), (ErrorCode::TooManyActions, "more than 4 Devpack actions".to_owned()));
+    assert_eq!(
+        error(&out),
+        (
+            ErrorCode::TooManyActions,
+            "more than 4 Devpack actions".to_owned()
+        )
+    );
     let out = run("() => { Devpack.gasBank = null; return typeof Devpack.gasBank.withdraw }");
     assert_eq!(
         error(&out),
-        (ErrorCode::ScriptError, "Uncaught TypeError: 'gasBank' is read-only".to_owned()),
+        (
+            ErrorCode::ScriptError,
+            "Uncaught TypeError: 'gasBank' is read-only".to_owned()
+        ),
         "Devpack is frozen"
     );
 }

@@ -1,0 +1,112 @@
+//! The functions actor: a thin adapter from messages to [`FunctionsService`].
+
+use super::{ExecuteError, Execution, Function, FunctionDraft, FunctionsService};
+use crate::error::{StoreError, ValidationError};
+use crate::ids::{AccountId, ExecutionId, FunctionId};
+use crate::page::{Page, PageRequest};
+use crate::supervisor::{ExitGuard, Stop};
+use actix::prelude::*;
+use serde_json::Value;
+
+pub struct FunctionsActor {
+    service: FunctionsService,
+    /// Tells the supervisor when this actor stops or crashes; dropped with the actor.
+    _exit: ExitGuard,
+}
+
+impl FunctionsActor {
+    pub fn new(service: FunctionsService, exit: ExitGuard) -> Self {
+        Self {
+            service,
+            _exit: exit,
+        }
+    }
+}
+
+impl Actor for FunctionsActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Stop> for FunctionsActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Result<Function, ValidationError>, StoreError>")]
+pub struct CreateFunction {
+    pub account: AccountId,
+    pub draft: FunctionDraft,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Function, StoreError>")]
+pub struct GetFunction {
+    pub account: AccountId,
+    pub id: FunctionId,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Page<Function>, StoreError>")]
+pub struct ListFunctions {
+    pub account: AccountId,
+    pub page: PageRequest,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Result<Function, ValidationError>, StoreError>")]
+pub struct ReplaceFunction {
+    pub account: AccountId,
+    pub id: FunctionId,
+    pub draft: FunctionDraft,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeleteFunction {
+    pub account: AccountId,
+    pub id: FunctionId,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Execution, ExecuteError>")]
+pub struct ExecuteFunction {
+    pub account: AccountId,
+    pub id: FunctionId,
+    pub params: Value,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Page<Execution>, StoreError>")]
+pub struct ListExecutions {
+    pub account: AccountId,
+    pub function: FunctionId,
+    pub page: PageRequest,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Execution, StoreError>")]
+pub struct GetExecution {
+    pub account: AccountId,
+    pub id: ExecutionId,
+    pub function: Option<FunctionId>,
+}
+
+forward!(FunctionsActor, CreateFunction, |svc, m| svc
+    .create(m.account, m.draft));
+forward!(FunctionsActor, GetFunction, |svc, m| svc
+    .get(m.account, m.id));
+forward!(FunctionsActor, ListFunctions, |svc, m| svc
+    .list(m.account, m.page));
+forward!(FunctionsActor, ReplaceFunction, |svc, m| svc
+    .replace(m.account, m.id, m.draft));
+forward!(FunctionsActor, DeleteFunction, |svc, m| svc
+    .delete(m.account, m.id));
+forward!(FunctionsActor, ExecuteFunction, |svc, m| svc
+    .execute(m.account, m.id, m.params));
+forward!(FunctionsActor, ListExecutions, |svc, m| svc
+    .list_executions(m.account, m.function, m.page));
+forward!(FunctionsActor, GetExecution, |svc, m| svc
+    .get_execution(m.account, m.id, m.function));

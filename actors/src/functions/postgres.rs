@@ -1,0 +1,288 @@
+//! PostgreSQL [`FunctionStore`]: `app_functions` and `app_function_executions` (maps,
+//! lists and action records as JSONB), both cascading from the account; executions also
+//! from their function.
+
+use super::{Execution, ExecutionStatus, Function, FunctionLimits, FunctionStore};
+use crate::error::StoreError;
+use crate::ids::{AccountId, ExecutionId, FunctionId};
+use crate::page::{Page, PageRequest};
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const FUNCTION: &str =
+    "id, account_id, name, description, source, secrets, timeout_ms, memory_mib, \
+                        output_limit_bytes, version, created_at, updated_at";
+const EXECUTION: &str =
+    "id, account_id, function_id, status, input, output, logs, error, error_code, \
+                         started_at, completed_at, duration_ms, actions";
+
+pub struct PgFunctionStore {
+    pool: Pool,
+}
+
+impl PgFunctionStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+fn function_from(row: &Row) -> Result<Function, StoreError> {
+    let Json(secrets): Json<Vec<String>> = row.try_get("secrets")?;
+    Ok(Function {
+        id: FunctionId::from(row.try_get::<_, Uuid>("id")?),
+        account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        source: row.try_get("source")?,
+        secrets,
+        limits: FunctionLimits {
+            timeout_ms: to_u64(row.try_get("timeout_ms")?),
+            memory_mib: to_u64(row.try_get("memory_mib")?),
+            output_limit_bytes: to_u64(row.try_get("output_limit_bytes")?),
+        },
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn execution_from(row: &Row) -> Result<Execution, StoreError> {
+    let status = match row.try_get::<_, &str>("status")? {
+        "succeeded" => ExecutionStatus::Succeeded,
+        _ => ExecutionStatus::Failed,
+    };
+    let Json(logs): Json<Vec<String>> = row.try_get("logs")?;
+    let Json(actions) = row.try_get("actions")?;
+    Ok(Execution {
+        id: ExecutionId::from(row.try_get::<_, Uuid>("id")?),
+        account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
+        function_id: FunctionId::from(row.try_get::<_, Uuid>("function_id")?),
+        status,
+        input: row.try_get("input")?,
+        output: row.try_get("output")?,
+        logs,
+        error: row.try_get("error")?,
+        error_code: row.try_get("error_code")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        duration_ms: row.try_get("duration_ms")?,
+        actions,
+    })
+}
+
+fn fk_is_not_found(e: tokio_postgres::Error) -> StoreError {
+    if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+        StoreError::NotFound
+    } else {
+        e.into()
+    }
+}
+
+#[async_trait::async_trait]
+impl FunctionStore for PgFunctionStore {
+    async fn create(&self, f: &Function) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!("INSERT INTO app_functions ({FUNCTION}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"),
+                &[
+                    f.id.as_uuid(),
+                    f.account_id.as_uuid(),
+                    &f.name,
+                    &f.description,
+                    &f.source,
+                    &Json(&f.secrets),
+                    &to_i64(f.limits.timeout_ms),
+                    &to_i64(f.limits.memory_mib),
+                    &to_i64(f.limits.output_limit_bytes),
+                    &f.version,
+                    &f.created_at,
+                    &f.updated_at,
+                ],
+            )
+            .await
+            .map_err(fk_is_not_found)?;
+        Ok(())
+    }
+
+    async fn get(&self, account: AccountId, id: FunctionId) -> Result<Function, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {FUNCTION} FROM app_functions WHERE id = $1 AND account_id = $2"
+            ))
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[id.as_uuid(), account.as_uuid()])
+            .await?;
+        row.as_ref()
+            .map(function_from)
+            .ok_or(StoreError::NotFound)?
+    }
+
+    async fn list(
+        &self,
+        account: AccountId,
+        page: PageRequest,
+    ) -> Result<Page<Function>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {FUNCTION} FROM app_functions
+                     WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+                     ORDER BY created_at, id LIMIT $4"
+                ),
+                &[account.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
+            )
+            .await?;
+        let items = rows
+            .iter()
+            .map(function_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, &page))
+    }
+
+    async fn replace(&self, f: &Function) -> Result<Function, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE app_functions SET name = $3, description = $4, source = $5, secrets = $6,
+                         timeout_ms = $7, memory_mib = $8, output_limit_bytes = $9, version = $10, updated_at = $11
+                     WHERE id = $1 AND account_id = $2
+                     RETURNING {FUNCTION}"
+                ),
+                &[
+                    f.id.as_uuid(),
+                    f.account_id.as_uuid(),
+                    &f.name,
+                    &f.description,
+                    &f.source,
+                    &Json(&f.secrets),
+                    &to_i64(f.limits.timeout_ms),
+                    &to_i64(f.limits.memory_mib),
+                    &to_i64(f.limits.output_limit_bytes),
+                    &f.version,
+                    &f.updated_at,
+                ],
+            )
+            .await?;
+        row.as_ref()
+            .map(function_from)
+            .ok_or(StoreError::NotFound)?
+    }
+
+    async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "DELETE FROM app_functions WHERE id = $1 AND account_id = $2",
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn insert_execution(&self, e: &Execution) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO app_function_executions ({EXECUTION}, created_at)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$10)"
+                ),
+                &[
+                    e.id.as_uuid(),
+                    e.account_id.as_uuid(),
+                    e.function_id.as_uuid(),
+                    &e.status.as_str(),
+                    &e.input,
+                    &e.output,
+                    &Json(&e.logs),
+                    &e.error,
+                    &e.error_code,
+                    &e.started_at,
+                    &e.completed_at,
+                    &e.duration_ms,
+                    &Json(&e.actions),
+                ],
+            )
+            .await
+            .map_err(fk_is_not_found)?;
+        Ok(())
+    }
+
+    async fn list_executions(
+        &self,
+        account: AccountId,
+        function: FunctionId,
+        page: PageRequest,
+    ) -> Result<Page<Execution>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EXECUTION} FROM app_function_executions
+                 WHERE function_id = $1 AND account_id = $2
+                   AND ($3::timestamptz IS NULL OR (started_at, id) < ($3, $4::uuid))
+                 ORDER BY started_at DESC, id DESC LIMIT $5"
+            ))
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    function.as_uuid(),
+                    account.as_uuid(),
+                    &page.after.map(|k| k.at),
+                    &page.after.map(|k| k.id),
+                    &page.fetch_limit(),
+                ],
+            )
+            .await?;
+        let items = rows
+            .iter()
+            .map(execution_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, &page))
+    }
+
+    async fn get_execution(
+        &self,
+        account: AccountId,
+        id: ExecutionId,
+        function: Option<FunctionId>,
+    ) -> Result<Execution, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {EXECUTION} FROM app_function_executions
+                     WHERE id = $1 AND account_id = $2 AND ($3::uuid IS NULL OR function_id = $3)"
+                ),
+                &[
+                    id.as_uuid(),
+                    account.as_uuid(),
+                    &function.map(|f| *f.as_uuid()),
+                ],
+            )
+            .await?;
+        row.as_ref()
+            .map(execution_from)
+            .ok_or(StoreError::NotFound)?
+    }
+}

@@ -1,0 +1,388 @@
+//! Function business logic: validation against existing secrets, versioned replacement,
+//! and execution (resolve secrets → run in the pool → apply Devpack actions all or
+//! nothing → record).
+
+use super::{
+    ActionRecord, Execution, ExecutionStatus, Function, FunctionDraft, FunctionStore, LimitMaxima,
+};
+use crate::clock::Clock;
+use crate::error::{StoreError, ValidationError};
+use crate::executor::{
+    ErrorCode, Execute, ExecutorActor, ExecutorMetrics, QueuedAction, RunContext, RunLimits,
+    RunOutput, RunRequest,
+};
+use crate::ids::{AccountId, ExecutionId, FunctionId};
+use crate::page::{Page, PageRequest};
+use crate::secrets::{SecretName, SecretResolver, SecretStore};
+use crate::supervisor::ActorHandle;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Service-wide execution defaults (from the `EXEC_*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ExecDefaults {
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub output_bytes: u64,
+    pub log_lines: usize,
+    pub log_line_bytes: usize,
+    pub max_actions: usize,
+    pub maxima: LimitMaxima,
+}
+
+/// Why an execution could not start (nothing is recorded in these cases).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("executor busy")]
+    Busy,
+    #[error("executor unavailable")]
+    Unavailable,
+}
+
+#[derive(Clone)]
+pub struct FunctionsService {
+    store: Arc<dyn FunctionStore>,
+    /// To check that listed secrets exist when a function is saved.
+    secret_store: Arc<dyn SecretStore>,
+    resolver: SecretResolver,
+    executor: ActorHandle<ExecutorActor>,
+    defaults: ExecDefaults,
+    clock: Arc<dyn Clock>,
+    metrics: ExecutorMetrics,
+}
+
+/// Which subsystem applies an action type; none of them is part of this build yet.
+fn subsystem_of(kind: &str) -> Option<&'static str> {
+    match kind {
+        "gasbank.ensureAccount" | "gasbank.withdraw" => Some("gas bank"),
+        "oracle.createRequest" => Some("oracle"),
+        "triggers.register" => Some("triggers"),
+        "automation.schedule" => Some("automation"),
+        _ => None,
+    }
+}
+
+impl FunctionsService {
+    pub fn new(
+        store: Arc<dyn FunctionStore>,
+        secret_store: Arc<dyn SecretStore>,
+        resolver: SecretResolver,
+        executor: ActorHandle<ExecutorActor>,
+        defaults: ExecDefaults,
+        clock: Arc<dyn Clock>,
+        metrics: ExecutorMetrics,
+    ) -> Self {
+        Self {
+            store,
+            secret_store,
+            resolver,
+            executor,
+            defaults,
+            clock,
+            metrics,
+        }
+    }
+
+    pub fn maxima(&self) -> LimitMaxima {
+        self.defaults.maxima
+    }
+
+    /// Every listed secret must exist in the account when the function is saved.
+    async fn check_secrets(
+        &self,
+        account: AccountId,
+        draft: &FunctionDraft,
+    ) -> Result<Result<(), ValidationError>, StoreError> {
+        let keys: Vec<String> = draft.secrets.iter().map(SecretName::key).collect();
+        let found = self.secret_store.current_versions(account, &keys).await?;
+        for name in &draft.secrets {
+            if !found
+                .iter()
+                .any(|(m, _)| m.name.eq_ignore_ascii_case(name.as_str()))
+            {
+                return Ok(Err(ValidationError::new(
+                    "secrets",
+                    format!("secret \"{}\" not found", name.as_str()),
+                )));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %account))]
+    pub async fn create(
+        &self,
+        account: AccountId,
+        draft: FunctionDraft,
+    ) -> Result<Result<Function, ValidationError>, StoreError> {
+        if let Err(e) = self.check_secrets(account, &draft).await? {
+            return Ok(Err(e));
+        }
+        let now = self.clock.now();
+        let function = Function {
+            id: FunctionId::generate(),
+            account_id: account,
+            name: draft.name,
+            description: draft.description,
+            source: draft.source,
+            secrets: draft
+                .secrets
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            limits: draft.limits,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create(&function).await?;
+        tracing::info!(function_id = %function.id, "function created");
+        Ok(Ok(function))
+    }
+
+    pub async fn get(&self, account: AccountId, id: FunctionId) -> Result<Function, StoreError> {
+        self.store.get(account, id).await
+    }
+
+    pub async fn list(
+        &self,
+        account: AccountId,
+        page: PageRequest,
+    ) -> Result<Page<Function>, StoreError> {
+        self.store.list(account, page).await
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %account, function_id = %id))]
+    pub async fn replace(
+        &self,
+        account: AccountId,
+        id: FunctionId,
+        draft: FunctionDraft,
+    ) -> Result<Result<Function, ValidationError>, StoreError> {
+        let current = self.store.get(account, id).await?;
+        if let Err(e) = self.check_secrets(account, &draft).await? {
+            return Ok(Err(e));
+        }
+        let replaced = Function {
+            name: draft.name,
+            description: draft.description,
+            source: draft.source,
+            secrets: draft
+                .secrets
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            limits: draft.limits,
+            version: current.version + 1,
+            updated_at: self.clock.now(),
+            ..current
+        };
+        Ok(Ok(self.store.replace(&replaced).await?))
+    }
+
+    pub async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError> {
+        self.store.delete(account, id).await
+    }
+
+    pub async fn list_executions(
+        &self,
+        account: AccountId,
+        function: FunctionId,
+        page: PageRequest,
+    ) -> Result<Page<Execution>, StoreError> {
+        // 404 for an unknown function rather than an empty list.
+        self.store.get(account, function).await?;
+        self.store.list_executions(account, function, page).await
+    }
+
+    pub async fn get_execution(
+        &self,
+        account: AccountId,
+        id: ExecutionId,
+        function: Option<FunctionId>,
+    ) -> Result<Execution, StoreError> {
+        self.store.get_execution(account, id, function).await
+    }
+
+    fn limits_for(&self, function: &Function) -> RunLimits {
+        let d = &self.defaults;
+        RunLimits {
+            timeout: function
+                .limits
+                .timeout_ms
+                .map_or(d.timeout, Duration::from_millis),
+            memory_bytes: function
+                .limits
+                .memory_mib
+                .map_or(d.memory_bytes, |m| m << 20) as usize,
+            output_bytes: function.limits.output_limit_bytes.unwrap_or(d.output_bytes) as usize,
+            log_lines: d.log_lines,
+            log_line_bytes: d.log_line_bytes,
+            max_actions: d.max_actions,
+        }
+    }
+
+    /// Runs a function and records the execution, whether it succeeded or failed.
+    #[tracing::instrument(skip_all, fields(account_id = %account, function_id = %id))]
+    pub async fn execute(
+        &self,
+        account: AccountId,
+        id: FunctionId,
+        params: Value,
+    ) -> Result<Execution, ExecuteError> {
+        let function = self.store.get(account, id).await?;
+        let execution_id = ExecutionId::generate();
+        let started_at = self.clock.now();
+        let clock = Instant::now();
+        let names: Vec<SecretName> = function
+            .secrets
+            .iter()
+            .filter_map(|n| SecretName::from_path(n))
+            .collect();
+        let secrets = if names.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            self.resolver.resolve(account, names).await
+        };
+        let output = match secrets {
+            Err(e) => RunOutput::failed(ErrorCode::SecretUnavailable, e.to_string()),
+            Ok(secrets) => {
+                let request = RunRequest {
+                    source: function.source.as_str().into(),
+                    params: params.clone(),
+                    secrets,
+                    context: RunContext {
+                        function_id: function.id.to_string(),
+                        function_name: function.name.clone(),
+                        account_id: account.to_string(),
+                        execution_id: execution_id.to_string(),
+                    },
+                    limits: self.limits_for(&function),
+                };
+                match self.executor.call(Execute(request)).await {
+                    Err(_) => return Err(ExecuteError::Unavailable),
+                    Ok(Err(_busy)) => return Err(ExecuteError::Busy),
+                    Ok(Ok(output)) => output,
+                }
+            }
+        };
+        let execution = self.record(
+            account,
+            &function,
+            execution_id,
+            params,
+            output,
+            started_at,
+            clock,
+        );
+        self.store.insert_execution(&execution).await?;
+        let code = execution.error_code.as_deref().unwrap_or("none");
+        self.metrics
+            .executions
+            .with_label_values(&[execution.status.as_str(), code])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[execution.status.as_str()])
+            .observe(clock.elapsed().as_secs_f64());
+        tracing::info!(execution_id = %execution.id, status = execution.status.as_str(), error_code = code, duration_ms = execution.duration_ms, "function executed");
+        Ok(execution)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        account: AccountId,
+        function: &Function,
+        id: ExecutionId,
+        input: Value,
+        output: RunOutput,
+        started_at: chrono::DateTime<chrono::Utc>,
+        clock: Instant,
+    ) -> Execution {
+        let (mut status, mut out, mut error, mut error_code) = match output.result {
+            Ok(value) => (ExecutionStatus::Succeeded, value, None, None),
+            Err(e) => (
+                ExecutionStatus::Failed,
+                Value::Object(Default::default()),
+                Some(e.message),
+                Some(e.code.as_str().to_owned()),
+            ),
+        };
+        let actions = if status == ExecutionStatus::Succeeded {
+            let (records, failure) = apply_actions(&output.actions);
+            if let Some(message) = failure {
+                // The script's output is kept; the execution failed as a whole.
+                status = ExecutionStatus::Failed;
+                error = Some(message);
+                error_code = Some(ErrorCode::ActionFailed.as_str().to_owned());
+            }
+            records
+        } else {
+            output
+                .actions
+                .iter()
+                .map(|a| action_record(a, "aborted", None))
+                .collect()
+        };
+        if status == ExecutionStatus::Failed && out.is_null() {
+            out = Value::Object(Default::default());
+        }
+        Execution {
+            id,
+            account_id: account,
+            function_id: function.id,
+            status,
+            input,
+            output: out,
+            logs: output.logs,
+            error,
+            error_code,
+            started_at,
+            completed_at: self.clock.now(),
+            duration_ms: clock.elapsed().as_millis() as i64,
+            actions,
+        }
+    }
+}
+
+fn action_record(action: &QueuedAction, status: &str, error: Option<String>) -> ActionRecord {
+    ActionRecord {
+        id: action.id.clone(),
+        kind: action.kind.clone(),
+        params: action.params.clone(),
+        status: status.to_owned(),
+        result: Value::Null,
+        error,
+    }
+}
+
+/// Applies queued actions in order, all or nothing: the first that fails is `failed`, the
+/// rest `aborted`, and nothing is applied. Every action type names a subsystem that later
+/// issues add; until then each is refused as not available, which applies nothing.
+fn apply_actions(actions: &[QueuedAction]) -> (Vec<ActionRecord>, Option<String>) {
+    let Some(first) = actions.first() else {
+        return (Vec::new(), None);
+    };
+    let reason = match subsystem_of(&first.kind) {
+        Some(subsystem) => {
+            format!("not available: the {subsystem} subsystem is not part of this build yet")
+        }
+        None => format!("unknown action type {:?}", first.kind),
+    };
+    let mut records = vec![action_record(first, "failed", Some(reason.clone()))];
+    records.extend(
+        actions[1..]
+            .iter()
+            .map(|a| action_record(a, "aborted", None)),
+    );
+    let message = format!(
+        "devpack action {} ({}) failed: {reason}",
+        first.id, first.kind
+    );
+    (records, Some(message))
+}

@@ -1,0 +1,295 @@
+//! `/accounts/{id}/functions` routes: CRUD, synchronous execution and execution records.
+//! `execute` answers 200 with the record whether the run succeeded or failed (see
+//! `X-Execution-Status`); only failures before a run starts are errors.
+
+use super::ask;
+use super::auth::AccountPath;
+use super::error::ApiError;
+use super::extract::{JsonBody, JsonOrEmpty, NoParams, Query};
+use super::json::timestamp;
+use super::pagination::{ListBody, ListQuery};
+use super::secrets::require_account;
+use super::state::AppState;
+use actix_web::{web, HttpResponse};
+use actors::functions::{
+    ActionRecord, CreateFunction, DeleteFunction, ExecuteError, ExecuteFunction, Execution,
+    Function, FunctionDraft, FunctionLimits, GetExecution, GetFunction, ListExecutions,
+    ListFunctions, ReplaceFunction,
+};
+use actors::ids::{ExecutionId, FunctionId};
+use actors::AccountId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Serialize)]
+pub struct FunctionBody {
+    id: String,
+    account_id: String,
+    name: String,
+    description: String,
+    source: String,
+    secrets: Vec<String>,
+    limits: FunctionLimits,
+    version: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Function> for FunctionBody {
+    fn from(f: Function) -> Self {
+        Self {
+            id: f.id.to_string(),
+            account_id: f.account_id.to_string(),
+            name: f.name,
+            description: f.description,
+            source: f.source,
+            secrets: f.secrets,
+            limits: f.limits,
+            version: f.version,
+            created_at: timestamp(&f.created_at),
+            updated_at: timestamp(&f.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ExecutionBody {
+    id: String,
+    account_id: String,
+    function_id: String,
+    status: &'static str,
+    input: Value,
+    output: Value,
+    logs: Vec<String>,
+    error: Option<String>,
+    error_code: Option<String>,
+    started_at: String,
+    completed_at: String,
+    duration_ms: i64,
+    actions: Vec<ActionRecord>,
+}
+
+impl From<Execution> for ExecutionBody {
+    fn from(e: Execution) -> Self {
+        Self {
+            id: e.id.to_string(),
+            account_id: e.account_id.to_string(),
+            function_id: e.function_id.to_string(),
+            status: e.status.as_str(),
+            input: e.input,
+            output: e.output,
+            logs: e.logs,
+            error: e.error,
+            error_code: e.error_code,
+            started_at: timestamp(&e.started_at),
+            completed_at: timestamp(&e.completed_at),
+            duration_ms: e.duration_ms,
+            actions: e.actions,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    timeout_ms: Option<u64>,
+    memory_mib: Option<u64>,
+    output_limit_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionInput {
+    name: Option<String>,
+    description: Option<String>,
+    source: Option<String>,
+    secrets: Option<Vec<String>>,
+    limits: Option<LimitsBody>,
+}
+
+impl FunctionInput {
+    fn draft(self, state: &AppState) -> Result<FunctionDraft, ApiError> {
+        let limits = self.limits.unwrap_or_default();
+        Ok(FunctionDraft::parse(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            self.source.as_deref(),
+            self.secrets.unwrap_or_default(),
+            FunctionLimits {
+                timeout_ms: limits.timeout_ms,
+                memory_mib: limits.memory_mib,
+                output_limit_bytes: limits.output_limit_bytes,
+            },
+            &state.limit_maxima,
+        )?)
+    }
+}
+
+fn function_id(raw: &str) -> Result<FunctionId, ApiError> {
+    FunctionId::parse(raw).ok_or_else(|| ApiError::not_found("function"))
+}
+
+fn execution_id(raw: &str) -> Result<ExecutionId, ApiError> {
+    ExecutionId::parse(raw).ok_or_else(|| ApiError::not_found("execution"))
+}
+
+fn list_scope(account: AccountId) -> String {
+    format!("accounts/{account}/functions")
+}
+
+pub async fn create(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    _: Query<NoParams>,
+    JsonBody(body): JsonBody<FunctionInput>,
+) -> Result<HttpResponse, ApiError> {
+    let draft = body.draft(&state)?;
+    let function = ask(
+        &state.functions,
+        CreateFunction { account, draft },
+        "account",
+    )
+    .await??;
+    Ok(HttpResponse::Created().json(FunctionBody::from(function)))
+}
+
+pub async fn list(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    Query(params): ListQuery,
+) -> Result<HttpResponse, ApiError> {
+    let scope = list_scope(account);
+    let page = params.page(&scope)?;
+    require_account(&state, account).await?;
+    let functions = ask(&state.functions, ListFunctions { account, page }, "account").await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(functions, &scope, FunctionBody::from)))
+}
+
+pub async fn get(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = function_id(&path.1)?;
+    let function = ask(&state.functions, GetFunction { account, id }, "function").await?;
+    Ok(HttpResponse::Ok().json(FunctionBody::from(function)))
+}
+
+pub async fn replace(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+    JsonBody(body): JsonBody<FunctionInput>,
+) -> Result<HttpResponse, ApiError> {
+    let id = function_id(&path.1)?;
+    let draft = body.draft(&state)?;
+    let function = ask(
+        &state.functions,
+        ReplaceFunction { account, id, draft },
+        "function",
+    )
+    .await??;
+    Ok(HttpResponse::Ok().json(FunctionBody::from(function)))
+}
+
+pub async fn delete(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = function_id(&path.1)?;
+    ask(&state.functions, DeleteFunction { account, id }, "function").await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn execute(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+    JsonOrEmpty(params): JsonOrEmpty<serde_json::Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = function_id(&path.1)?;
+    let message = ExecuteFunction {
+        account,
+        id,
+        params: Value::Object(params),
+    };
+    let execution = match state.functions.call(message).await? {
+        Ok(execution) => execution,
+        Err(ExecuteError::Busy) => return Err(ApiError::ExecutorBusy),
+        Err(ExecuteError::Unavailable) => {
+            return Err(actors::supervisor::Unavailable("executor").into())
+        }
+        Err(ExecuteError::Store(e)) => return Err(ApiError::from_store(e, "function")),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Execution-Status", execution.status.as_str()))
+        .json(ExecutionBody::from(execution)))
+}
+
+pub async fn list_executions(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    Query(params): ListQuery,
+) -> Result<HttpResponse, ApiError> {
+    let function = function_id(&path.1)?;
+    let scope = format!("accounts/{account}/functions/{function}/executions");
+    let page = params.page(&scope)?;
+    let executions = ask(
+        &state.functions,
+        ListExecutions {
+            account,
+            function,
+            page,
+        },
+        "function",
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(executions, &scope, ExecutionBody::from)))
+}
+
+pub async fn get_execution(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let function = Some(function_id(&path.1)?);
+    let id = execution_id(&path.2)?;
+    let execution = ask(
+        &state.functions,
+        GetExecution {
+            account,
+            id,
+            function,
+        },
+        "execution",
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ExecutionBody::from(execution)))
+}
+
+pub async fn get_any_execution(
+    AccountPath(account): AccountPath,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _: Query<NoParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = execution_id(&path.1)?;
+    let execution = ask(
+        &state.functions,
+        GetExecution {
+            account,
+            id,
+            function: None,
+        },
+        "execution",
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ExecutionBody::from(execution)))
+}

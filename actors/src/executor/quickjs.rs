@@ -7,11 +7,13 @@
 //! `params` global (a copy), and the standard built-ins. No network, files, timers or
 //! `require`.
 
+use super::engine::RunContext;
 use super::engine::{
     normalise_output, Engine, EngineRuntime, ErrorCode, LogBuffer, QueuedAction, RunError,
     RunOutput, RunRequest,
 };
-use rquickjs::function::Rest;
+use rquickjs::function::{Opt, Rest};
+use rquickjs::object::{Accessor, Property};
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Object, Runtime, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -22,23 +24,28 @@ use std::time::Instant;
 /// Native stack QuickJS may use; worker threads are spawned with more than this.
 pub const MAX_STACK_BYTES: usize = 1 << 20;
 
-/// Builds `Devpack` from the native queue function and the context object. Frozen, so a
-/// script cannot swap the queue for something else.
-const DEVPACK_PRELUDE: &str = r#"(function (queue, context) {
-  const act = (type) => (params) => queue(type, params === undefined ? null : params);
-  return Object.freeze({
-    version: "0.1.0",
-    context: Object.freeze(context),
-    gasBank: Object.freeze({ ensureAccount: act("gasbank.ensureAccount"), withdraw: act("gasbank.withdraw") }),
-    oracle: Object.freeze({ createRequest: act("oracle.createRequest") }),
-    triggers: Object.freeze({ register: act("triggers.register") }),
-    automation: Object.freeze({ schedule: act("automation.schedule") }),
-    respond: Object.freeze({
-      success: (data, meta) => ({ success: true, data, meta }),
-      failure: (error, meta) => ({ success: false, error, meta }),
-    }),
-  });
-})"#;
+/// Every fresh context leaves cyclic garbage (the built-ins reference each other) that
+/// only the cycle collector frees. With QuickJS's default 256 KiB threshold the collector
+/// ran during almost every context creation, about 30% of a small execution's
+/// instructions (docs/benchmarks.md); collecting every few MiB amortises it.
+const GC_THRESHOLD_BYTES: usize = 8 << 20;
+/// Garbage left over from earlier runs must not count against the next run's memory
+/// limit, so a run starts with a collection when more than this is allocated.
+const MAX_CARRIED_GARBAGE_BYTES: usize = 1 << 20;
+
+/// `Devpack` namespaces and the action type each method queues.
+const DEVPACK_ACTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "gasBank",
+        &[
+            ("ensureAccount", "gasbank.ensureAccount"),
+            ("withdraw", "gasbank.withdraw"),
+        ],
+    ),
+    ("oracle", &[("createRequest", "oracle.createRequest")]),
+    ("triggers", &[("register", "triggers.register")]),
+    ("automation", &[("schedule", "automation.schedule")]),
+];
 
 #[derive(Debug, Default)]
 pub struct QuickJs;
@@ -52,6 +59,7 @@ impl Engine for QuickJs {
         let runtime =
             Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
         runtime.set_max_stack_size(MAX_STACK_BYTES);
+        runtime.set_gc_threshold(GC_THRESHOLD_BYTES);
         let origin = Instant::now();
         // Nanoseconds since `origin` after which the running script is interrupted.
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
@@ -83,6 +91,9 @@ struct HostState {
 
 impl EngineRuntime for QuickJsRuntime {
     fn run(&mut self, request: &RunRequest) -> RunOutput {
+        if self.runtime.memory_usage().malloc_size > MAX_CARRIED_GARBAGE_BYTES as i64 {
+            self.runtime.run_gc();
+        }
         self.runtime.set_memory_limit(request.limits.memory_bytes);
         let deadline = self.origin.elapsed() + request.limits.timeout;
         self.deadline
@@ -134,10 +145,24 @@ fn script_error(message: String) -> RunError {
     }
 }
 
+fn memory_limit() -> RunError {
+    RunError {
+        code: ErrorCode::MemoryLimit,
+        message: "execution exceeded its memory limit".to_owned(),
+    }
+}
+
 /// Maps a caught exception: `out of memory` is the heap limit, anything else the script's
 /// own error (`Uncaught Error: boom`). Timeouts are recognised by the caller, which knows
 /// whether the deadline passed.
+///
+/// When the heap is so full that QuickJS cannot even allocate the `InternalError`, it
+/// throws `null` instead; a thrown `null` is therefore reported as `memory_limit` (a
+/// script that itself throws `null` is reported the same way: docs/api.md).
 fn caught(error: CaughtError<'_>) -> RunError {
+    if matches!(&error, CaughtError::Value(v) if v.is_null()) {
+        return memory_limit();
+    }
     let (name, message) = match &error {
         CaughtError::Exception(exception) => (
             exception
@@ -156,10 +181,7 @@ fn caught(error: CaughtError<'_>) -> RunError {
         CaughtError::Error(e) => ("Error".to_owned(), e.to_string()),
     };
     if message == "out of memory" {
-        return RunError {
-            code: ErrorCode::MemoryLimit,
-            message: "execution exceeded its memory limit".to_owned(),
-        };
+        return memory_limit();
     }
     script_error(format!("Uncaught {name}: {message}"))
 }
@@ -254,11 +276,10 @@ fn install_host<'js>(
     state: &Rc<RefCell<HostState>>,
 ) -> rquickjs::Result<()> {
     let globals = ctx.globals();
+    let secrets = Rc::new(request.secrets.clone());
     let console = Object::new(ctx.clone())?;
     for level in ["log", "info", "warn", "error", "debug"] {
-        let state = state.clone();
-        let secrets = request.secrets.clone();
-        let limits = request.limits;
+        let (state, secrets, limits) = (state.clone(), secrets.clone(), request.limits);
         let log = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
             let line = args
                 .0
@@ -271,44 +292,112 @@ fn install_host<'js>(
         console.set(level, log)?;
     }
     globals.set("console", console)?;
-
-    let queue_state = state.clone();
-    let max_actions = request.limits.max_actions;
-    let queue = Function::new(
-        ctx.clone(),
-        move |ctx: Ctx<'js>, kind: String, params: Value<'js>| {
-            let mut state = queue_state.borrow_mut();
-            let id = format!("action_{}", state.actions.len() + 1);
-            if state.actions.len() >= max_actions {
-                state.too_many_actions = true;
-            } else {
-                let json = ctx
-                    .json_stringify(params)?
-                    .map(|s| s.to_string())
-                    .transpose()?
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                state.actions.push(QueuedAction {
-                    id: id.clone(),
-                    kind: kind.clone(),
-                    params: json,
-                });
-            }
-            let handle = Object::new(ctx.clone())?;
-            handle.set("id", id)?;
-            handle.set("type", kind)?;
-            Ok::<_, rquickjs::Error>(handle)
-        },
-    )?;
-    let context = Object::new(ctx.clone())?;
-    context.set("functionId", request.context.function_id.as_str())?;
-    context.set("accountId", request.context.account_id.as_str())?;
-    context.set("executionId", request.context.execution_id.as_str())?;
-    let prelude: Function = ctx.eval(DEVPACK_PRELUDE)?;
-    let devpack: Value = prelude.call((queue, context))?;
-    globals.set("Devpack", devpack)?;
+    // Built on first use (most functions never touch it), then fixed as a read-only value
+    // so every access sees the same object.
+    let (ids, max_actions, devpack_state) = (
+        request.context.clone(),
+        request.limits.max_actions,
+        state.clone(),
+    );
+    let lazy = Accessor::new_get(move |ctx: Ctx<'js>| {
+        let devpack = devpack(&ctx, &ids, max_actions, &devpack_state)?;
+        ctx.globals()
+            .prop("Devpack", Property::from(devpack.clone()))?;
+        Ok::<_, rquickjs::Error>(devpack)
+    })
+    .configurable();
+    globals.prop("Devpack", lazy)?;
     globals.set("params", ctx.json_parse(request.params.to_string())?)?;
     Ok(())
+}
+
+/// `Devpack`, built from host functions and frozen (a script cannot replace a method).
+/// Built natively rather than from a JavaScript prelude: parsing a prelude in every fresh
+/// context cost about a fifth of a small execution (docs/benchmarks.md).
+fn devpack<'js>(
+    ctx: &Ctx<'js>,
+    ids: &RunContext,
+    max_actions: usize,
+    state: &Rc<RefCell<HostState>>,
+) -> rquickjs::Result<Object<'js>> {
+    let freeze: Function = ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
+    let frozen = |object: Object<'js>| -> rquickjs::Result<Object<'js>> {
+        freeze.call::<_, Value>((object.clone(),))?;
+        Ok(object)
+    };
+    let devpack = Object::new(ctx.clone())?;
+    devpack.set("version", "0.1.0")?;
+    let context = Object::new(ctx.clone())?;
+    context.set("functionId", ids.function_id.as_str())?;
+    context.set("accountId", ids.account_id.as_str())?;
+    context.set("executionId", ids.execution_id.as_str())?;
+    devpack.set("context", frozen(context)?)?;
+    for (namespace, methods) in DEVPACK_ACTIONS {
+        let object = Object::new(ctx.clone())?;
+        for (method, kind) in *methods {
+            let state = state.clone();
+            let queue = Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>, params: Opt<Value<'js>>| {
+                    enqueue(&ctx, &state, kind, params.0, max_actions)
+                },
+            )?;
+            object.set(*method, queue)?;
+        }
+        devpack.set(*namespace, frozen(object)?)?;
+    }
+    let respond = Object::new(ctx.clone())?;
+    for (method, success, key) in [("success", true, "data"), ("failure", false, "error")] {
+        let reply = Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, value: Opt<Value<'js>>, meta: Opt<Value<'js>>| {
+                let undefined = || Value::new_undefined(ctx.clone());
+                let out = Object::new(ctx.clone())?;
+                out.set("success", success)?;
+                out.set(key, value.0.unwrap_or_else(undefined))?;
+                out.set("meta", meta.0.unwrap_or_else(undefined))?;
+                Ok::<_, rquickjs::Error>(out)
+            },
+        )?;
+        respond.set(method, reply)?;
+    }
+    devpack.set("respond", frozen(respond)?)?;
+    frozen(devpack)
+}
+
+/// Queues one action and returns `{id, type}`; past the limit, the run is marked to fail
+/// with `too_many_actions`.
+fn enqueue<'js>(
+    ctx: &Ctx<'js>,
+    state: &Rc<RefCell<HostState>>,
+    kind: &str,
+    params: Option<Value<'js>>,
+    max_actions: usize,
+) -> rquickjs::Result<Object<'js>> {
+    let mut state = state.borrow_mut();
+    let id = format!("action_{}", state.actions.len() + 1);
+    if state.actions.len() >= max_actions {
+        state.too_many_actions = true;
+    } else {
+        let params = match params {
+            Some(value) if !value.is_undefined() => ctx
+                .json_stringify(value)?
+                .map(|s| s.to_string())
+                .transpose()?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or(serde_json::Value::Null),
+            _ => serde_json::Value::Null,
+        };
+        state.actions.push(QueuedAction {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            params,
+        });
+    }
+    let handle = Object::new(ctx.clone())?;
+    handle.set("id", id)?;
+    handle.set("type", kind)?;
+    Ok(handle)
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn limits_fail_the_run_and_poison_the_runtime() {
         "() => { const a = []; while (true) a.push('x'.repeat(1024) + a.length); }",
         json!({}),
     ));
-    assert_eq!(error(&out).0, ErrorCode::MemoryLimit);
+    assert_eq!(error(&out).0, ErrorCode::MemoryLimit, "{:?}", error(&out));
     assert!(out.poisoned);
 
     let out = run("() => ({big: 'x'.repeat(10 * 1024 * 1024)})");

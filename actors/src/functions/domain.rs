@@ -122,6 +122,31 @@ impl FunctionDraft {
     }
 }
 
+impl FunctionDraft {
+    /// The stored function this draft describes, with the given identity and history.
+    pub fn into_function(
+        self,
+        id: FunctionId,
+        account_id: AccountId,
+        version: i64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Function {
+        Function {
+            id,
+            account_id,
+            name: self.name,
+            description: self.description,
+            source: self.source,
+            secrets: self.secrets.iter().map(|s| s.as_str().to_owned()).collect(),
+            limits: self.limits,
+            version,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {

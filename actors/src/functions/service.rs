@@ -123,22 +123,7 @@ impl FunctionsService {
             return Ok(Err(e));
         }
         let now = self.clock.now();
-        let function = Function {
-            id: FunctionId::generate(),
-            account_id: account,
-            name: draft.name,
-            description: draft.description,
-            source: draft.source,
-            secrets: draft
-                .secrets
-                .iter()
-                .map(|s| s.as_str().to_owned())
-                .collect(),
-            limits: draft.limits,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let function = draft.into_function(FunctionId::generate(), account, 1, now, now);
         self.store.create(&function).await?;
         tracing::info!(function_id = %function.id, "function created");
         Ok(Ok(function))
@@ -167,20 +152,13 @@ impl FunctionsService {
         if let Err(e) = self.check_secrets(account, &draft).await? {
             return Ok(Err(e));
         }
-        let replaced = Function {
-            name: draft.name,
-            description: draft.description,
-            source: draft.source,
-            secrets: draft
-                .secrets
-                .iter()
-                .map(|s| s.as_str().to_owned())
-                .collect(),
-            limits: draft.limits,
-            version: current.version + 1,
-            updated_at: self.clock.now(),
-            ..current
-        };
+        let replaced = draft.into_function(
+            id,
+            account,
+            current.version + 1,
+            current.created_at,
+            self.clock.now(),
+        );
         Ok(Ok(self.store.replace(&replaced).await?))
     }
 

@@ -43,6 +43,7 @@ pub mod ids;
 pub mod metrics;
 pub mod page;
 pub mod patch;
+pub mod schedule;
 pub mod secrets;
 pub mod store;
 pub mod supervisor;

@@ -12,6 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
 use actors::accounts::{AccountsActor, AccountsService};
+use actors::automation::{AutomationActor, AutomationService};
 use actors::crypto::{Key, KeyRing};
 use actors::executor::{
     Engine, ExecutorActor, ExecutorConfig, ExecutorMetrics, MockEngine, QuickJs,
@@ -303,6 +304,18 @@ impl Application {
             let service = functions_service.clone();
             FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
         });
+        let automation_service = AutomationService::new(
+            stores.jobs.clone(),
+            stores.functions.clone(),
+            Arc::new(SystemClock),
+        );
+        let arbiter = services.handle();
+        let automation = supervisor.add("automation", move |exit| {
+            let service = automation_service.clone();
+            AutomationActor::start_in_arbiter(&arbiter, move |_| {
+                AutomationActor::new(service, exit)
+            })
+        });
         let supervisor = supervisor.start();
         supervisor
             .send(WaitStarted)
@@ -339,6 +352,10 @@ impl Application {
             accounts: accounts.clone(),
             secrets: secrets.clone(),
             functions,
+            automation,
+            default_max_attempts: i32::try_from(settings.automation.max_attempts)
+                .unwrap_or(5)
+                .clamp(1, 20),
             limit_maxima: exec_defaults(&settings).maxima,
             metrics_require_token: settings.auth.metrics_require_token,
             health: health.clone(),

@@ -74,6 +74,16 @@ id_type!(
     ExecutionId
 );
 
+id_type!(
+    /// Identifies an automation job.
+    JobId
+);
+
+id_type!(
+    /// Identifies one run of an automation job.
+    RunId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

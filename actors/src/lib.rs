@@ -32,6 +32,7 @@ macro_rules! forward {
 }
 
 pub mod accounts;
+pub mod automation;
 pub mod clock;
 pub mod crypto;
 pub mod duration;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod automation;
 pub mod error;
 pub mod extract;
 pub mod functions;
@@ -124,6 +125,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/accounts/{id}/functions/{function_id}/executions/{execution_id}")
             .route(web::get().to(functions::get_execution))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts/{id}/automation/jobs")
+            .route(web::get().to(automation::list))
+            .route(web::post().to(automation::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/automation/jobs/{job_id}")
+            .route(web::get().to(automation::get))
+            .route(web::patch().to(automation::update))
+            .route(web::delete().to(automation::delete))
+            .default_service(not_allowed("GET, PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/automation/jobs/{job_id}/runs")
+            .route(web::get().to(automation::runs))
             .default_service(not_allowed("GET")),
     )
     .service(

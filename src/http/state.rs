@@ -3,6 +3,7 @@
 
 use super::auth::Auth;
 use actors::accounts::AccountsActor;
+use actors::automation::AutomationActor;
 use actors::functions::{FunctionsActor, LimitMaxima};
 use actors::health::Health;
 use actors::secrets::SecretsActor;
@@ -14,6 +15,9 @@ pub struct AppState {
     pub accounts: ActorHandle<AccountsActor>,
     pub secrets: ActorHandle<SecretsActor>,
     pub functions: ActorHandle<FunctionsActor>,
+    pub automation: ActorHandle<AutomationActor>,
+    /// `AUTOMATION_MAX_ATTEMPTS`: a job's `max_attempts` when the body names none.
+    pub default_max_attempts: i32,
     /// Largest per-function limits (validation of function bodies).
     pub limit_maxima: LimitMaxima,
     pub health: Arc<Health>,

@@ -3,8 +3,9 @@
 //! Critical sections never await, so a std mutex is the right tool.
 
 use crate::accounts::Account;
+use crate::automation::{Job, Run};
 use crate::functions::{Execution, Function};
-use crate::ids::{AccountId, ExecutionId, FunctionId, SecretId, TokenId};
+use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId, SecretId, TokenId};
 use crate::secrets::{SealedVersion, SecretMetadata};
 use crate::tokens::ApiToken;
 use std::collections::{BTreeMap, HashMap};
@@ -187,6 +188,8 @@ pub struct Tables {
     pub tokens: TokenTable,
     pub functions: HashMap<FunctionId, Function>,
     pub executions: HashMap<ExecutionId, Execution>,
+    pub jobs: HashMap<JobId, Job>,
+    pub runs: HashMap<RunId, Run>,
 }
 
 impl Tables {
@@ -196,15 +199,37 @@ impl Tables {
         let account = self.accounts.remove(id)?;
         self.secrets.remove_account(id);
         self.tokens.remove_account(id);
-        self.functions.retain(|_, f| f.account_id != *id);
-        self.executions.retain(|_, e| e.account_id != *id);
+        let functions: Vec<FunctionId> = self
+            .functions
+            .values()
+            .filter(|f| f.account_id == *id)
+            .map(|f| f.id)
+            .collect();
+        for function in functions {
+            self.delete_function(&function);
+        }
         Some(account)
     }
 
-    /// Removes a function and its executions.
+    /// Removes a function with its executions, jobs and runs.
     pub fn delete_function(&mut self, id: &FunctionId) {
         self.functions.remove(id);
         self.executions.retain(|_, e| e.function_id != *id);
+        let jobs: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.function_id == *id)
+            .map(|j| j.id)
+            .collect();
+        for job in jobs {
+            self.delete_job(&job);
+        }
+    }
+
+    /// Removes a job and its runs.
+    pub fn delete_job(&mut self, id: &JobId) {
+        self.jobs.remove(id);
+        self.runs.retain(|_, r| r.job_id != *id);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod migrations;
 pub mod postgres;
 
 use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
+use crate::automation::{JobStore, MemoryJobStore, PgJobStore};
 use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::tokens::{MemoryTokenStore, PgTokenStore, TokenStore};
@@ -23,6 +24,7 @@ pub struct Stores {
     pub secrets: Arc<dyn SecretStore>,
     pub tokens: Arc<dyn TokenStore>,
     pub functions: Arc<dyn FunctionStore>,
+    pub jobs: Arc<dyn JobStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -34,7 +36,8 @@ impl Stores {
             accounts: Arc::new(MemoryAccountStore::new(db.clone())),
             secrets: Arc::new(MemorySecretStore::new(db.clone())),
             tokens: Arc::new(MemoryTokenStore::new(db.clone())),
-            functions: Arc::new(MemoryFunctionStore::new(db)),
+            functions: Arc::new(MemoryFunctionStore::new(db.clone())),
+            jobs: Arc::new(MemoryJobStore::new(db)),
             pool: None,
         }
     }
@@ -45,6 +48,7 @@ impl Stores {
             secrets: Arc::new(PgSecretStore::new(pool.clone())),
             tokens: Arc::new(PgTokenStore::new(pool.clone())),
             functions: Arc::new(PgFunctionStore::new(pool.clone())),
+            jobs: Arc::new(PgJobStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -1,0 +1,202 @@
+//! PostgreSQL [`JobStore`]: `app_automation_jobs` and `app_automation_runs`, cascading
+//! from the account and the function.
+
+use super::{Job, JobStore, OverlapPolicy, Run, RunStatus};
+use crate::error::StoreError;
+use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
+use crate::page::{Page, PageRequest};
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const JOB: &str =
+    "id, account_id, function_id, name, description, schedule, enabled, overlap_policy, \
+                   max_attempts, last_run, next_run, created_at, updated_at";
+const RUN: &str =
+    "id, job_id, scheduled_for, started_at, completed_at, status, attempt, execution_id, error";
+
+pub struct PgJobStore {
+    pool: Pool,
+}
+
+impl PgJobStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn job_from(row: &Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: JobId::from(row.try_get::<_, Uuid>("id")?),
+        account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
+        function_id: FunctionId::from(row.try_get::<_, Uuid>("function_id")?),
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        schedule: row.try_get("schedule")?,
+        enabled: row.try_get("enabled")?,
+        overlap_policy: OverlapPolicy::parse(row.try_get("overlap_policy")?)
+            .unwrap_or(OverlapPolicy::Skip),
+        max_attempts: row.try_get("max_attempts")?,
+        last_run: row.try_get("last_run")?,
+        next_run: row.try_get("next_run")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn run_from(row: &Row) -> Result<Run, StoreError> {
+    Ok(Run {
+        id: RunId::from(row.try_get::<_, Uuid>("id")?),
+        job_id: JobId::from(row.try_get::<_, Uuid>("job_id")?),
+        scheduled_for: row.try_get("scheduled_for")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        status: RunStatus::parse(row.try_get("status")?),
+        attempt: row.try_get("attempt")?,
+        execution_id: row
+            .try_get::<_, Option<Uuid>>("execution_id")?
+            .map(ExecutionId::from),
+        error: row.try_get("error")?,
+    })
+}
+
+/// Maps the job table's constraint errors.
+fn write_error(e: tokio_postgres::Error, name: &str) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+            StoreError::Conflict(format!("job \"{name}\" already exists"))
+        }
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => StoreError::NotFound,
+        _ => e.into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl JobStore for PgJobStore {
+    async fn create(&self, j: &Job) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!("INSERT INTO app_automation_jobs ({JOB}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"),
+                &[
+                    j.id.as_uuid(),
+                    j.account_id.as_uuid(),
+                    j.function_id.as_uuid(),
+                    &j.name,
+                    &j.description,
+                    &j.schedule,
+                    &j.enabled,
+                    &j.overlap_policy.as_str(),
+                    &j.max_attempts,
+                    &j.last_run,
+                    &j.next_run,
+                    &j.created_at,
+                    &j.updated_at,
+                ],
+            )
+            .await
+            .map_err(|e| write_error(e, &j.name))?;
+        Ok(())
+    }
+
+    async fn get(&self, account: AccountId, id: JobId) -> Result<Job, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {JOB} FROM app_automation_jobs WHERE id = $1 AND account_id = $2"),
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?;
+        row.as_ref().map(job_from).ok_or(StoreError::NotFound)?
+    }
+
+    async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Job>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {JOB} FROM app_automation_jobs
+                     WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+                     ORDER BY created_at, id LIMIT $4"
+                ),
+                &[account.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
+            )
+            .await?;
+        let items = rows.iter().map(job_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, &page))
+    }
+
+    async fn update(&self, j: &Job) -> Result<Job, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE app_automation_jobs SET function_id = $3, name = $4, description = $5, schedule = $6,
+                         enabled = $7, overlap_policy = $8, max_attempts = $9, next_run = $10, updated_at = $11
+                     WHERE id = $1 AND account_id = $2
+                     RETURNING {JOB}"
+                ),
+                &[
+                    j.id.as_uuid(),
+                    j.account_id.as_uuid(),
+                    j.function_id.as_uuid(),
+                    &j.name,
+                    &j.description,
+                    &j.schedule,
+                    &j.enabled,
+                    &j.overlap_policy.as_str(),
+                    &j.max_attempts,
+                    &j.next_run,
+                    &j.updated_at,
+                ],
+            )
+            .await
+            .map_err(|e| write_error(e, &j.name))?;
+        row.as_ref().map(job_from).ok_or(StoreError::NotFound)?
+    }
+
+    async fn delete(&self, account: AccountId, id: JobId) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "DELETE FROM app_automation_jobs WHERE id = $1 AND account_id = $2",
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_runs(
+        &self,
+        account: AccountId,
+        job: JobId,
+        page: PageRequest,
+    ) -> Result<Page<Run>, StoreError> {
+        let client = self.pool.get().await?;
+        let owned = client
+            .query_opt(
+                "SELECT 1 FROM app_automation_jobs WHERE id = $1 AND account_id = $2",
+                &[job.as_uuid(), account.as_uuid()],
+            )
+            .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {RUN} FROM app_automation_runs
+                     WHERE job_id = $1 AND ($2::timestamptz IS NULL OR (scheduled_for, id) < ($2, $3::uuid))
+                     ORDER BY scheduled_for DESC, id DESC LIMIT $4"
+                ),
+                &[job.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
+            )
+            .await?;
+        let items = rows.iter().map(run_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, &page))
+    }
+}

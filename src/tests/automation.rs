@@ -1,0 +1,224 @@
+//! Automation jobs API on both stores: CRUD, validation, `next_run` rules, cascades.
+
+use crate::both_stores;
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+both_stores!(
+    jobs_crud_and_next_run,
+    job_validation_changes_nothing,
+    jobs_go_with_their_function
+);
+
+/// An account with one function: (jobs base path, function id).
+async fn setup(app: &TestApp) -> (String, String, String) {
+    let account = app.create_account_id("alice").await;
+    let f = app
+        .post(
+            &format!("/accounts/{account}/functions"),
+            &json!({"name": "f", "source": "() => 1"}),
+        )
+        .await
+        .json();
+    let function = f["id"].as_str().unwrap().to_owned();
+    (
+        format!("/accounts/{account}/automation/jobs"),
+        function,
+        account,
+    )
+}
+
+fn ts(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .into()
+}
+
+async fn jobs_crud_and_next_run(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, function, _) = setup(&app).await;
+    let before = chrono::Utc::now();
+    let res = app
+        .post(
+            &base,
+            &json!({"function_id": function, "name": "nightly", "schedule": "0 3 * * *"}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let job = res.json();
+    let keys: Vec<_> = job.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "account_id",
+            "created_at",
+            "description",
+            "enabled",
+            "function_id",
+            "id",
+            "last_run",
+            "max_attempts",
+            "name",
+            "next_run",
+            "overlap_policy",
+            "schedule",
+            "updated_at"
+        ]
+    );
+    assert_eq!(
+        (
+            job["enabled"].clone(),
+            job["overlap_policy"].clone(),
+            job["max_attempts"].clone()
+        ),
+        (json!(true), json!("skip"), json!(5))
+    );
+    assert_eq!(job["last_run"], Value::Null);
+    let next = ts(&job["next_run"]);
+    assert!(next > before && next - before <= chrono::Duration::days(1));
+    assert_eq!(
+        next.format("%H:%M:%S").to_string(),
+        "03:00:00",
+        "the real schedule, not now + 1 minute"
+    );
+    let path = format!("{base}/{}", job["id"].as_str().unwrap());
+    assert_eq!(app.get(&path).await.json(), job);
+    assert_eq!(app.get(&base).await.json()["items"], json!([job]));
+
+    // Disabling clears next_run; re-enabling recomputes it from now.
+    let off = app.patch(&path, &json!({"enabled": false})).await.json();
+    assert_eq!(off["next_run"], Value::Null);
+    let on = app
+        .patch(&path, &json!({"enabled": true, "schedule": "@every 1h"}))
+        .await
+        .json();
+    let every = ts(&on["next_run"]) - chrono::Utc::now();
+    assert!(
+        every > chrono::Duration::minutes(59) && every <= chrono::Duration::hours(1),
+        "{every}"
+    );
+    // A timestamp sets the next dispatch once; null recomputes.
+    let set = app
+        .patch(&path, &json!({"next_run": "2031-01-01T12:00:00+01:00"}))
+        .await
+        .json();
+    assert_eq!(set["next_run"], "2031-01-01T11:00:00.000000Z");
+    let back = app
+        .patch(
+            &path,
+            &json!({"next_run": null, "overlap_policy": "ALLOW", "max_attempts": 3}),
+        )
+        .await
+        .json();
+    assert!(ts(&back["next_run"]) < ts(&set["next_run"]));
+    assert_eq!(
+        (back["overlap_policy"].clone(), back["max_attempts"].clone()),
+        (json!("allow"), json!(3))
+    );
+
+    let runs = app.get(&format!("{path}/runs")).await.json();
+    assert_eq!(runs, json!({"items": [], "next_cursor": null}));
+    assert_eq!(app.delete(&path).await.status, 204);
+    app.get(&path)
+        .await
+        .assert_error(404, "not_found", "job not found");
+    app.get(&format!("{path}/runs"))
+        .await
+        .assert_error(404, "not_found", "job not found");
+}
+
+async fn job_validation_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, function, _) = setup(&app).await;
+    let ok = json!({"function_id": function, "name": "j", "schedule": "@hourly"});
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (
+            with("schedule", json!("61 * * * *")),
+            "schedule: minute 61 out of range 0-59",
+        ),
+        (
+            with("schedule", json!("0 0 30 2 *")),
+            "schedule: schedule never fires",
+        ),
+        (
+            with("schedule", json!("* * * * * *")),
+            "schedule: expected 5 cron fields (minute hour day-of-month month day-of-week), got 6",
+        ),
+        (
+            with("schedule", json!("@every 0s")),
+            "schedule: @every: the interval must be between 1s and 366 days",
+        ),
+        (with("schedule", json!("")), "schedule: is required"),
+        (
+            with("function_id", json!(uuid::Uuid::new_v4().to_string())),
+            "function_id: function not found in this account",
+        ),
+        (
+            with("overlap_policy", json!("queue")),
+            "overlap_policy: must be skip or allow",
+        ),
+        (
+            with("max_attempts", json!(21)),
+            "max_attempts: must be 1-20",
+        ),
+        (with("name", json!(" ")), "name: is required"),
+    ];
+    for (body, message) in cases {
+        app.post(&base, &body)
+            .await
+            .assert_error(400, "validation_failed", message);
+    }
+    let job = app.post(&base, &ok).await.json();
+    app.post(&base, &with("name", json!("J")))
+        .await
+        .assert_error(409, "conflict", "job \"J\" already exists");
+    let path = format!("{base}/{}", job["id"].as_str().unwrap());
+    app.patch(&path, &json!({"enabled": null}))
+        .await
+        .assert_error(400, "validation_failed", "enabled: must not be null");
+    app.patch(&path, &json!({"schedule": "bad"}))
+        .await
+        .assert_error(
+            400,
+            "validation_failed",
+            "schedule: expected 5 cron fields (minute hour day-of-month month day-of-week), got 1",
+        );
+    assert_eq!(
+        app.get(&path).await.json(),
+        job,
+        "rejected changes changed nothing"
+    );
+    assert_eq!(
+        app.get(&base).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn jobs_go_with_their_function(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, function, account) = setup(&app).await;
+    let job = app
+        .post(
+            &base,
+            &json!({"function_id": function, "name": "j", "schedule": "@daily"}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        app.delete(&format!("/accounts/{account}/functions/{function}"))
+            .await
+            .status,
+        204
+    );
+    app.get(&format!("{base}/{}", job["id"].as_str().unwrap()))
+        .await
+        .assert_error(404, "not_found", "job not found");
+}

@@ -12,7 +12,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
 use actors::accounts::{AccountsActor, AccountsService};
-use actors::automation::{AutomationActor, AutomationService};
+use actors::automation::{
+    AutomationActor, AutomationMetrics, AutomationService, SchedulerActor, SchedulerConfig,
+    SchedulerService,
+};
 use actors::crypto::{Key, KeyRing};
 use actors::executor::{
     Engine, ExecutorActor, ExecutorConfig, ExecutorMetrics, MockEngine, QuickJs,
@@ -190,6 +193,16 @@ fn warn_about_settings(settings: &Settings) {
     }
 }
 
+/// This process's lease owner id: unique per process, readable in the database.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "appserver".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
 fn executor_config(settings: &Settings) -> ExecutorConfig {
     let engine: Arc<dyn Engine> = match settings.executor.mode {
         TeeMode::Js => Arc::new(QuickJs),
@@ -315,6 +328,24 @@ impl Application {
             AutomationActor::start_in_arbiter(&arbiter, move |_| {
                 AutomationActor::new(service, exit)
             })
+        });
+        let scheduler_service = SchedulerService::new(
+            stores.scheduler.clone(),
+            functions.clone(),
+            Arc::new(SystemClock),
+            replica_id(),
+            SchedulerConfig {
+                tick: settings.automation.tick,
+                lease: settings.work.lease,
+                retry_base: settings.automation.retry_base,
+                retry_max_delay: settings.automation.retry_max_delay,
+            },
+            AutomationMetrics::register(&registry).map_err(anyhow::Error::new)?,
+        );
+        let arbiter = services.handle();
+        supervisor.add("scheduler", move |exit| {
+            let service = scheduler_service.clone();
+            SchedulerActor::start_in_arbiter(&arbiter, move |_| SchedulerActor::new(service, exit))
         });
         let supervisor = supervisor.start();
         supervisor

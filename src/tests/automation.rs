@@ -222,3 +222,164 @@ async fn jobs_go_with_their_function(backend: Backend) {
         .await
         .assert_error(404, "not_found", "job not found");
 }
+
+both_stores!(
+    every_second_job_runs_once_per_tick,
+    failing_runs_retry_then_fail,
+    overlap_skip_records_skipped_runs,
+    an_overdue_job_runs_once,
+);
+
+fn fast_scheduler() -> AppOptions {
+    AppOptions::default()
+        .env("AUTOMATION_TICK", "100ms")
+        .env("AUTOMATION_RETRY_BASE", "100ms")
+}
+
+/// A job on a new function; returns the job's path.
+async fn job_with(app: &TestApp, source: &str, job: Value) -> String {
+    let (base, function, account) = setup(app).await;
+    let f = app
+        .post(
+            &format!("/accounts/{account}/functions"),
+            &json!({"name": "g", "source": source}),
+        )
+        .await
+        .json();
+    let _ = function;
+    let mut body = job;
+    body["function_id"] = f["id"].clone();
+    let res = app.post(&base, &body).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    format!("{base}/{}", res.json()["id"].as_str().unwrap())
+}
+
+/// Polls the job's runs until `done` holds (a hang guard, not a timing assertion).
+async fn runs_until(app: &TestApp, job: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    for _ in 0..300 {
+        let runs = app.get(&format!("{job}/runs?limit=500")).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if done(&runs) {
+            return runs;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "runs never reached the expected state: {}",
+        app.get(&format!("{job}/runs")).await.text()
+    );
+}
+
+fn with_status<'a>(runs: &'a [Value], status: &str) -> Vec<&'a Value> {
+    runs.iter().filter(|r| r["status"] == status).collect()
+}
+
+async fn every_second_job_runs_once_per_tick(backend: Backend) {
+    let app = spawn_app_with(backend, fast_scheduler()).await;
+    let job = job_with(
+        &app,
+        "(p) => ({job: p.automation_job, at: p.scheduled_for})",
+        json!({"name": "tick", "schedule": "@every 1s"}),
+    )
+    .await;
+    let runs = runs_until(&app, &job, |r| with_status(r, "succeeded").len() >= 3).await;
+    let ok = with_status(&runs, "succeeded");
+    // Newest first, one per second, no duplicates or gaps between consecutive runs.
+    let times: Vec<_> = ok.iter().map(|r| ts(&r["scheduled_for"])).collect();
+    for pair in times.windows(2) {
+        assert_eq!(pair[0] - pair[1], chrono::Duration::seconds(1), "{times:?}");
+    }
+    let run = ok.last().unwrap();
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["error"], Value::Null);
+    let account_functions = job.split("/automation").next().unwrap().to_owned() + "/functions";
+    let execution = app
+        .get(&format!(
+            "{account_functions}/executions/{}",
+            run["execution_id"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(execution["output"]["job"], job.rsplit('/').next().unwrap());
+    assert_eq!(execution["output"]["at"], run["scheduled_for"]);
+    let current = app.get(&job).await.json();
+    assert!(ts(&current["last_run"]) >= times[0]);
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics.contains("service_layer_automation_job_runs_total{status=\"succeeded\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(job.rsplit('/').next().unwrap()),
+        "no job ids in labels"
+    );
+}
+
+async fn failing_runs_retry_then_fail(backend: Backend) {
+    let app = spawn_app_with(backend, fast_scheduler()).await;
+    let job = job_with(
+        &app,
+        "() => { throw new Error('nope') }",
+        json!({"name": "bad", "schedule": "@hourly", "max_attempts": 3}),
+    )
+    .await;
+    let before = app.get(&job).await.json()["next_run"].clone();
+    // Due at once: one run for this occurrence.
+    app.patch(&job, &json!({"next_run": "2001-01-01T00:00:00Z"}))
+        .await;
+    let runs = runs_until(&app, &job, |r| !with_status(r, "failed").is_empty()).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["attempt"], 3, "three attempts, then failed");
+    assert_eq!(runs[0]["error"], "Uncaught Error: nope");
+    assert_eq!(runs[0]["scheduled_for"], "2001-01-01T00:00:00.000000Z");
+    assert!(runs[0]["completed_at"].is_string());
+    assert_eq!(
+        app.get(&job).await.json()["next_run"],
+        before,
+        "retries never move the schedule"
+    );
+}
+
+async fn overlap_skip_records_skipped_runs(backend: Backend) {
+    let app = spawn_app_with(backend, fast_scheduler()).await;
+    let job = job_with(
+        &app,
+        "() => { const end = Date.now() + 2500; while (Date.now() < end) {} return 1 }",
+        json!({"name": "slow", "schedule": "@every 1s"}),
+    )
+    .await;
+    let runs = runs_until(&app, &job, |r| !with_status(r, "skipped").is_empty()).await;
+    let skipped = with_status(&runs, "skipped");
+    assert_eq!(skipped[0]["error"], "previous run still in progress");
+    assert_eq!(skipped[0]["attempt"], 0);
+    assert!(
+        with_status(&runs, "running").len() <= 1,
+        "never two at once: {runs:?}"
+    );
+}
+
+async fn an_overdue_job_runs_once(backend: Backend) {
+    let app = spawn_app_with(backend, fast_scheduler()).await;
+    let job = job_with(
+        &app,
+        "() => 1",
+        json!({"name": "late", "schedule": "*/5 * * * *"}),
+    )
+    .await;
+    app.patch(&job, &json!({"next_run": "2020-06-01T00:00:00Z"}))
+        .await;
+    let runs = runs_until(&app, &job, |r| !with_status(r, "succeeded").is_empty()).await;
+    actix_rt::time::sleep(std::time::Duration::from_millis(500)).await;
+    let runs_after = app.get(&format!("{job}/runs")).await.json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        runs_after.len(),
+        1,
+        "once, not once per missed occurrence: {runs:?}"
+    );
+    assert!(ts(&app.get(&job).await.json()["next_run"]) > chrono::Utc::now());
+}

@@ -4,17 +4,108 @@ mod actor;
 mod domain;
 mod memory;
 mod postgres;
+mod scheduler;
+
 mod service;
 
 pub use actor::{AutomationActor, CreateJob, DeleteJob, GetJob, ListJobs, ListRuns, UpdateJob};
 pub use domain::{Job, OverlapPolicy, Run, RunStatus};
 pub use memory::MemoryJobStore;
 pub use postgres::PgJobStore;
+pub use scheduler::{
+    next_run, AutomationMetrics, SchedulerActor, SchedulerConfig, SchedulerService,
+};
+
 pub use service::{AutomationService, JobChanges, NewJob};
 
 use crate::error::StoreError;
-use crate::ids::{AccountId, JobId};
+use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
 use crate::page::{Page, PageRequest};
+use chrono::{DateTime, Utc};
+
+/// Computes a job's next `next_run` after dispatching the occurrence `scheduled_for` at
+/// `now` (`None` if the schedule no longer parses or never fires).
+pub type NextRun = dyn Fn(&Job, DateTime<Utc>) -> Option<DateTime<Utc>> + Send + Sync;
+
+/// A run claimed under this replica's lease, with what dispatching it needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub run: Run,
+    pub account_id: AccountId,
+    pub function_id: FunctionId,
+    pub max_attempts: i32,
+    pub job_enabled: bool,
+    /// The previous holder's lease ran out mid-attempt: that attempt failed.
+    pub previous_lease_expired: bool,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum AttemptEnd {
+    Succeeded {
+        execution_id: ExecutionId,
+    },
+    /// Failed; retried at `retry_at` when set, else the run is finally `failed`.
+    Failed {
+        execution_id: Option<ExecutionId>,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// What advancing due jobs did, for metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advanced {
+    /// `(job, scheduled_for, lag)` of each run inserted as `running`.
+    pub started: Vec<(JobId, DateTime<Utc>)>,
+    pub skipped: usize,
+}
+
+/// The scheduler's side of the job store. Both implementations give the same guarantees:
+/// one run per `(job, scheduled_for)`, `next_run` moved in the same transaction, runs
+/// worked by one lease holder at a time.
+#[async_trait::async_trait]
+pub trait SchedulerStore: Send + Sync + 'static {
+    /// For up to `limit` enabled jobs with `next_run ≤ now`: insert the run (or a
+    /// `skipped` run when overlap is `skip` and a run is in progress) and move `next_run`.
+    async fn advance_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        next: &NextRun,
+    ) -> Result<Advanced, StoreError>;
+    /// Claims up to `limit` running runs due for an attempt whose lease is free or
+    /// expired, counting the new attempt.
+    async fn claim_runs(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ClaimedRun>, StoreError>;
+    /// Extends the lease while an attempt runs; `false` if the run is no longer ours.
+    async fn renew(
+        &self,
+        run: RunId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Records an attempt's end and clears the lease, if still ours.
+    async fn finish_attempt(
+        &self,
+        run: RunId,
+        owner: &str,
+        now: DateTime<Utc>,
+        end: &AttemptEnd,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claim back without counting the attempt (the executor was busy).
+    async fn release(
+        &self,
+        run: RunId,
+        owner: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
 
 #[async_trait::async_trait]
 pub trait JobStore: Send + Sync + 'static {

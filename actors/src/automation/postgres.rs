@@ -200,3 +200,205 @@ impl JobStore for PgJobStore {
         Ok(Page::from_overfetch(items, &page))
     }
 }
+
+#[async_trait::async_trait]
+impl super::SchedulerStore for PgJobStore {
+    async fn advance_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+        next: &super::NextRun,
+    ) -> Result<super::Advanced, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Rows locked here are skipped by other replicas until this commits.
+        let due = tx
+            .query(
+                &format!(
+                    "SELECT {JOB} FROM app_automation_jobs
+                     WHERE enabled AND next_run <= $1
+                     ORDER BY next_run LIMIT $2
+                     FOR UPDATE SKIP LOCKED"
+                ),
+                &[&now, &limit],
+            )
+            .await?;
+        let mut advanced = super::Advanced::default();
+        for row in &due {
+            let job = job_from(row)?;
+            let Some(scheduled_for) = job.next_run else {
+                continue;
+            };
+            let busy = tx
+                .query_opt(
+                    "SELECT 1 FROM app_automation_runs WHERE job_id = $1 AND status = 'running' LIMIT 1",
+                    &[job.id.as_uuid()],
+                )
+                .await?
+                .is_some();
+            let skip = busy && job.overlap_policy == OverlapPolicy::Skip;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO app_automation_runs
+                         (id, job_id, scheduled_for, status, attempt, completed_at, error, next_attempt_at, created_at)
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $7)
+                     ON CONFLICT (job_id, scheduled_for) DO NOTHING",
+                    &[
+                        &Uuid::new_v4(),
+                        job.id.as_uuid(),
+                        &scheduled_for,
+                        &if skip { "skipped" } else { "running" },
+                        &skip.then_some(now),
+                        &skip.then_some("previous run still in progress"),
+                        &now,
+                    ],
+                )
+                .await?;
+            tx.execute(
+                "UPDATE app_automation_jobs
+                 SET next_run = $2, last_run = CASE WHEN $3 THEN $4 ELSE last_run END
+                 WHERE id = $1",
+                &[
+                    job.id.as_uuid(),
+                    &next(&job, now),
+                    &(inserted == 1),
+                    &scheduled_for,
+                ],
+            )
+            .await?;
+            if inserted == 1 {
+                if skip {
+                    advanced.skipped += 1;
+                } else {
+                    advanced.started.push((job.id, scheduled_for));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(advanced)
+    }
+
+    async fn claim_runs(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        owner: &str,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::ClaimedRun>, StoreError> {
+        let client = self.pool.get().await?;
+        // One statement: pick free due runs (skipping rows another replica is claiming),
+        // take the lease and count the attempt. `old.lease_owner` tells whether a previous
+        // holder's lease ran out mid-attempt.
+        let rows = client
+            .query(
+                "WITH picked AS (
+                     SELECT r.id, r.lease_owner AS previous_owner
+                     FROM app_automation_runs r
+                     WHERE r.status = 'running'
+                       AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
+                       AND (r.lease_until IS NULL OR r.lease_until < $1)
+                     ORDER BY r.next_attempt_at NULLS FIRST, r.scheduled_for
+                     LIMIT $4
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE app_automation_runs r
+                 SET lease_owner = $2, lease_until = $3, attempt = r.attempt + 1,
+                     started_at = COALESCE(r.started_at, $1)
+                 FROM picked, app_automation_jobs j
+                 WHERE r.id = picked.id AND j.id = r.job_id
+                 RETURNING r.id, r.job_id, r.scheduled_for, r.started_at, r.completed_at, r.status, r.attempt,
+                           r.execution_id, r.error, picked.previous_owner, j.account_id, j.function_id,
+                           j.max_attempts, j.enabled",
+                &[&now, &owner, &lease_until, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(super::ClaimedRun {
+                    run: run_from(row)?,
+                    account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
+                    function_id: FunctionId::from(row.try_get::<_, Uuid>("function_id")?),
+                    max_attempts: row.try_get("max_attempts")?,
+                    job_enabled: row.try_get("enabled")?,
+                    previous_lease_expired: row
+                        .try_get::<_, Option<String>>("previous_owner")?
+                        .is_some(),
+                })
+            })
+            .collect()
+    }
+
+    async fn renew(
+        &self,
+        run: RunId,
+        owner: &str,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE app_automation_runs SET lease_until = $3 WHERE id = $1 AND lease_owner = $2",
+                &[run.as_uuid(), &owner, &lease_until],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn finish_attempt(
+        &self,
+        run: RunId,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        end: &super::AttemptEnd,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let (status, execution_id, error, retry_at) = match end {
+            super::AttemptEnd::Succeeded { execution_id } => {
+                ("succeeded", Some(*execution_id.as_uuid()), None, None)
+            }
+            super::AttemptEnd::Failed {
+                execution_id,
+                error,
+                retry_at,
+            } => (
+                if retry_at.is_some() {
+                    "running"
+                } else {
+                    "failed"
+                },
+                execution_id.map(|e| *e.as_uuid()),
+                Some(error.as_str()),
+                *retry_at,
+            ),
+        };
+        let n = client
+            .execute(
+                "UPDATE app_automation_runs
+                 SET status = $3, execution_id = COALESCE($4, execution_id), error = $5, next_attempt_at = $6,
+                     completed_at = CASE WHEN $3 = 'running' THEN NULL ELSE $7::timestamptz END,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[run.as_uuid(), &owner, &status, &execution_id, &error, &retry_at, &now],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release(
+        &self,
+        run: RunId,
+        owner: &str,
+        retry_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE app_automation_runs
+                 SET attempt = attempt - 1, next_attempt_at = $3, lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[run.as_uuid(), &owner, &retry_at],
+            )
+            .await?;
+        Ok(())
+    }
+}

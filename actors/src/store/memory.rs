@@ -190,6 +190,16 @@ pub struct Tables {
     pub executions: HashMap<ExecutionId, Execution>,
     pub jobs: HashMap<JobId, Job>,
     pub runs: HashMap<RunId, Run>,
+    /// Scheduler bookkeeping of each run (not part of the API shape).
+    pub run_state: HashMap<RunId, RunState>,
+}
+
+/// A run's retry time and lease.
+#[derive(Debug, Clone, Default)]
+pub struct RunState {
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Tables {
@@ -229,7 +239,16 @@ impl Tables {
     /// Removes a job and its runs.
     pub fn delete_job(&mut self, id: &JobId) {
         self.jobs.remove(id);
-        self.runs.retain(|_, r| r.job_id != *id);
+        let gone: Vec<RunId> = self
+            .runs
+            .values()
+            .filter(|r| r.job_id == *id)
+            .map(|r| r.id)
+            .collect();
+        for run in gone {
+            self.runs.remove(&run);
+            self.run_state.remove(&run);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ pub mod migrations;
 pub mod postgres;
 
 use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
-use crate::automation::{JobStore, MemoryJobStore, PgJobStore};
+use crate::automation::{JobStore, MemoryJobStore, PgJobStore, SchedulerStore};
 use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::tokens::{MemoryTokenStore, PgTokenStore, TokenStore};
@@ -25,6 +25,8 @@ pub struct Stores {
     pub tokens: Arc<dyn TokenStore>,
     pub functions: Arc<dyn FunctionStore>,
     pub jobs: Arc<dyn JobStore>,
+    /// The same job tables, seen by the scheduler.
+    pub scheduler: Arc<dyn SchedulerStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -37,7 +39,8 @@ impl Stores {
             secrets: Arc::new(MemorySecretStore::new(db.clone())),
             tokens: Arc::new(MemoryTokenStore::new(db.clone())),
             functions: Arc::new(MemoryFunctionStore::new(db.clone())),
-            jobs: Arc::new(MemoryJobStore::new(db)),
+            jobs: Arc::new(MemoryJobStore::new(db.clone())),
+            scheduler: Arc::new(MemoryJobStore::new(db)),
             pool: None,
         }
     }
@@ -49,6 +52,7 @@ impl Stores {
             tokens: Arc::new(PgTokenStore::new(pool.clone())),
             functions: Arc::new(PgFunctionStore::new(pool.clone())),
             jobs: Arc::new(PgJobStore::new(pool.clone())),
+            scheduler: Arc::new(PgJobStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -1,0 +1,367 @@
+//! The scheduler: every `AUTOMATION_TICK` it advances due jobs (inserting their runs) and
+//! claims runs due for an attempt under a lease, then runs each through the functions
+//! actor with params `{"automation_job", "scheduled_for"}`. Leases are renewed every
+//! lease/3 while an attempt runs; a replica that dies leaves its runs to be taken over
+//! after the lease. Failed attempts retry after `AUTOMATION_RETRY_BASE × 2^(attempt−1)`
+//! (capped by `AUTOMATION_RETRY_MAX_DELAY`) without moving the schedule.
+
+use super::{AttemptEnd, ClaimedRun, Job, SchedulerStore};
+use crate::clock::Clock;
+use crate::error::StoreError;
+use crate::functions::{ExecuteError, ExecuteFunction, ExecutionStatus, FunctionsActor};
+use crate::schedule::Schedule;
+use crate::supervisor::{ActorHandle, ExitGuard, Stop};
+use actix::prelude::*;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs advanced or claimed per tick and store round trip.
+const BATCH: i64 = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    pub tick: Duration,
+    pub lease: Duration,
+    pub retry_base: Duration,
+    pub retry_max_delay: Duration,
+}
+
+/// `service_layer_automation_*` metrics (no job ids in labels).
+#[derive(Clone, Debug)]
+pub struct AutomationMetrics {
+    pub runs: IntCounterVec,
+    pub duration: Histogram,
+    pub lag: Histogram,
+}
+
+impl AutomationMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ns = "service_layer";
+        let m = Self {
+            runs: IntCounterVec::new(
+                Opts::new("automation_job_runs_total", "Finished job runs by status").namespace(ns),
+                &["status"],
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "automation_job_run_duration_seconds",
+                    "Duration of one job run attempt",
+                )
+                .namespace(ns),
+            )?,
+            lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "automation_dispatch_lag_seconds",
+                    "Delay between a run's scheduled time and its first attempt",
+                )
+                .namespace(ns),
+            )?,
+        };
+        registry.register(Box::new(m.runs.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The next `next_run` after dispatching `job.next_run` at `now`: past `max(scheduled_for,
+/// now)`, so after downtime a job runs once, not once per missed tick. `@every` keeps its
+/// phase (previous occurrence + d, skipping steps already past).
+pub fn next_run(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let schedule = Schedule::parse(&job.schedule).ok()?;
+    let scheduled_for = job.next_run.unwrap_or(now);
+    match schedule {
+        Schedule::Every(d) => {
+            let step = ChronoDuration::from_std(d).ok()?;
+            let mut next = scheduled_for + step;
+            if next <= now {
+                let behind = (now - next).num_microseconds()? / step.num_microseconds()?.max(1);
+                next += step * i32::try_from(behind + 1).ok()?;
+            }
+            Some(next)
+        }
+        cron => cron.next_after(scheduled_for.max(now)),
+    }
+}
+
+#[derive(Clone)]
+pub struct SchedulerService {
+    store: Arc<dyn SchedulerStore>,
+    functions: ActorHandle<FunctionsActor>,
+    clock: Arc<dyn Clock>,
+    /// This replica's lease owner id.
+    owner: Arc<str>,
+    config: SchedulerConfig,
+    metrics: AutomationMetrics,
+}
+
+impl SchedulerService {
+    pub fn new(
+        store: Arc<dyn SchedulerStore>,
+        functions: ActorHandle<FunctionsActor>,
+        clock: Arc<dyn Clock>,
+        owner: String,
+        config: SchedulerConfig,
+        metrics: AutomationMetrics,
+    ) -> Self {
+        Self {
+            store,
+            functions,
+            clock,
+            owner: owner.into(),
+            config,
+            metrics,
+        }
+    }
+
+    fn lease_until(&self) -> DateTime<Utc> {
+        self.clock.now()
+            + ChronoDuration::from_std(self.config.lease).unwrap_or(ChronoDuration::seconds(30))
+    }
+
+    fn retry_delay(&self, attempt: i32) -> Duration {
+        let factor = 2u32.saturating_pow(u32::try_from(attempt.max(1) - 1).unwrap_or(0));
+        self.config
+            .retry_base
+            .saturating_mul(factor)
+            .min(self.config.retry_max_delay)
+    }
+
+    /// One pass: advance due jobs and claim the runs due for an attempt. The caller runs
+    /// each claimed attempt as its own task, so a long run never holds up the next tick
+    /// (which must keep inserting, or skipping, occurrences).
+    pub async fn tick(&self) -> Result<Vec<ClaimedRun>, StoreError> {
+        let now = self.clock.now();
+        let advanced = self.store.advance_due(now, BATCH, &next_run).await?;
+        for _ in 0..advanced.skipped {
+            self.metrics.runs.with_label_values(&["skipped"]).inc();
+        }
+        for (_, scheduled_for) in &advanced.started {
+            let lag = (now - *scheduled_for).to_std().unwrap_or_default();
+            self.metrics.lag.observe(lag.as_secs_f64());
+        }
+        self.store
+            .claim_runs(now, &self.owner, self.lease_until(), BATCH)
+            .await
+    }
+
+    async fn finish(&self, claimed: &ClaimedRun, end: AttemptEnd) -> Result<(), StoreError> {
+        let final_status = match &end {
+            AttemptEnd::Succeeded { .. } => Some("succeeded"),
+            AttemptEnd::Failed { retry_at: None, .. } => Some("failed"),
+            AttemptEnd::Failed { .. } => None,
+        };
+        if !self
+            .store
+            .finish_attempt(claimed.run.id, &self.owner, self.clock.now(), &end)
+            .await?
+        {
+            tracing::warn!(run_id = %claimed.run.id, "lost the lease before recording the attempt; another replica owns the run");
+            return Ok(());
+        }
+        if let Some(status) = final_status {
+            self.metrics.runs.with_label_values(&[status]).inc();
+            if status == "failed" {
+                tracing::warn!(run_id = %claimed.run.id, job_id = %claimed.run.job_id, "job run failed");
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %claimed.run.job_id, run_id = %claimed.run.id, attempt = claimed.run.attempt))]
+    pub async fn attempt(&self, claimed: ClaimedRun) -> Result<(), StoreError> {
+        let failed = |error: &str| AttemptEnd::Failed {
+            execution_id: None,
+            error: error.to_owned(),
+            retry_at: None,
+        };
+        if !claimed.job_enabled {
+            return self.finish(&claimed, failed("job disabled")).await;
+        }
+        if claimed.previous_lease_expired && claimed.run.attempt > claimed.max_attempts {
+            return self.finish(&claimed, failed("lease expired")).await;
+        }
+        let params = serde_json::json!({
+            "automation_job": claimed.run.job_id.to_string(),
+            "scheduled_for": crate::clock::truncate_micros(claimed.run.scheduled_for).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        });
+        let started = std::time::Instant::now();
+        let call = self.functions.call(ExecuteFunction {
+            account: claimed.account_id,
+            id: claimed.function_id,
+            params,
+        });
+        // Renew the lease every lease/3 while the function runs.
+        let mut renew = tokio::time::interval(self.config.lease / 3);
+        renew.tick().await;
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                _ = renew.tick() => {
+                    if !self.store.renew(claimed.run.id, &self.owner, self.lease_until()).await? {
+                        tracing::warn!("lease lost while the attempt was running");
+                    }
+                }
+            }
+        };
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        let retry_or_fail = |error: String, execution_id| {
+            let retry_at = (claimed.run.attempt < claimed.max_attempts).then(|| {
+                self.clock.now()
+                    + ChronoDuration::from_std(self.retry_delay(claimed.run.attempt))
+                        .unwrap_or(ChronoDuration::seconds(1))
+            });
+            AttemptEnd::Failed {
+                execution_id,
+                error,
+                retry_at,
+            }
+        };
+        let end = match result {
+            Ok(Ok(execution)) if execution.status == ExecutionStatus::Succeeded => {
+                AttemptEnd::Succeeded {
+                    execution_id: execution.id,
+                }
+            }
+            Ok(Ok(execution)) => retry_or_fail(
+                execution
+                    .error
+                    .unwrap_or_else(|| "execution failed".to_owned()),
+                Some(execution.id),
+            ),
+            Ok(Err(ExecuteError::Store(StoreError::NotFound))) => failed("function not found"),
+            // No capacity right now: give the claim back without counting the attempt.
+            Ok(Err(ExecuteError::Busy | ExecuteError::Unavailable)) | Err(_) => {
+                let retry_at = self.clock.now()
+                    + ChronoDuration::from_std(self.config.tick).unwrap_or_default();
+                return self
+                    .store
+                    .release(claimed.run.id, &self.owner, retry_at)
+                    .await;
+            }
+            Ok(Err(ExecuteError::Store(e))) => {
+                retry_or_fail(format!("could not run the function: {e}"), None)
+            }
+        };
+        self.finish(&claimed, end).await
+    }
+}
+
+/// The `scheduler` actor: owns the tick loop. A tick never overlaps the previous one.
+pub struct SchedulerActor {
+    service: SchedulerService,
+    ticking: bool,
+    _exit: ExitGuard,
+}
+
+impl SchedulerActor {
+    pub fn new(service: SchedulerService, exit: ExitGuard) -> Self {
+        Self {
+            service,
+            ticking: false,
+            _exit: exit,
+        }
+    }
+}
+
+impl Actor for SchedulerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let tick = self.service.config.tick;
+        ctx.run_interval(tick, |act, ctx| {
+            if act.ticking {
+                return;
+            }
+            act.ticking = true;
+            let service = act.service.clone();
+            ctx.spawn(
+                async move {
+                    match service.tick().await {
+                        Ok(claimed) => {
+                            for run in claimed {
+                                let service = service.clone();
+                                actix_rt::spawn(async move {
+                                    if let Err(e) = service.attempt(run).await {
+                                        // The lease expires and another tick retries it.
+                                        tracing::warn!(error = ?e, "job run attempt could not be recorded");
+                                    }
+                                });
+                            }
+                        }
+                        // A bad tick (database blip) is logged; the next tick tries again.
+                        Err(e) => tracing::warn!(error = ?e, "scheduler tick failed"),
+                    }
+                }
+                .into_actor(act)
+                .map(|(), act, _| act.ticking = false),
+            );
+        });
+    }
+}
+
+impl Handler<Stop> for SchedulerActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::automation::OverlapPolicy;
+    use crate::ids::{AccountId, FunctionId, JobId};
+
+    fn job(schedule: &str, next: &str) -> Job {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        Job {
+            id: JobId::generate(),
+            account_id: AccountId::generate(),
+            function_id: FunctionId::generate(),
+            name: "j".into(),
+            description: String::new(),
+            schedule: schedule.into(),
+            enabled: true,
+            overlap_policy: OverlapPolicy::Skip,
+            max_attempts: 3,
+            last_run: None,
+            next_run: Some(t(next)),
+            created_at: t(next),
+            updated_at: t(next),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn after_downtime_a_job_runs_once_and_keeps_its_phase() {
+        // Due at 10:00:00, dispatched at 10:00:00.2: next is 10:00:10.
+        let j = job("@every 10s", "2025-01-01T10:00:00Z");
+        assert_eq!(
+            next_run(&j, at("2025-01-01T10:00:00.2Z")),
+            Some(at("2025-01-01T10:00:10Z"))
+        );
+        // Dispatched an hour late: one run now, then the next step after now, in phase.
+        assert_eq!(
+            next_run(&j, at("2025-01-01T11:00:03Z")),
+            Some(at("2025-01-01T11:00:10Z"))
+        );
+        let c = job("*/15 * * * *", "2025-01-01T10:00:00Z");
+        assert_eq!(
+            next_run(&c, at("2025-01-01T10:00:01Z")),
+            Some(at("2025-01-01T10:15:00Z"))
+        );
+        assert_eq!(
+            next_run(&c, at("2025-01-01T13:07:00Z")),
+            Some(at("2025-01-01T13:15:00Z"))
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod functions;
 mod helpers;
 mod http;
 mod process;
+mod replicas;
 mod secrets;
 mod settings;
 mod tokens;

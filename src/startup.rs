@@ -378,7 +378,11 @@ impl Application {
             settings.auth.disabled,
             settings.auth.metrics_require_token,
         )
-        .with_account_tokens(accounts.clone());
+        .with_account_tokens(accounts.clone())
+        .with_rate_limit(
+            settings.server.rate_limit_rps,
+            settings.server.rate_limit_burst,
+        );
         let state = web::Data::new(AppState {
             accounts: accounts.clone(),
             secrets: secrets.clone(),

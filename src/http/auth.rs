@@ -9,6 +9,7 @@
 //! every request, so a revocation holds on every replica at once.
 
 use super::error::ApiError;
+use super::rate_limit::RateLimiter;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
@@ -65,6 +66,8 @@ pub struct Auth {
     metrics_public: bool,
     /// Verifies account tokens; `None` accepts admin tokens only.
     accounts: Option<ActorHandle<AccountsActor>>,
+    /// Per-credential request rate limit; `None` when off.
+    limiter: Option<std::sync::Arc<RateLimiter>>,
 }
 
 impl Auth {
@@ -78,7 +81,26 @@ impl Auth {
             disabled,
             metrics_public: !metrics_require_token,
             accounts: None,
+            limiter: None,
         }
+    }
+
+    /// Limit each credential to `rps` requests per second with bursts of `burst`.
+    pub fn with_rate_limit(mut self, rps: u32, burst: u32) -> Self {
+        self.limiter = RateLimiter::new(rps, burst).map(std::sync::Arc::new);
+        self
+    }
+
+    /// 429 when the presented credential has used up its bucket. Decided right after
+    /// authentication, before routing.
+    fn check_rate(&self, authorization: Option<&header::HeaderValue>) -> Result<(), ApiError> {
+        let (Some(limiter), Some(token)) = (&self.limiter, authorization.and_then(bearer_token))
+        else {
+            return Ok(());
+        };
+        limiter
+            .take(digest(token))
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))
     }
 
     /// Accept account tokens, verified by the accounts actor.
@@ -162,6 +184,9 @@ pub async fn authenticate(
         .await;
     match outcome {
         Ok(Some(caller)) => {
+            if let Err(e) = auth.check_rate(req.headers().get(header::AUTHORIZATION)) {
+                return Ok(req.into_response(e.error_response()).map_into_right_body());
+            }
             req.extensions_mut().insert(caller);
         }
         // A public path is served without credentials; a caller is recorded when present.

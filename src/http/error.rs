@@ -25,6 +25,8 @@ pub enum ApiError {
     VersionMismatch(String),
     InvalidState(String),
     PayloadTooLarge(usize),
+    /// The credential's request budget is spent; seconds until the next request fits.
+    RateLimited(u64),
     UnsupportedMediaType,
     /// The executor pool and its queue are full.
     ExecutorBusy,
@@ -67,6 +69,7 @@ impl ApiError {
             Self::VersionMismatch(_) => (StatusCode::CONFLICT, "version_mismatch"),
             Self::InvalidState(_) => (StatusCode::CONFLICT, "invalid_state"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -97,6 +100,7 @@ impl ApiError {
             Self::ExecutorBusy => {
                 "all executors are busy and the queue is full; retry shortly".to_owned()
             }
+            Self::RateLimited(_) => "too many requests for this credential; retry later".to_owned(),
             Self::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -154,6 +158,9 @@ impl ResponseError for ApiError {
             }
             Self::ExecutorBusy => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            Self::RateLimited(seconds) => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from(*seconds)));
             }
             _ => {}
         }

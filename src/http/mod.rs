@@ -10,6 +10,7 @@ pub mod extract;
 pub mod functions;
 pub mod json;
 pub mod pagination;
+pub mod rate_limit;
 pub mod request;
 pub mod secrets;
 pub mod state;

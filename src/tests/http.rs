@@ -434,3 +434,42 @@ async fn a_failed_actor_makes_its_routes_503_and_readiness_fail() {
         "{metrics}"
     );
 }
+
+#[actix_web::test]
+async fn rate_limits_apply_per_credential() {
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default()
+            .env("RATE_LIMIT_RPS", "1")
+            .env("RATE_LIMIT_BURST", "2")
+            .env("API_TOKENS", "second-admin-token-xyz"),
+    )
+    .await;
+    assert_eq!(app.get("/accounts").await.status, 200);
+    assert_eq!(app.get("/accounts").await.status, 200);
+    let limited = app.get("/accounts").await;
+    limited.assert_error(
+        429,
+        "rate_limited",
+        "too many requests for this credential; retry later",
+    );
+    assert_eq!(limited.header("retry-after").as_deref(), Some("1"));
+    // Another credential has its own bucket; public paths and bad tokens are not counted.
+    assert_eq!(
+        app.get_as(Some("Bearer second-admin-token-xyz"), "/accounts")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(app.get_as(None, "/healthz").await.status, 200);
+    assert_eq!(
+        app.get_as(Some("Bearer wrong"), "/accounts").await.status,
+        401
+    );
+    actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.get("/accounts").await.status,
+        200,
+        "refilled after a second"
+    );
+}

@@ -4,4 +4,5 @@
 pub mod http;
 pub mod settings;
 pub mod startup;
+pub mod subsystems;
 pub mod telemetry;

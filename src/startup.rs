@@ -1,33 +1,25 @@
-//! Wiring: stores (memory or PostgreSQL with migrations), the supervisor and its actors,
-//! metrics, and the HTTP server. [`Application::build`] binds the listener (port 0 in
+//! Wiring: stores (memory or PostgreSQL with migrations), the supervisor (its actors are
+//! registered by `subsystems.rs`), metrics, and the HTTP server. [`Application::build`] binds the listener (port 0 in
 //! tests) and [`Application::run_until_stopped`] serves until SIGTERM/SIGINT (or the
 //! test trigger), then shuts down in order: readiness 503 → listener closed and
 //! in-flight requests drained (up to `SHUTDOWN_TIMEOUT`) → actors stopped in reverse
 //! start order.
 
 use crate::http::{self, auth::Auth, extract::BodyLimit, request::Inflight, state::AppState};
-use crate::settings::{Command, Invocation, Settings, TeeMode};
+use crate::settings::{Command, Invocation, Settings};
+use crate::subsystems;
 use actix::{Actor, Addr, Arbiter};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
-use actors::accounts::{AccountsActor, AccountsService};
-use actors::automation::{
-    AutomationActor, AutomationMetrics, AutomationService, SchedulerActor, SchedulerConfig,
-    SchedulerService,
-};
+use actors::accounts::AccountsActor;
 use actors::crypto::{Key, KeyRing};
-use actors::executor::{
-    Engine, ExecutorActor, ExecutorConfig, ExecutorMetrics, MockEngine, QuickJs,
-};
-use actors::functions::{ExecDefaults, FunctionsActor, FunctionsService, LimitMaxima};
 use actors::health::{Health, Phase};
 use actors::metrics::ActorMetrics;
-use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
+use actors::secrets::{SecretsActor, SecretsService};
 use actors::store::postgres::ConnectError;
 use actors::store::{migrations, PgOptions, Stores};
 use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor, WaitStarted};
-use actors::tokens::TokensService;
 use actors::SystemClock;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -193,58 +185,6 @@ fn warn_about_settings(settings: &Settings) {
     }
 }
 
-/// This process's lease owner id: unique per process, readable in the database.
-fn replica_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "appserver".to_owned());
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
-fn executor_config(settings: &Settings) -> ExecutorConfig {
-    let engine: Arc<dyn Engine> = match settings.executor.mode {
-        TeeMode::Js => Arc::new(QuickJs),
-        TeeMode::Mock => Arc::new(MockEngine),
-    };
-    ExecutorConfig {
-        engine,
-        pool_size: settings.executor.pool_size,
-        queue_size: settings.executor.queue_size,
-    }
-}
-
-fn exec_defaults(settings: &Settings) -> ExecDefaults {
-    let e = &settings.executor;
-    ExecDefaults {
-        timeout: e.timeout,
-        memory_bytes: e.memory,
-        output_bytes: e.output_limit,
-        log_lines: e.log_lines as usize,
-        log_line_bytes: e.log_line_bytes as usize,
-        max_actions: e.max_actions as usize,
-        maxima: LimitMaxima {
-            timeout_ms: e.max_timeout.as_millis() as u64,
-            memory_mib: e.max_memory >> 20,
-            output_limit_bytes: e.max_output_limit,
-        },
-    }
-}
-
-/// Logs an error for every stored key id the ring cannot open (the server still starts:
-/// only those secrets are unreadable until the key is restored).
-async fn report_unknown_keys(secrets: &SecretsService) {
-    match secrets.unknown_key_ids().await {
-        Ok(ids) => {
-            for id in ids {
-                tracing::error!(key_id = %id, "stored secrets are sealed with a key that is not configured; add it to SECRET_ENCRYPTION_KEY_PREVIOUS");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not check stored key ids"),
-    }
-}
-
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -264,7 +204,6 @@ impl Application {
         warn_about_settings(&settings);
         let keys = Arc::new(key_ring(&settings)?);
         let stores = open_stores(&settings).await?;
-        let clock = Arc::new(SystemClock);
         let registry = prometheus::Registry::new();
         let health = Arc::new(Health::default());
 
@@ -275,78 +214,15 @@ impl Application {
         );
         let mut supervisor = Supervisor::new(health.clone(), actor_metrics, policy);
         let services = Arbiter::new();
-        let accounts_service = AccountsService::new(stores.accounts.clone(), clock.clone());
-        let tokens_service = TokensService::new(stores.tokens.clone(), clock.clone());
-        let arbiter = services.handle();
-        let accounts = supervisor.add("accounts", move |exit| {
-            let (service, tokens) = (accounts_service.clone(), tokens_service.clone());
-            AccountsActor::start_in_arbiter(&arbiter, move |_| {
-                AccountsActor::new(service, tokens, exit)
-            })
-        });
-        let secrets_service = SecretsService::new(stores.secrets.clone(), keys, clock);
-        report_unknown_keys(&secrets_service).await;
-        let arbiter = services.handle();
-        let secrets = supervisor.add("secrets", move |exit| {
-            let service = secrets_service.clone();
-            SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
-        });
-        let executor_metrics = ExecutorMetrics::register(&registry).map_err(anyhow::Error::new)?;
-        let executor_config = executor_config(&settings);
-        // JavaScript workers are OS threads of their own; the actor that owns the pool
-        // only admits work, so it shares the services arbiter.
-        let arbiter = services.handle();
-        let pool_metrics = executor_metrics.clone();
-        let executor = supervisor.add("executor", move |exit| {
-            let (config, metrics) = (executor_config.clone(), pool_metrics.clone());
-            ExecutorActor::start_in_arbiter(&arbiter, move |_| {
-                ExecutorActor::new(&config, metrics, exit)
-            })
-        });
-        let functions_service = FunctionsService::new(
-            stores.functions.clone(),
-            stores.secrets.clone(),
-            SecretResolver::Actor(secrets.clone()),
-            executor,
-            exec_defaults(&settings),
-            Arc::new(SystemClock),
-            executor_metrics,
-        );
-        let arbiter = services.handle();
-        let functions = supervisor.add("functions", move |exit| {
-            let service = functions_service.clone();
-            FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
-        });
-        let automation_service = AutomationService::new(
-            stores.jobs.clone(),
-            stores.functions.clone(),
-            Arc::new(SystemClock),
-        );
-        let arbiter = services.handle();
-        let automation = supervisor.add("automation", move |exit| {
-            let service = automation_service.clone();
-            AutomationActor::start_in_arbiter(&arbiter, move |_| {
-                AutomationActor::new(service, exit)
-            })
-        });
-        let scheduler_service = SchedulerService::new(
-            stores.scheduler.clone(),
-            functions.clone(),
-            Arc::new(SystemClock),
-            replica_id(),
-            SchedulerConfig {
-                tick: settings.automation.tick,
-                lease: settings.work.lease,
-                retry_base: settings.automation.retry_base,
-                retry_max_delay: settings.automation.retry_max_delay,
-            },
-            AutomationMetrics::register(&registry).map_err(anyhow::Error::new)?,
-        );
-        let arbiter = services.handle();
-        supervisor.add("scheduler", move |exit| {
-            let service = scheduler_service.clone();
-            SchedulerActor::start_in_arbiter(&arbiter, move |_| SchedulerActor::new(service, exit))
-        });
+        let subsystems = subsystems::register(
+            &mut supervisor,
+            &services.handle(),
+            &stores,
+            &settings,
+            keys,
+            &registry,
+        )
+        .await?;
         let supervisor = supervisor.start();
         supervisor
             .send(WaitStarted)
@@ -378,20 +254,20 @@ impl Application {
             settings.auth.disabled,
             settings.auth.metrics_require_token,
         )
-        .with_account_tokens(accounts.clone())
+        .with_account_tokens(subsystems.accounts.clone())
         .with_rate_limit(
             settings.server.rate_limit_rps,
             settings.server.rate_limit_burst,
         );
         let state = web::Data::new(AppState {
-            accounts: accounts.clone(),
-            secrets: secrets.clone(),
-            functions,
-            automation,
+            accounts: subsystems.accounts.clone(),
+            secrets: subsystems.secrets.clone(),
+            functions: subsystems.functions,
+            automation: subsystems.automation,
             default_max_attempts: i32::try_from(settings.automation.max_attempts)
                 .unwrap_or(5)
                 .clamp(1, 20),
-            limit_maxima: exec_defaults(&settings).maxima,
+            limit_maxima: subsystems::exec_defaults(&settings).maxima,
             metrics_require_token: settings.auth.metrics_require_token,
             health: health.clone(),
             registry,
@@ -431,8 +307,8 @@ impl Application {
             services,
             shutdown: Arc::new(Notify::new()),
             auth_disabled: settings.auth.disabled,
-            accounts,
-            secrets,
+            accounts: subsystems.accounts,
+            secrets: subsystems.secrets,
         })
     }
 

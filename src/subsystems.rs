@@ -1,0 +1,176 @@
+//! Registers every subsystem actor with the root supervisor, in start order (stopped in
+//! reverse): accounts (and tokens), secrets, executor, functions, automation, scheduler.
+//! Each factory starts its actor on the arbiter given here, and the supervisor calls it
+//! again after a crash.
+
+use crate::settings::{Settings, TeeMode};
+use crate::startup::StartupError;
+use actix::{Actor, ArbiterHandle};
+use actors::accounts::{AccountsActor, AccountsService};
+use actors::automation::{
+    AutomationActor, AutomationMetrics, AutomationService, SchedulerActor, SchedulerConfig,
+    SchedulerService,
+};
+use actors::crypto::KeyRing;
+use actors::executor::{
+    Engine, ExecutorActor, ExecutorConfig, ExecutorMetrics, MockEngine, QuickJs,
+};
+use actors::functions::{ExecDefaults, FunctionsActor, FunctionsService, LimitMaxima};
+use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
+use actors::store::Stores;
+use actors::supervisor::{ActorHandle, Supervisor};
+use actors::tokens::TokensService;
+use actors::SystemClock;
+use std::sync::Arc;
+
+/// Handles to the actors the HTTP layer talks to.
+pub struct Subsystems {
+    pub accounts: ActorHandle<AccountsActor>,
+    pub secrets: ActorHandle<SecretsActor>,
+    pub functions: ActorHandle<FunctionsActor>,
+    pub automation: ActorHandle<AutomationActor>,
+}
+
+pub async fn register(
+    supervisor: &mut Supervisor,
+    services: &ArbiterHandle,
+    stores: &Stores,
+    settings: &Settings,
+    keys: Arc<KeyRing>,
+    registry: &prometheus::Registry,
+) -> Result<Subsystems, StartupError> {
+    let accounts_service = AccountsService::new(
+        stores.accounts.clone(),
+        Arc::new(SystemClock) as Arc<dyn actors::Clock>,
+    );
+    let tokens_service = TokensService::new(
+        stores.tokens.clone(),
+        Arc::new(SystemClock) as Arc<dyn actors::Clock>,
+    );
+    let arbiter = services.clone();
+    let accounts = supervisor.add("accounts", move |exit| {
+        let (service, tokens) = (accounts_service.clone(), tokens_service.clone());
+        AccountsActor::start_in_arbiter(&arbiter, move |_| {
+            AccountsActor::new(service, tokens, exit)
+        })
+    });
+    let secrets_service = SecretsService::new(stores.secrets.clone(), keys, Arc::new(SystemClock));
+    report_unknown_keys(&secrets_service).await;
+    let arbiter = services.clone();
+    let secrets = supervisor.add("secrets", move |exit| {
+        let service = secrets_service.clone();
+        SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
+    });
+    let executor_metrics = ExecutorMetrics::register(registry).map_err(anyhow::Error::new)?;
+    let executor_config = executor_config(settings);
+    // JavaScript workers are OS threads of their own; the actor that owns the pool
+    // only admits work, so it shares the services arbiter.
+    let arbiter = services.clone();
+    let pool_metrics = executor_metrics.clone();
+    let executor = supervisor.add("executor", move |exit| {
+        let (config, metrics) = (executor_config.clone(), pool_metrics.clone());
+        ExecutorActor::start_in_arbiter(&arbiter, move |_| {
+            ExecutorActor::new(&config, metrics, exit)
+        })
+    });
+    let functions_service = FunctionsService::new(
+        stores.functions.clone(),
+        stores.secrets.clone(),
+        SecretResolver::Actor(secrets.clone()),
+        executor,
+        exec_defaults(settings),
+        Arc::new(SystemClock),
+        executor_metrics,
+    );
+    let arbiter = services.clone();
+    let functions = supervisor.add("functions", move |exit| {
+        let service = functions_service.clone();
+        FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
+    });
+    let automation_service = AutomationService::new(
+        stores.jobs.clone(),
+        stores.functions.clone(),
+        Arc::new(SystemClock),
+    );
+    let arbiter = services.clone();
+    let automation = supervisor.add("automation", move |exit| {
+        let service = automation_service.clone();
+        AutomationActor::start_in_arbiter(&arbiter, move |_| AutomationActor::new(service, exit))
+    });
+    let scheduler_service = SchedulerService::new(
+        stores.scheduler.clone(),
+        functions.clone(),
+        Arc::new(SystemClock),
+        replica_id(),
+        SchedulerConfig {
+            tick: settings.automation.tick,
+            lease: settings.work.lease,
+            retry_base: settings.automation.retry_base,
+            retry_max_delay: settings.automation.retry_max_delay,
+        },
+        AutomationMetrics::register(registry).map_err(anyhow::Error::new)?,
+    );
+    let arbiter = services.clone();
+    supervisor.add("scheduler", move |exit| {
+        let service = scheduler_service.clone();
+        SchedulerActor::start_in_arbiter(&arbiter, move |_| SchedulerActor::new(service, exit))
+    });
+    Ok(Subsystems {
+        accounts,
+        secrets,
+        functions,
+        automation,
+    })
+}
+
+/// This process's lease owner id: unique per process, readable in the database.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "appserver".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+fn executor_config(settings: &Settings) -> ExecutorConfig {
+    let engine: Arc<dyn Engine> = match settings.executor.mode {
+        TeeMode::Js => Arc::new(QuickJs),
+        TeeMode::Mock => Arc::new(MockEngine),
+    };
+    ExecutorConfig {
+        engine,
+        pool_size: settings.executor.pool_size,
+        queue_size: settings.executor.queue_size,
+    }
+}
+
+pub fn exec_defaults(settings: &Settings) -> ExecDefaults {
+    let e = &settings.executor;
+    ExecDefaults {
+        timeout: e.timeout,
+        memory_bytes: e.memory,
+        output_bytes: e.output_limit,
+        log_lines: e.log_lines as usize,
+        log_line_bytes: e.log_line_bytes as usize,
+        max_actions: e.max_actions as usize,
+        maxima: LimitMaxima {
+            timeout_ms: e.max_timeout.as_millis() as u64,
+            memory_mib: e.max_memory >> 20,
+            output_limit_bytes: e.max_output_limit,
+        },
+    }
+}
+
+/// Logs an error for every stored key id the ring cannot open (the server still starts:
+/// only those secrets are unreadable until the key is restored).
+async fn report_unknown_keys(secrets: &SecretsService) {
+    match secrets.unknown_key_ids().await {
+        Ok(ids) => {
+            for id in ids {
+                tracing::error!(key_id = %id, "stored secrets are sealed with a key that is not configured; add it to SECRET_ENCRYPTION_KEY_PREVIOUS");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check stored key ids"),
+    }
+}

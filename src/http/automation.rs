@@ -1,13 +1,12 @@
 //! `/accounts/{id}/automation/jobs` routes: jobs CRUD and their runs.
 
-use super::ask;
 use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
 use super::json::timestamp;
 use super::pagination::{ListBody, ListQuery};
-use super::secrets::require_account;
 use super::state::AppState;
+use super::{ask, list_under_account};
 use actix_web::{web, HttpResponse};
 use actors::automation::{
     CreateJob, DeleteJob, GetJob, Job, JobChanges, ListJobs, ListRuns, NewJob, OverlapPolicy, Run,
@@ -16,7 +15,7 @@ use actors::automation::{
 use actors::ids::{FunctionId, JobId};
 use actors::patch::Patch;
 use actors::schedule::Schedule;
-use actors::{validate, AccountId, ValidationError};
+use actors::{validate, ValidationError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -152,10 +151,6 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).ok_or_else(|| ApiError::not_found("job"))
 }
 
-fn list_scope(account: AccountId) -> String {
-    format!("accounts/{account}/automation/jobs")
-}
-
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -202,11 +197,16 @@ pub async fn list(
     state: web::Data<AppState>,
     Query(params): ListQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = list_scope(account);
-    let page = params.page(&scope)?;
-    require_account(&state, account).await?;
-    let jobs = ask(&state.automation, ListJobs { account, page }, "account").await?;
-    Ok(HttpResponse::Ok().json(ListBody::new(jobs, &scope, JobBody::from)))
+    list_under_account(
+        &state,
+        &state.automation,
+        account,
+        &params,
+        "automation/jobs",
+        |page| ListJobs { account, page },
+        JobBody::from,
+    )
+    .await
 }
 
 pub async fn get(

@@ -2,14 +2,13 @@
 //! `execute` answers 200 with the record whether the run succeeded or failed (see
 //! `X-Execution-Status`); only failures before a run starts are errors.
 
-use super::ask;
 use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonOrEmpty, NoParams, Query};
 use super::json::timestamp;
 use super::pagination::{ListBody, ListQuery};
-use super::secrets::require_account;
 use super::state::AppState;
+use super::{ask, list_under_account};
 use actix_web::{web, HttpResponse};
 use actors::functions::{
     ActionRecord, CreateFunction, DeleteFunction, ExecuteError, ExecuteFunction, Execution,
@@ -17,7 +16,6 @@ use actors::functions::{
     ListFunctions, ReplaceFunction,
 };
 use actors::ids::{ExecutionId, FunctionId};
-use actors::AccountId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -133,10 +131,6 @@ fn execution_id(raw: &str) -> Result<ExecutionId, ApiError> {
     ExecutionId::parse(raw).ok_or_else(|| ApiError::not_found("execution"))
 }
 
-fn list_scope(account: AccountId) -> String {
-    format!("accounts/{account}/functions")
-}
-
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -158,11 +152,16 @@ pub async fn list(
     state: web::Data<AppState>,
     Query(params): ListQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = list_scope(account);
-    let page = params.page(&scope)?;
-    require_account(&state, account).await?;
-    let functions = ask(&state.functions, ListFunctions { account, page }, "account").await?;
-    Ok(HttpResponse::Ok().json(ListBody::new(functions, &scope, FunctionBody::from)))
+    list_under_account(
+        &state,
+        &state.functions,
+        account,
+        &params,
+        "functions",
+        |page| ListFunctions { account, page },
+        FunctionBody::from,
+    )
+    .await
 }
 
 pub async fn get(

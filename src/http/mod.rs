@@ -35,6 +35,31 @@ where
         .map_err(|e| ApiError::from_store(e, what))
 }
 
+/// Lists a collection under an account (`/accounts/{id}/<collection>`): 404 for an
+/// unknown account, the page decoded for this list's cursor scope, the actor's page
+/// wrapped with its next cursor.
+pub async fn list_under_account<A, M, T, B>(
+    state: &state::AppState,
+    actor: &ActorHandle<A>,
+    account: actors::AccountId,
+    params: &pagination::ListParams,
+    collection: &str,
+    message: impl FnOnce(actors::page::PageRequest) -> M,
+    body: impl Fn(T) -> B,
+) -> Result<actix_web::HttpResponse, ApiError>
+where
+    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Traced<M>>,
+    M: actix::Message<Result = Result<actors::page::Page<T>, actors::StoreError>> + Send + 'static,
+    T: Send + 'static,
+    B: serde::Serialize,
+{
+    let scope = format!("accounts/{account}/{collection}");
+    let page = params.page(&scope)?;
+    secrets::require_account(state, account).await?;
+    let items = ask(actor, message(page), "account").await?;
+    Ok(actix_web::HttpResponse::Ok().json(pagination::ListBody::new(items, &scope, body)))
+}
+
 /// A handler for a known path with a method it does not serve: 405 with `Allow`.
 fn not_allowed(allow: &'static str) -> actix_web::Route {
     web::route().to(move || async move {

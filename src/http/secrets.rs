@@ -1,13 +1,13 @@
 //! `/accounts/{id}/secrets` routes. Values go in, metadata comes out: no route ever
 //! returns a secret value.
 
-use super::ask;
 use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
 use super::json::timestamp;
-use super::pagination::{ListBody, ListQuery};
+use super::pagination::ListQuery;
 use super::state::AppState;
+use super::{ask, list_under_account};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::accounts::GetAccount;
@@ -52,10 +52,6 @@ pub struct CreateBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     value: Option<String>,
-}
-
-fn list_scope(account: AccountId) -> String {
-    format!("accounts/{account}/secrets")
 }
 
 /// A secret named in the path; names that cannot exist are simply not found.
@@ -129,11 +125,16 @@ pub async fn list(
     state: web::Data<AppState>,
     Query(params): ListQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = list_scope(account);
-    let page = params.page(&scope)?;
-    require_account(&state, account).await?;
-    let secrets = ask(&state.secrets, ListSecrets { account, page }, "account").await?;
-    Ok(HttpResponse::Ok().json(ListBody::new(secrets, &scope, SecretBody::from)))
+    list_under_account(
+        &state,
+        &state.secrets,
+        account,
+        &params,
+        "secrets",
+        |page| ListSecrets { account, page },
+        SecretBody::from,
+    )
+    .await
 }
 
 pub async fn get(

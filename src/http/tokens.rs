@@ -1,18 +1,16 @@
 //! `/accounts/{id}/tokens` routes (admin only). The token value appears once, in the
 //! creation response.
 
-use super::ask;
 use super::auth::{AccountPath, AdminOnly};
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
 use super::json::timestamp;
-use super::pagination::{ListBody, ListQuery};
-use super::secrets::require_account;
+use super::pagination::ListQuery;
 use super::state::AppState;
+use super::{ask, list_under_account};
 use actix_web::{web, HttpResponse};
 use actors::ids::TokenId;
 use actors::tokens::{ApiToken, DeleteToken, GetToken, IssueToken, ListTokens, TokenName};
-use actors::AccountId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -47,10 +45,6 @@ impl From<ApiToken> for TokenBody {
 pub struct CreateBody {
     name: Option<String>,
     expires_at: Option<String>,
-}
-
-fn list_scope(account: AccountId) -> String {
-    format!("accounts/{account}/tokens")
 }
 
 fn token_id(raw: &str) -> Result<TokenId, ApiError> {
@@ -98,11 +92,16 @@ pub async fn list(
     state: web::Data<AppState>,
     Query(params): ListQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = list_scope(account);
-    let page = params.page(&scope)?;
-    require_account(&state, account).await?;
-    let tokens = ask(&state.accounts, ListTokens { account, page }, "account").await?;
-    Ok(HttpResponse::Ok().json(ListBody::new(tokens, &scope, TokenBody::from)))
+    list_under_account(
+        &state,
+        &state.accounts,
+        account,
+        &params,
+        "tokens",
+        |page| ListTokens { account, page },
+        TokenBody::from,
+    )
+    .await
 }
 
 pub async fn get(

@@ -104,6 +104,7 @@ pub async fn register(
         replica_id(),
         SchedulerConfig {
             tick: settings.automation.tick,
+            drain: settings.server.shutdown_timeout,
             lease: settings.work.lease,
             retry_base: settings.automation.retry_base,
             retry_max_delay: settings.automation.retry_max_delay,

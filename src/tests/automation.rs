@@ -383,3 +383,35 @@ async fn an_overdue_job_runs_once(backend: Backend) {
     );
     assert!(ts(&app.get(&job).await.json()["next_run"]) > chrono::Utc::now());
 }
+
+#[actix_web::test]
+async fn shutdown_lets_an_attempt_in_flight_finish_and_clears_its_lease() {
+    let app = spawn_app_with(Backend::Postgres, fast_scheduler()).await;
+    let db = app.db.clone().unwrap();
+    let job = job_with(
+        &app,
+        "() => { const end = Date.now() + 1200; while (Date.now() < end) {} return 1 }",
+        json!({"name": "slow", "schedule": "@hourly"}),
+    )
+    .await;
+    app.patch(&job, &json!({"next_run": "2001-01-01T00:00:00Z"}))
+        .await;
+    runs_until(&app, &job, |r| r.iter().any(|run| run["attempt"] == 1)).await;
+    app.stop().await; // orderly shutdown while the function runs
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT status, lease_owner FROM app_automation_runs", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, &str>(0),
+        "succeeded",
+        "the attempt finished and was recorded"
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>(1),
+        None,
+        "its lease was cleared"
+    );
+}

@@ -388,7 +388,7 @@ async fn limits_fail_only_that_execution() {
     let bomb = app
         .post(
             &base,
-            &json!({"name": "bomb", "limits": {"memory_mib": 16},
+            &json!({"name": "bomb", "limits": {"memory_mib": 16, "timeout_ms": 30000},
             "source": "() => { const a = []; while (true) a.push('x'.repeat(4096) + a.length); }"}),
         )
         .await

@@ -23,6 +23,8 @@ const BATCH: i64 = 64;
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
     pub tick: Duration,
+    /// How long a stopping scheduler waits for attempts in flight (`SHUTDOWN_TIMEOUT`).
+    pub drain: Duration,
     pub lease: Duration,
     pub retry_base: Duration,
     pub retry_max_delay: Duration,
@@ -253,9 +255,14 @@ impl SchedulerService {
 }
 
 /// The `scheduler` actor: owns the tick loop. A tick never overlaps the previous one.
+/// On `Stop` it takes no new work and waits (up to `drain`) for attempts in flight, so
+/// their outcome is recorded and their lease cleared rather than left to expire.
 pub struct SchedulerActor {
     service: SchedulerService,
     ticking: bool,
+    stopping: bool,
+    /// Attempts spawned and not yet recorded.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     _exit: ExitGuard,
 }
 
@@ -264,6 +271,8 @@ impl SchedulerActor {
         Self {
             service,
             ticking: false,
+            stopping: false,
+            in_flight: Arc::default(),
             _exit: exit,
         }
     }
@@ -275,22 +284,26 @@ impl Actor for SchedulerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let tick = self.service.config.tick;
         ctx.run_interval(tick, |act, ctx| {
-            if act.ticking {
+            if act.ticking || act.stopping {
                 return;
             }
             act.ticking = true;
             let service = act.service.clone();
+            let in_flight = act.in_flight.clone();
             ctx.spawn(
                 async move {
                     match service.tick().await {
                         Ok(claimed) => {
                             for run in claimed {
                                 let service = service.clone();
+                                let in_flight = in_flight.clone();
+                                in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                                 actix_rt::spawn(async move {
                                     if let Err(e) = service.attempt(run).await {
                                         // The lease expires and another tick retries it.
                                         tracing::warn!(error = ?e, "job run attempt could not be recorded");
                                     }
+                                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                                 });
                             }
                         }
@@ -306,9 +319,25 @@ impl Actor for SchedulerActor {
 }
 
 impl Handler<Stop> for SchedulerActor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let in_flight = self.in_flight.clone();
+        let drain = self.service.config.drain;
+        let wait = async move {
+            let started = std::time::Instant::now();
+            while in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+                && started.elapsed() < drain
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let left = in_flight.load(std::sync::atomic::Ordering::Acquire);
+            if left > 0 {
+                tracing::warn!(attempts = left, "shutdown deadline reached with job attempts in flight; their leases will expire");
+            }
+        };
+        Box::pin(wait.into_actor(self).map(|(), _, ctx| ctx.stop()))
     }
 }
 

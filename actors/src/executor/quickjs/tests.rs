@@ -123,11 +123,14 @@ fn limits_fail_the_run_and_poison_the_runtime() {
     );
     assert!(out.poisoned);
 
-    let mut rt = QuickJs.new_runtime().unwrap();
-    let out = rt.run(&request(
+    // A generous deadline: on a loaded machine filling 32 MiB may take longer than the
+    // default 500 ms of these tests, and this case is about the heap, not the clock.
+    let mut bomb = request(
         "() => { const a = []; while (true) a.push('x'.repeat(1024) + a.length); }",
         json!({}),
-    ));
+    );
+    bomb.limits.timeout = Duration::from_secs(30);
+    let out = QuickJs.new_runtime().unwrap().run(&bomb);
     assert_eq!(error(&out).0, ErrorCode::MemoryLimit, "{:?}", error(&out));
     assert!(out.poisoned);
 

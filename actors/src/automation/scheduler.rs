@@ -203,8 +203,12 @@ impl SchedulerService {
             tokio::select! {
                 result = &mut call => break result,
                 _ = renew.tick() => {
-                    if !self.store.renew(claimed.run.id, &self.owner, self.lease_until()).await? {
-                        tracing::warn!("lease lost while the attempt was running");
+                    // A failed renewal must not abandon the attempt: the function is
+                    // running either way, and its outcome should still be recorded.
+                    match self.store.renew(claimed.run.id, &self.owner, self.lease_until()).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("lease lost while the attempt was running"),
+                        Err(e) => tracing::warn!(error = ?e, "could not renew the lease; will retry"),
                     }
                 }
             }

@@ -210,3 +210,24 @@ fn devpack_queues_actions_and_helpers() {
         "Devpack is frozen"
     );
 }
+
+#[test]
+fn garbage_from_earlier_runs_never_fails_a_run() {
+    let mut rt = QuickJs.new_runtime().unwrap();
+    // Leaves 20k reference cycles behind (below the automatic collection threshold): only
+    // the cycle collector frees them, and a big string allocation does not trigger it.
+    let mut litter = request(
+        "() => { for (let i = 0; i < 20000; i++) { const a = {}; const b = {a}; a.b = b; } return 1 }",
+        json!({}),
+    );
+    litter.limits.memory_bytes = 64 << 20;
+    litter.limits.timeout = Duration::from_secs(30);
+    assert!(rt.run(&litter).result.is_ok());
+    // Fits an 8 MiB heap on its own, but not next to the garbage left above (checked: this
+    // test fails without the collect-and-retry).
+    let mut small = request("() => ({n: 'x'.repeat(4 * 1024 * 1024).length})", json!({}));
+    small.limits.memory_bytes = 8 << 20;
+    small.limits.timeout = Duration::from_secs(30);
+    let out = rt.run(&small);
+    assert_eq!(out.result.unwrap(), json!({"n": 4 * 1024 * 1024}));
+}

@@ -220,10 +220,12 @@ fn run_in<'js>(
     request: &RunRequest,
     state: &Rc<RefCell<HostState>>,
 ) -> Result<serde_json::Value, RunError> {
-    install_host(ctx, request, state)
+    // Serialised once: parsed for the `params` global and again for the argument, so
+    // each is its own copy.
+    let params_json = request.params.to_string();
+    install_host(ctx, request, &params_json, state)
         .catch(ctx)
         .map_err(caught)?;
-    let params_json = request.params.to_string();
     let source: Value = ctx
         .eval(request.source.as_bytes())
         .catch(ctx)
@@ -302,6 +304,7 @@ fn format_arg<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> String {
 fn install_host<'js>(
     ctx: &Ctx<'js>,
     request: &RunRequest,
+    params_json: &str,
     state: &Rc<RefCell<HostState>>,
 ) -> rquickjs::Result<()> {
     let globals = ctx.globals();
@@ -336,7 +339,7 @@ fn install_host<'js>(
     })
     .configurable();
     globals.prop("Devpack", lazy)?;
-    globals.set("params", ctx.json_parse(request.params.to_string())?)?;
+    globals.set("params", ctx.json_parse(params_json)?)?;
     Ok(())
 }
 

@@ -61,7 +61,8 @@ impl Caller {
 /// Authentication configuration, registered as app data.
 #[derive(Clone)]
 pub struct Auth {
-    admin_digests: Vec<[u8; 32]>,
+    /// Shared, so the per-request clone of `Auth` copies no digests.
+    admin_digests: std::sync::Arc<[[u8; 32]]>,
     disabled: bool,
     metrics_public: bool,
     /// Verifies account tokens; `None` accepts admin tokens only.
@@ -91,15 +92,14 @@ impl Auth {
         self
     }
 
-    /// 429 when the presented credential has used up its bucket. Decided right after
-    /// authentication, before routing.
-    fn check_rate(&self, authorization: Option<&header::HeaderValue>) -> Result<(), ApiError> {
-        let (Some(limiter), Some(token)) = (&self.limiter, authorization.and_then(bearer_token))
-        else {
+    /// 429 when the presented credential (its digest) has used up its bucket. Decided right
+    /// after authentication, before routing.
+    fn check_rate(&self, credential: Option<[u8; 32]>) -> Result<(), ApiError> {
+        let (Some(limiter), Some(credential)) = (&self.limiter, credential) else {
             return Ok(());
         };
         limiter
-            .take(digest(token))
+            .take(credential)
             .map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))
     }
 
@@ -121,35 +121,38 @@ impl Auth {
             || path.starts_with("/webhooks/")
     }
 
-    fn is_admin(&self, token: &str) -> bool {
-        let presented = digest(token);
+    fn is_admin(&self, presented: &[u8; 32]) -> bool {
         let mut matched = subtle::Choice::from(0);
-        for known in &self.admin_digests {
-            matched |= known.ct_eq(&presented);
+        for known in self.admin_digests.iter() {
+            matched |= known.ct_eq(presented);
         }
         bool::from(matched)
     }
 
+    /// The caller, with the digest of the token it presented (hashed once per request:
+    /// it serves the admin comparison, the account-token lookup and the rate limit).
     async fn authenticate(
         &self,
         authorization: Option<&header::HeaderValue>,
-    ) -> Result<Option<Caller>, ApiError> {
+    ) -> Result<Option<(Caller, Option<[u8; 32]>)>, ApiError> {
+        let token = authorization.and_then(bearer_token);
+        let credential = token.map(digest);
         if self.disabled {
-            return Ok(Some(Caller::Admin));
+            return Ok(Some((Caller::Admin, credential)));
         }
-        let Some(token) = authorization.and_then(bearer_token) else {
+        let (Some(token), Some(presented)) = (token, credential) else {
             return Ok(None);
         };
-        if self.is_admin(token) {
-            return Ok(Some(Caller::Admin));
+        if self.is_admin(&presented) {
+            return Ok(Some((Caller::Admin, credential)));
         }
         match &self.accounts {
             Some(accounts) if token.starts_with(TOKEN_PREFIX) => {
                 let account = accounts
-                    .call(VerifyToken(token.to_owned()))
+                    .call(VerifyToken { hash: presented })
                     .await?
                     .map_err(|e| ApiError::from_store(e, "token"))?;
-                Ok(account.map(Caller::Account))
+                Ok(account.map(|id| (Caller::Account(id), credential)))
             }
             _ => Ok(None),
         }
@@ -183,8 +186,8 @@ pub async fn authenticate(
         .authenticate(req.headers().get(header::AUTHORIZATION))
         .await;
     match outcome {
-        Ok(Some(caller)) => {
-            if let Err(e) = auth.check_rate(req.headers().get(header::AUTHORIZATION)) {
+        Ok(Some((caller, credential))) => {
+            if let Err(e) = auth.check_rate(credential) {
                 return Ok(req.into_response(e.error_response()).map_into_right_body());
             }
             req.extensions_mut().insert(caller);
@@ -286,7 +289,12 @@ mod tests {
         let a = auth();
         let check = |v: &'static str| {
             let a = a.clone();
-            async move { a.authenticate(Some(&header(v))).await.unwrap() }
+            async move {
+                a.authenticate(Some(&header(v)))
+                    .await
+                    .unwrap()
+                    .map(|(caller, _)| caller)
+            }
         };
         assert_eq!(check("Bearer another-token-02").await, Some(Caller::Admin));
         assert_eq!(check("Bearer another-token-03").await, None);
@@ -296,7 +304,13 @@ mod tests {
             None,
             "no verifier: account tokens are unknown"
         );
-        assert_eq!(a.authenticate(None).await.unwrap(), None);
+        assert_eq!(
+            a.authenticate(None)
+                .await
+                .unwrap()
+                .map(|(caller, _)| caller),
+            None
+        );
     }
 
     #[test]

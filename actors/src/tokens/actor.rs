@@ -41,7 +41,10 @@ pub struct DeleteToken {
 /// The account a presented token acts for (`None`: unknown, revoked or expired).
 #[derive(Message)]
 #[rtype(result = "Result<Option<AccountId>, StoreError>")]
-pub struct VerifyToken(pub String);
+pub struct VerifyToken {
+    /// SHA-256 of the presented `slt_…` token (what the store keeps).
+    pub hash: [u8; 32],
+}
 
 forward!(AccountsActor[tokens], IssueToken, |svc, m| svc.issue(
     m.account,
@@ -54,4 +57,5 @@ forward!(AccountsActor[tokens], GetToken, |svc, m| svc
     .get(m.account, m.id));
 forward!(AccountsActor[tokens], DeleteToken, |svc, m| svc
     .revoke(m.account, m.id));
-forward!(AccountsActor[tokens], VerifyToken, |svc, m| svc.verify(m.0));
+forward!(AccountsActor[tokens], VerifyToken, |svc, m| svc
+    .verify_hash(m.hash));

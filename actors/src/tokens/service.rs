@@ -102,10 +102,15 @@ impl TokensService {
         if !value.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
+        self.verify_hash(hash(&value)).await
+    }
+
+    /// As [`Self::verify`], for a caller that already hashed the presented token.
+    pub async fn verify_hash(&self, hash: [u8; 32]) -> Result<Option<AccountId>, StoreError> {
         let now = self.clock.now();
         Ok(self
             .store
-            .find_by_hash(&hash(&value))
+            .find_by_hash(&hash)
             .await?
             .filter(|t| t.expires_at.is_none_or(|at| at > now))
             .map(|t| t.account_id))

@@ -104,7 +104,7 @@ fn cli() -> clap::Command {
             Kind::Size => arg.value_name("SIZE"),
             Kind::Int => arg.value_name("N"),
             Kind::List => arg.value_name("LIST"),
-            Kind::Text | Kind::Secret => arg.value_name("VALUE"),
+            Kind::Text | Kind::Secret | Kind::SecretList => arg.value_name("VALUE"),
         };
         cmd = cmd.arg(arg);
     }
@@ -177,7 +177,7 @@ fn value_texts(def: &Def, value: config::Value) -> Result<Option<Vec<String>>, S
     match value.kind {
         ValueKind::Nil => Ok(None),
         ValueKind::Array(items) => {
-            if def.kind != Kind::List && def.env != "SECRET_ENCRYPTION_KEY_PREVIOUS" {
+            if !matches!(def.kind, Kind::List | Kind::SecretList) {
                 return Err(invalid(def, "expected a single value, got a list"));
             }
             items

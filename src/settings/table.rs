@@ -15,6 +15,8 @@ pub enum Kind {
     Int,
     /// Comma-separated in text; an array in config files.
     List,
+    /// A list of secrets (previous encryption keys): a list, and never a flag.
+    SecretList,
 }
 
 #[derive(Debug)]
@@ -91,7 +93,7 @@ pub static TABLE: &[Def] = &[
     def!("LOG_FORMAT", "log"."format", Some("log-format"), Some("text"), Text, "Log format: text or json"),
     // secrets
     def!("SECRET_ENCRYPTION_KEY", "secrets"."encryption_key", None, None, Secret, "Key that encrypts secrets (required with PostgreSQL)"),
-    def!("SECRET_ENCRYPTION_KEY_PREVIOUS", "secrets"."previous_keys", None, None, Secret, "Earlier keys, comma-separated, still accepted for decryption"),
+    def!("SECRET_ENCRYPTION_KEY_PREVIOUS", "secrets"."previous_keys", None, None, SecretList, "Earlier keys, comma-separated, still accepted for decryption"),
     // executor
     def!("TEE_MODE", "executor"."mode", Some("tee-mode"), Some("js"), Text, "js (or tee) runs JavaScript; mock, disabled or off use the mock executor"),
     def!("EXEC_POOL_SIZE", "executor"."pool_size", Some("exec-pool-size"), None, Int, "JavaScript workers (default: number of CPUs)"),
@@ -172,7 +174,8 @@ mod tests {
             if let Some(flag) = d.flag {
                 assert!(seen.insert(flag), "duplicate flag {flag}");
             }
-            assert!(d.kind != Kind::Secret || d.flag.is_none() || d.env == "DATABASE_URL");
+            let secret = matches!(d.kind, Kind::Secret | Kind::SecretList);
+            assert!(!secret || d.flag.is_none() || d.env == "DATABASE_URL");
         }
     }
 }

@@ -22,10 +22,23 @@ macro_rules! forward {
             ) -> Self::Result {
                 let $svc = self.$field.clone();
                 let $m = traced.msg;
-                Box::pin($crate::supervisor::Traced::<()>::within(
-                    traced.span,
+                Box::pin(::tracing::Instrument::instrument(
                     async move { $call.await },
+                    traced.span,
                 ))
+            }
+        }
+    };
+}
+
+/// Implements the supervisor's `Stop` for an actor that needs nothing but `ctx.stop()`.
+macro_rules! stop_on_request {
+    ($actor:ty) => {
+        impl actix::Handler<$crate::supervisor::Stop> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, _: $crate::supervisor::Stop, ctx: &mut Self::Context) {
+                actix::ActorContext::stop(ctx);
             }
         }
     };

@@ -17,7 +17,6 @@ use futures_util::future::BoxFuture;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tracing::Instrument as _;
 
 /// A message together with the caller's tracing span, so work done by the actor is
 /// recorded inside the request that caused it.
@@ -28,16 +27,6 @@ pub struct Traced<M> {
 
 impl<M: Message> Message for Traced<M> {
     type Result = M::Result;
-}
-
-impl<M> Traced<M> {
-    /// Runs `fut` inside the caller's span.
-    pub fn within<F: std::future::Future>(
-        span: tracing::Span,
-        fut: F,
-    ) -> tracing::instrument::Instrumented<F> {
-        fut.instrument(span)
-    }
 }
 
 /// Asks a supervised actor to stop (orderly shutdown). Every supervised actor handles it

@@ -6,7 +6,7 @@ use super::{Account, AccountChanges, AccountsService, NewAccount};
 use crate::error::StoreError;
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
-use crate::supervisor::{ExitGuard, Stop};
+use crate::supervisor::ExitGuard;
 use crate::tokens::TokensService;
 use actix::prelude::*;
 
@@ -37,12 +37,7 @@ impl Actor for AccountsActor {
     }
 }
 
-impl Handler<Stop> for AccountsActor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
+stop_on_request!(AccountsActor);
 
 #[derive(Message)]
 #[rtype(result = "Result<Account, StoreError>")]

@@ -4,7 +4,7 @@ use super::{AutomationService, Job, JobChanges, NewJob, Run};
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{AccountId, JobId};
 use crate::page::{Page, PageRequest};
-use crate::supervisor::{ExitGuard, Stop};
+use crate::supervisor::ExitGuard;
 use actix::prelude::*;
 
 pub struct AutomationActor {
@@ -26,12 +26,7 @@ impl Actor for AutomationActor {
     type Context = Context<Self>;
 }
 
-impl Handler<Stop> for AutomationActor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
+stop_on_request!(AutomationActor);
 
 #[derive(Message)]
 #[rtype(result = "Result<Result<Job, ValidationError>, StoreError>")]

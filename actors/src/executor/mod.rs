@@ -15,7 +15,7 @@ pub use mock::MockEngine;
 pub use pool::{Busy, ExecutorMetrics, Pool};
 pub use quickjs::QuickJs;
 
-use crate::supervisor::{ExitGuard, Stop, Traced};
+use crate::supervisor::{ExitGuard, Traced};
 use actix::prelude::*;
 use std::sync::Arc;
 
@@ -65,12 +65,7 @@ impl Actor for ExecutorActor {
     }
 }
 
-impl Handler<Stop> for ExecutorActor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
+stop_on_request!(ExecutorActor);
 
 /// Runs one request; `Busy` at once when the pool and its queue are full.
 #[derive(Message)]

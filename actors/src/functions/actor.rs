@@ -4,7 +4,7 @@ use super::{ExecuteError, Execution, Function, FunctionDraft, FunctionsService};
 use crate::error::{StoreError, ValidationError};
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
-use crate::supervisor::{ExitGuard, Stop};
+use crate::supervisor::ExitGuard;
 use actix::prelude::*;
 use serde_json::Value;
 
@@ -27,12 +27,7 @@ impl Actor for FunctionsActor {
     type Context = Context<Self>;
 }
 
-impl Handler<Stop> for FunctionsActor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
+stop_on_request!(FunctionsActor);
 
 #[derive(Message)]
 #[rtype(result = "Result<Result<Function, ValidationError>, StoreError>")]

@@ -5,7 +5,7 @@ use super::{SecretMetadata, SecretName, SecretValue, SecretsService};
 use crate::error::StoreError;
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
-use crate::supervisor::{ExitGuard, Stop};
+use crate::supervisor::ExitGuard;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 
@@ -28,12 +28,7 @@ impl Actor for SecretsActor {
     type Context = Context<Self>;
 }
 
-impl Handler<Stop> for SecretsActor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
+stop_on_request!(SecretsActor);
 
 #[derive(Message)]
 #[rtype(result = "Result<SecretMetadata, StoreError>")]

@@ -55,7 +55,13 @@ where
 {
     let scope = format!("accounts/{account}/{collection}");
     let page = params.page(&scope)?;
-    secrets::require_account(state, account).await?;
+    // 404 for an account that does not exist (the list would otherwise be empty).
+    ask(
+        &state.accounts,
+        actors::accounts::GetAccount(account),
+        "account",
+    )
+    .await?;
     let items = ask(actor, message(page), "account").await?;
     Ok(actix_web::HttpResponse::Ok().json(pagination::ListBody::new(items, &scope, body)))
 }

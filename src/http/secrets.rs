@@ -10,12 +10,10 @@ use super::state::AppState;
 use super::{ask, list_under_account};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::accounts::GetAccount;
 use actors::secrets::{
     CreateSecret, DeleteSecret, GetSecret, ListSecrets, SecretMetadata, SecretName, SecretValue,
     UpdateSecret,
 };
-use actors::AccountId;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]
@@ -87,16 +85,6 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
                 "If-Match: expected a version such as 3 or \"3\", got {text:?}"
             ))
         })
-}
-
-/// 404 for an account that does not exist (lists would otherwise be empty).
-pub async fn require_account(state: &AppState, account: AccountId) -> Result<(), ApiError> {
-    state
-        .accounts
-        .call(GetAccount(account))
-        .await?
-        .map(|_| ())
-        .map_err(|e| ApiError::from_store(e, "account"))
 }
 
 pub async fn create(

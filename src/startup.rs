@@ -20,6 +20,7 @@ use actors::secrets::{SecretsActor, SecretsService};
 use actors::store::postgres::ConnectError;
 use actors::store::{migrations, PgOptions, Stores};
 use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor, WaitStarted};
+use actors::triggers::TriggersService;
 use actors::SystemClock;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -126,7 +127,8 @@ fn key_ring(settings: &Settings) -> Result<KeyRing, StartupError> {
     Ok(KeyRing::new(current, previous))
 }
 
-/// `--rewrap-secrets`: re-encrypt every secret version under the current key.
+/// `--rewrap-secrets`: re-encrypt every secret version and webhook secret under the
+/// current key.
 async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
     let Some(dsn) = &settings.database.dsn else {
         return Err(StartupError::Config(
@@ -136,21 +138,31 @@ async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
     let keys = Arc::new(key_ring(settings)?);
     let pool = connect(settings, dsn.expose()).await?;
     let stores = Stores::postgres(pool);
-    let service = SecretsService::new(stores.secrets, keys, Arc::new(SystemClock));
+    let service = SecretsService::new(stores.secrets, keys.clone(), Arc::new(SystemClock));
     let report = service
         .rewrap()
         .await
         .map_err(|e| anyhow::Error::new(e).context("rewrap secrets"))?;
-    println!(
-        "rewrapped {}, already current {}, failed {}",
-        report.rewrapped, report.already_current, report.failed
+    let webhooks = TriggersService::new(
+        stores.triggers,
+        stores.functions,
+        keys,
+        Arc::new(SystemClock),
     );
-    if report.failed > 0 {
-        return Err(anyhow::anyhow!(
-            "{} secret version(s) could not be rewrapped (see the log)",
-            report.failed
-        )
-        .into());
+    let (rewrapped, current, failed) = webhooks
+        .rewrap()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("rewrap webhook secrets"))?;
+    let failed = report.failed + failed;
+    println!(
+        "rewrapped {}, already current {}, failed {failed}",
+        report.rewrapped + rewrapped,
+        report.already_current + current,
+    );
+    if failed > 0 {
+        return Err(
+            anyhow::anyhow!("{failed} ciphertext(s) could not be rewrapped (see the log)").into(),
+        );
     }
     Ok(())
 }
@@ -264,6 +276,7 @@ impl Application {
             secrets: subsystems.secrets.clone(),
             functions: subsystems.functions,
             automation: subsystems.automation,
+            triggers: subsystems.triggers,
             default_max_attempts: i32::try_from(settings.automation.max_attempts)
                 .unwrap_or(5)
                 .clamp(1, 20),
@@ -325,6 +338,12 @@ impl Application {
     /// The supervised secrets actor; also what the secret resolver talks to.
     pub fn secrets(&self) -> ActorHandle<SecretsActor> {
         self.secrets.clone()
+    }
+
+    /// The arbiter running the subsystem actors. Stopping it drops them (and their
+    /// database pools) at once; tests use it to clean up an app they never stopped.
+    pub fn services(&self) -> actix::ArbiterHandle {
+        self.services.handle()
     }
 
     /// Triggers the same orderly shutdown as SIGTERM (used by tests).

@@ -1,5 +1,6 @@
 //! Registers every subsystem actor with the root supervisor, in start order (stopped in
-//! reverse): accounts (and tokens), secrets, executor, functions, automation, scheduler.
+//! reverse): accounts (and tokens), secrets, executor, functions, triggers, automation,
+//! events, scheduler.
 //! Each factory starts its actor on the arbiter given here, and the supervisor calls it
 //! again after a crash.
 
@@ -20,6 +21,9 @@ use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::store::Stores;
 use actors::supervisor::{ActorHandle, Supervisor};
 use actors::tokens::TokensService;
+use actors::triggers::{
+    EventsActor, TriggerMetrics, TriggerWorker, TriggersActor, TriggersService, WorkerConfig,
+};
 use actors::SystemClock;
 use std::sync::Arc;
 
@@ -29,6 +33,7 @@ pub struct Subsystems {
     pub secrets: ActorHandle<SecretsActor>,
     pub functions: ActorHandle<FunctionsActor>,
     pub automation: ActorHandle<AutomationActor>,
+    pub triggers: ActorHandle<TriggersActor>,
 }
 
 pub async fn register(
@@ -54,7 +59,8 @@ pub async fn register(
             AccountsActor::new(service, tokens, exit)
         })
     });
-    let secrets_service = SecretsService::new(stores.secrets.clone(), keys, Arc::new(SystemClock));
+    let secrets_service =
+        SecretsService::new(stores.secrets.clone(), keys.clone(), Arc::new(SystemClock));
     report_unknown_keys(&secrets_service).await;
     let arbiter = services.clone();
     let secrets = supervisor.add("secrets", move |exit| {
@@ -87,6 +93,17 @@ pub async fn register(
         let service = functions_service.clone();
         FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
     });
+    let triggers_service = TriggersService::new(
+        stores.triggers.clone(),
+        stores.functions.clone(),
+        keys,
+        Arc::new(SystemClock),
+    );
+    let arbiter = services.clone();
+    let triggers = supervisor.add("triggers", move |exit| {
+        let service = triggers_service.clone();
+        TriggersActor::start_in_arbiter(&arbiter, move |_| TriggersActor::new(service, exit))
+    });
     let automation_service = AutomationService::new(
         stores.jobs.clone(),
         stores.functions.clone(),
@@ -97,11 +114,30 @@ pub async fn register(
         let service = automation_service.clone();
         AutomationActor::start_in_arbiter(&arbiter, move |_| AutomationActor::new(service, exit))
     });
+    let replica = replica_id();
+    let worker = TriggerWorker::new(
+        stores.firings.clone(),
+        functions.clone(),
+        Arc::new(SystemClock),
+        replica.clone(),
+        WorkerConfig {
+            poll: settings.work.poll_interval,
+            lease: settings.work.lease,
+            drain: settings.server.shutdown_timeout,
+        },
+        TriggerMetrics::register(registry).map_err(anyhow::Error::new)?,
+    );
+    let arbiter = services.clone();
+    let events_worker = worker.clone();
+    supervisor.add("events", move |exit| {
+        let worker = events_worker.clone();
+        EventsActor::start_in_arbiter(&arbiter, move |_| EventsActor::new(worker, exit))
+    });
     let scheduler_service = SchedulerService::new(
         stores.scheduler.clone(),
         functions.clone(),
         Arc::new(SystemClock),
-        replica_id(),
+        replica,
         SchedulerConfig {
             tick: settings.automation.tick,
             drain: settings.server.shutdown_timeout,
@@ -110,6 +146,7 @@ pub async fn register(
             retry_max_delay: settings.automation.retry_max_delay,
         },
         AutomationMetrics::register(registry).map_err(anyhow::Error::new)?,
+        worker,
     );
     let arbiter = services.clone();
     supervisor.add("scheduler", move |exit| {
@@ -121,6 +158,7 @@ pub async fn register(
         secrets,
         functions,
         automation,
+        triggers,
     })
 }
 

@@ -256,6 +256,34 @@ pub fn secret_aad(account: AccountId, name: &str, version: i64) -> String {
     format!("secret:v1:{account}:{}:{version}", name.to_lowercase())
 }
 
+/// Associated data binding a webhook secret to its trigger.
+pub fn webhook_aad(trigger: crate::ids::TriggerId) -> String {
+    format!("webhook:v1:{trigger}")
+}
+
+/// HMAC-SHA256 (RFC 2104) over `message`. Written out rather than pulling in a crate: it
+/// is a dozen lines over `sha2`, and the RFC 4231 vectors in the tests pin it down.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// Decodes key text (§3.9): `base64:<text>` (standard alphabet, padding optional),
 /// `hex:<text>` (any case), or unprefixed exactly 64 hex characters, exactly 44
 /// characters of padded base64 decoding to 32 bytes, or exactly 32 printable ASCII

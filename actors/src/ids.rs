@@ -84,6 +84,21 @@ id_type!(
     RunId
 );
 
+id_type!(
+    /// Identifies a trigger (cron, event or webhook).
+    TriggerId
+);
+
+id_type!(
+    /// Identifies one firing of a trigger.
+    FiringId
+);
+
+id_type!(
+    /// Identifies an internal event in the outbox.
+    EventId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

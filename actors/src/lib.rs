@@ -50,6 +50,7 @@ pub mod clock;
 pub mod crypto;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod functions;
 pub mod health;
@@ -62,7 +63,9 @@ pub mod secrets;
 pub mod store;
 pub mod supervisor;
 pub mod tokens;
+pub mod triggers;
 pub mod validate;
+pub mod work;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{StoreError, ValidationError};

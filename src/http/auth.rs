@@ -94,7 +94,7 @@ impl Auth {
 
     /// 429 when the presented credential (its digest) has used up its bucket. Decided right
     /// after authentication, before routing.
-    fn check_rate(&self, credential: Option<[u8; 32]>) -> Result<(), ApiError> {
+    pub fn check_rate(&self, credential: Option<[u8; 32]>) -> Result<(), ApiError> {
         let (Some(limiter), Some(credential)) = (&self.limiter, credential) else {
             return Ok(());
         };

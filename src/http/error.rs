@@ -15,6 +15,8 @@ pub enum ApiError {
     /// A value breaks a rule of the contract.
     Validation(String),
     Unauthorized,
+    /// A webhook's `X-Webhook-Signature` is missing or wrong.
+    InvalidSignature,
     Forbidden,
     /// What was not found, e.g. `account not found` or `no route for GET /x`.
     NotFound(String),
@@ -62,6 +64,7 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidSignature => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -89,6 +92,7 @@ impl ApiError {
             | Self::InvalidState(m)
             | Self::ServiceUnavailable(m) => m.clone(),
             Self::Unauthorized => "missing or invalid bearer token".to_owned(),
+            Self::InvalidSignature => "webhook signature missing or wrong".to_owned(),
             Self::Forbidden => "this route needs an admin token".to_owned(),
             Self::MethodNotAllowed(allow) => format!("method not allowed; allowed: {allow}"),
             Self::PayloadTooLarge(limit) => {

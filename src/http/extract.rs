@@ -120,6 +120,36 @@ fn limit_of(req: &HttpRequest) -> usize {
     req.app_data::<BodyLimit>().map_or(1 << 20, |l| l.0)
 }
 
+/// A raw body read within the limit (413), for routes that must see the exact bytes
+/// (webhook signatures). `json_media_type` tells whether `Content-Type` was absent or
+/// JSON; the route decides when a wrong one is reported.
+pub struct RawBody {
+    pub bytes: web::Bytes,
+    pub json_media_type: bool,
+}
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = limit_of(req);
+        let checked = check_headers(req, limit);
+        let json_media_type = !matches!(checked, Err(ApiError::UnsupportedMediaType));
+        let payload = payload.take();
+        Box::pin(async move {
+            if let Err(e @ ApiError::PayloadTooLarge(_)) = checked {
+                return Err(e);
+            }
+            let bytes = read_body(payload, limit).await?.freeze();
+            Ok(RawBody {
+                bytes,
+                json_media_type,
+            })
+        })
+    }
+}
+
 /// Shared by both body extractors: header checks first (413, 415), then the body.
 fn extract_json<T: DeserializeOwned + 'static>(
     req: &HttpRequest,

@@ -216,6 +216,7 @@ pub async fn execute(
         account,
         id,
         params: Value::Object(params),
+        options: actors::functions::ExecOptions::default(),
     };
     let execution = match state.functions.call(message).await? {
         Ok(execution) => execution,

@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod state;
 pub mod system;
 pub mod tokens;
+pub mod triggers;
 
 use actix_web::{web, HttpRequest};
 use actors::supervisor::{ActorHandle, Traced};
@@ -176,6 +177,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/accounts/{id}/automation/jobs/{job_id}/runs")
             .route(web::get().to(automation::runs))
             .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts/{id}/triggers")
+            .route(web::get().to(triggers::list))
+            .route(web::post().to(triggers::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/triggers/{trigger_id}")
+            .route(web::get().to(triggers::get))
+            .route(web::patch().to(triggers::update))
+            .route(web::delete().to(triggers::delete))
+            .default_service(not_allowed("GET, PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/webhooks/{trigger_id}")
+            .route(web::post().to(triggers::webhook))
+            .default_service(not_allowed("POST")),
     )
     .service(
         web::resource("/accounts/{id}/tokens")

@@ -8,6 +8,7 @@ use actors::functions::{FunctionsActor, LimitMaxima};
 use actors::health::Health;
 use actors::secrets::SecretsActor;
 use actors::supervisor::ActorHandle;
+use actors::triggers::TriggersActor;
 use std::sync::Arc;
 
 pub struct AppState {
@@ -16,6 +17,7 @@ pub struct AppState {
     pub secrets: ActorHandle<SecretsActor>,
     pub functions: ActorHandle<FunctionsActor>,
     pub automation: ActorHandle<AutomationActor>,
+    pub triggers: ActorHandle<TriggersActor>,
     /// `AUTOMATION_MAX_ATTEMPTS`: a job's `max_attempts` when the body names none.
     pub default_max_attempts: i32,
     /// Largest per-function limits (validation of function bodies).

@@ -316,7 +316,7 @@ async fn devpack_actions_are_all_or_nothing(backend: Backend) {
     assert_eq!(out["error_code"], "action_failed");
     assert_eq!(
         out["error"],
-        "devpack action action_1 (gasbank.withdraw) failed: not available: the gas bank subsystem is not part of this build yet"
+        "devpack action action_1 (gasbank.withdraw) failed: not available: the gas bank subsystem does not apply Devpack actions in this build yet"
     );
     assert_eq!(
         out["output"],

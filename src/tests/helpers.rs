@@ -38,7 +38,7 @@ pub fn database_url(name: &str) -> String {
 pub async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e} (is PostgreSQL running?)"));
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e:?} (is PostgreSQL running?)"));
     actix_rt::spawn(async move {
         let _ = connection.await;
     });
@@ -272,6 +272,15 @@ pub struct TestApp {
     pub secrets: actors::supervisor::ActorHandle<actors::secrets::SecretsActor>,
     shutdown: Arc<Notify>,
     stopped: actix_rt::task::JoinHandle<Result<(), service_layer::startup::StartupError>>,
+    services: actix::ArbiterHandle,
+}
+
+impl Drop for TestApp {
+    /// A test that ends without `stop()` would leave its actors running on their own
+    /// thread, polling (and holding connections to) a database nobody uses any more.
+    fn drop(&mut self) {
+        self.services.stop();
+    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -309,6 +318,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let shutdown = app.shutdown_trigger();
     let accounts = app.accounts();
     let secrets = app.secrets();
+    let services = app.services();
     let stopped = actix_rt::spawn(app.run_until_stopped());
     TestApp {
         base,
@@ -320,6 +330,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         secrets,
         shutdown,
         stopped,
+        services,
     }
 }
 
@@ -454,9 +465,9 @@ impl TestApp {
     }
 
     /// Orderly shutdown, as on SIGTERM; waits until it has finished.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.notify_one();
-        self.stopped
+        (&mut self.stopped)
             .await
             .expect("app task")
             .expect("clean shutdown");

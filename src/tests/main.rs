@@ -13,3 +13,4 @@ mod replicas;
 mod secrets;
 mod settings;
 mod tokens;
+mod triggers;

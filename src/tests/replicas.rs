@@ -1,5 +1,6 @@
 //! Several `appserver` processes on one database: every `(job, scheduled_for)` runs once,
-//! and a replica killed with SIGKILL mid-way loses nothing beyond one lease.
+//! every cron trigger tick fires once, and a replica killed with SIGKILL mid-way loses
+//! nothing beyond one lease.
 
 use crate::helpers::*;
 use serde_json::json;
@@ -7,6 +8,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 const JOBS: usize = 20;
+const CRON_TRIGGERS: usize = 5;
 const LEASE_SECS: i64 = 3;
 
 struct Replica {
@@ -26,6 +28,7 @@ fn start(db: &TestDb) -> Replica {
             &db.url,
         ])
         .env("AUTOMATION_TICK", "200ms")
+        .env("WORK_POLL_INTERVAL", "200ms")
         .env("WORK_LEASE", format!("{LEASE_SECS}s"))
         .env("EXEC_POOL_SIZE", "2")
         .env("LOG_LEVEL", "warn")
@@ -105,6 +108,14 @@ async fn three_replicas_one_killed_run_every_tick_exactly_once() {
         .await;
         assert!(job["id"].is_string(), "{job}");
     }
+    for _ in 0..CRON_TRIGGERS {
+        let trigger = post(
+            format!("/accounts/{account}/triggers"),
+            json!({"function_id": function, "rule": "@every 1s"}),
+        )
+        .await;
+        assert!(trigger["id"].is_string(), "{trigger}");
+    }
 
     actix_rt::time::sleep(Duration::from_secs(10)).await;
     signal(&replicas[1].child, "-KILL");
@@ -175,6 +186,7 @@ async fn three_replicas_one_killed_run_every_tick_exactly_once() {
          most executions for one run: {executions_per_run}"
     );
     assert_eq!(duplicates, 0);
+    check_cron_triggers(&client).await;
     assert!(
         runs >= (JOBS as i64) * 15,
         "every job kept running through the kill: {runs} runs"
@@ -185,4 +197,52 @@ async fn three_replicas_one_killed_run_every_tick_exactly_once() {
         executions_per_run <= 2,
         "a run is executed again only if its replica died mid-attempt"
     );
+}
+
+/// Cron triggers on the same replicas: each tick is one firing, executed at most once; a
+/// firing the killed replica held fails (`lease expired`) instead of running twice.
+async fn check_cron_triggers(client: &tokio_postgres::Client) {
+    let firings = one(client, "SELECT count(*) FROM app_trigger_firings").await;
+    let executions_per_tick = one(
+        client,
+        "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM app_function_executions
+         WHERE input ? 'trigger_id' GROUP BY input->>'trigger_id', input->>'scheduled_for') e",
+    )
+    .await;
+    let stuck = one(
+        client,
+        "SELECT count(*) FROM app_trigger_firings
+         WHERE status IN ('pending', 'running') AND tick_at < (SELECT max(tick_at) FROM app_trigger_firings) - interval '10 seconds'",
+    )
+    .await;
+    let beyond_lease = one(
+        client,
+        &format!(
+            "SELECT count(*) FROM (SELECT tick_at - lag(tick_at) OVER (PARTITION BY trigger_id ORDER BY tick_at) AS gap
+             FROM app_trigger_firings) g WHERE gap > interval '{} seconds'",
+            1 + LEASE_SECS
+        ),
+    )
+    .await;
+    let lease_expired = one(
+        client,
+        "SELECT count(*) FROM app_trigger_firings WHERE error = 'lease expired'",
+    )
+    .await;
+    eprintln!(
+        "replicas: {firings} cron firings for {CRON_TRIGGERS} triggers; most executions for one tick: \
+         {executions_per_tick}; firings stuck open: {stuck}; gaps beyond one lease: {beyond_lease}; \
+         failed as lease expired: {lease_expired}"
+    );
+    assert!(
+        firings >= (CRON_TRIGGERS as i64) * 15,
+        "every trigger kept firing through the kill: {firings}"
+    );
+    assert_eq!(executions_per_tick, 1, "a tick never runs twice");
+    assert_eq!(stuck, 0, "the killed replica's firings were taken over");
+    assert_eq!(beyond_lease, 0, "no tick missing beyond one lease length");
+}
+
+async fn one(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
 }

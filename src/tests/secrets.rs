@@ -498,6 +498,23 @@ async fn postgres_rotation_previous_key_then_rewrap() {
             Some(&json!({"value": "value-0b"})),
         )
         .await;
+    // A webhook trigger: its secret is sealed under the same key and rewrapped too.
+    let function = first
+        .post(
+            &format!("/accounts/{a}/functions"),
+            &json!({"name": "hook", "source": "() => 1"}),
+        )
+        .await
+        .json();
+    let hook = first
+        .post(
+            &format!("/accounts/{a}/triggers"),
+            &json!({"function_id": function["id"], "type": "webhook"}),
+        )
+        .await
+        .json();
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let hook_secret = hook["webhook_secret"].as_str().unwrap().to_owned();
     first.stop().await;
     let account = AccountId::parse(&a).unwrap();
     let all = names(&["s0", "s1", "s2", "s3", "s4"]);
@@ -506,7 +523,7 @@ async fn postgres_rotation_previous_key_then_rewrap() {
     let (code, stdout, _) = rewrap(&db, NEW_KEY, None).await;
     assert_eq!(code, Some(1));
     assert!(
-        stdout.contains("rewrapped 0, already current 0, failed 6"),
+        stdout.contains("rewrapped 0, already current 0, failed 7"),
         "{stdout}"
     );
 
@@ -526,16 +543,17 @@ async fn postgres_rotation_previous_key_then_rewrap() {
         .post(&base, &json!({"name": "fresh", "value": "new"}))
         .await;
 
-    // Rewrap while that server keeps running: 6 old versions move, the fresh one stays.
+    // Rewrap while that server keeps running: 6 old versions and the webhook secret
+    // move, the fresh one stays.
     let (code, stdout, stderr) = rewrap(&db, NEW_KEY, Some(OLD_KEY)).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
-        stdout.contains("rewrapped 6, already current 1, failed 0"),
+        stdout.contains("rewrapped 7, already current 1, failed 0"),
         "{stdout}"
     );
     let (_, stdout, _) = rewrap(&db, NEW_KEY, Some(OLD_KEY)).await;
     assert!(
-        stdout.contains("rewrapped 0, already current 7, failed 0"),
+        stdout.contains("rewrapped 0, already current 8, failed 0"),
         "idempotent: {stdout}"
     );
     second.stop().await;
@@ -549,19 +567,46 @@ async fn postgres_rotation_previous_key_then_rewrap() {
     )
     .await;
     let got = resolver(&third).resolve(account, all).await.unwrap();
+    let body = br#"{"after":"rewrap"}"#;
+    let res = read(
+        third
+            .client
+            .post(third.url(&format!("/webhooks/{hook_id}")))
+            .insert_header((
+                "X-Webhook-Signature",
+                actors::triggers::webhook_signature(&hook_secret, body),
+            ))
+            .send_body(body.to_vec())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        res.status,
+        202,
+        "the rewrapped webhook secret still verifies: {}",
+        res.text()
+    );
     assert_eq!(got["s0"], "value-0b");
     assert_eq!(got["s3"], "value-3");
     let key_ids: i64 = db
         .client()
         .await
         .query_one(
-            "SELECT count(DISTINCT key_id) FROM app_secret_versions",
+            "SELECT count(DISTINCT k) FROM (
+                 SELECT key_id AS k FROM app_secret_versions
+                 UNION ALL
+                 SELECT split_part(webhook_secret, '.', 2) FROM app_triggers WHERE webhook_secret IS NOT NULL
+             ) keys",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(key_ids, 1, "every version is under the new key");
+    assert_eq!(
+        key_ids, 1,
+        "every version and the webhook secret are under the new key"
+    );
 }
 
 #[actix_web::test]

@@ -279,6 +279,7 @@ impl super::SchedulerStore for MemoryJobStore {
         owner: &str,
         now: chrono::DateTime<chrono::Utc>,
         end: &super::AttemptEnd,
+        event: Option<&crate::events::Event>,
     ) -> Result<bool, StoreError> {
         use super::{AttemptEnd, RunStatus};
         let mut tables = self.db.lock();
@@ -320,6 +321,9 @@ impl super::SchedulerStore for MemoryJobStore {
         state.lease_owner = None;
         state.lease_until = None;
         state.next_attempt_at = next_attempt_at;
+        if let Some(event) = event {
+            tables.insert_event(event);
+        }
         Ok(true)
     }
 

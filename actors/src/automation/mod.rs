@@ -13,7 +13,7 @@ pub use domain::{Job, OverlapPolicy, Run, RunStatus};
 pub use memory::MemoryJobStore;
 pub use postgres::PgJobStore;
 pub use scheduler::{
-    next_run, AutomationMetrics, SchedulerActor, SchedulerConfig, SchedulerService,
+    next_occurrence, next_run, AutomationMetrics, SchedulerActor, SchedulerConfig, SchedulerService,
 };
 
 pub use service::{AutomationService, JobChanges, NewJob};
@@ -90,13 +90,15 @@ pub trait SchedulerStore: Send + Sync + 'static {
         owner: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Records an attempt's end and clears the lease, if still ours.
+    /// Records an attempt's end and clears the lease, if still ours; with the event it
+    /// causes (`automation.job.failed`) in the same transaction.
     async fn finish_attempt(
         &self,
         run: RunId,
         owner: &str,
         now: DateTime<Utc>,
         end: &AttemptEnd,
+        event: Option<&crate::events::Event>,
     ) -> Result<bool, StoreError>;
     /// Gives a claim back without counting the attempt (the executor was busy).
     async fn release(

@@ -350,8 +350,10 @@ impl super::SchedulerStore for PgJobStore {
         owner: &str,
         now: chrono::DateTime<chrono::Utc>,
         end: &super::AttemptEnd,
+        event: Option<&crate::events::Event>,
     ) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         let (status, execution_id, error, retry_at) = match end {
             super::AttemptEnd::Succeeded { execution_id } => {
                 ("succeeded", Some(*execution_id.as_uuid()), None, None)
@@ -371,7 +373,7 @@ impl super::SchedulerStore for PgJobStore {
                 *retry_at,
             ),
         };
-        let n = client
+        let n = tx
             .execute(
                 "UPDATE app_automation_runs
                  SET status = $3, execution_id = COALESCE($4, execution_id), error = $5, next_attempt_at = $6,
@@ -381,6 +383,12 @@ impl super::SchedulerStore for PgJobStore {
                 &[run.as_uuid(), &owner, &status, &execution_id, &error, &retry_at, &now],
             )
             .await?;
+        if n == 1 {
+            if let Some(event) = event {
+                crate::events::insert(&tx, event).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 

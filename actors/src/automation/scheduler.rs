@@ -8,9 +8,14 @@
 use super::{AttemptEnd, ClaimedRun, Job, SchedulerStore};
 use crate::clock::Clock;
 use crate::error::StoreError;
-use crate::functions::{ExecuteError, ExecuteFunction, ExecutionStatus, FunctionsActor};
+use crate::events::{self, Event};
+use crate::functions::{
+    ExecOptions, ExecuteError, ExecuteFunction, ExecutionStatus, FunctionsActor,
+};
 use crate::schedule::Schedule;
 use crate::supervisor::{ActorHandle, ExitGuard, Stop};
+use crate::triggers::TriggerWorker;
+use crate::work::InFlight;
 use actix::prelude::*;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
@@ -72,8 +77,18 @@ impl AutomationMetrics {
 /// now)`, so after downtime a job runs once, not once per missed tick. `@every` keeps its
 /// phase (previous occurrence + d, skipping steps already past).
 pub fn next_run(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let schedule = Schedule::parse(&job.schedule).ok()?;
-    let scheduled_for = job.next_run.unwrap_or(now);
+    next_occurrence(&job.schedule, job.next_run, now)
+}
+
+/// The occurrence after dispatching `scheduled_for` (or "now" when unset) at `now`, by
+/// the rule of [`next_run`]; shared with cron triggers.
+pub fn next_occurrence(
+    schedule: &str,
+    scheduled_for: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let schedule = Schedule::parse(schedule).ok()?;
+    let scheduled_for = scheduled_for.unwrap_or(now);
     match schedule {
         Schedule::Every(d) => {
             let step = ChronoDuration::from_std(d).ok()?;
@@ -97,6 +112,8 @@ pub struct SchedulerService {
     owner: Arc<str>,
     config: SchedulerConfig,
     metrics: AutomationMetrics,
+    /// Stores the firings of due cron triggers in the same tick.
+    cron: TriggerWorker,
 }
 
 impl SchedulerService {
@@ -107,8 +124,10 @@ impl SchedulerService {
         owner: String,
         config: SchedulerConfig,
         metrics: AutomationMetrics,
+        cron: TriggerWorker,
     ) -> Self {
         Self {
+            cron,
             store,
             functions,
             clock,
@@ -135,6 +154,11 @@ impl SchedulerService {
     /// each claimed attempt as its own task, so a long run never holds up the next tick
     /// (which must keep inserting, or skipping, occurrences).
     pub async fn tick(&self) -> Result<Vec<ClaimedRun>, StoreError> {
+        // Cron triggers first: their firings are worked by the events actor, so a
+        // failure here must not stop the jobs of this tick.
+        if let Err(e) = self.cron.advance_cron().await {
+            tracing::warn!(error = ?e, "advancing cron triggers failed");
+        }
         let now = self.clock.now();
         let advanced = self.store.advance_due(now, BATCH, &next_run).await?;
         for _ in 0..advanced.skipped {
@@ -155,9 +179,29 @@ impl SchedulerService {
             AttemptEnd::Failed { retry_at: None, .. } => Some("failed"),
             AttemptEnd::Failed { .. } => None,
         };
+        let now = self.clock.now();
+        let event = match &end {
+            AttemptEnd::Failed {
+                error,
+                retry_at: None,
+                ..
+            } => Some(Event::new(
+                claimed.account_id,
+                events::AUTOMATION_JOB_FAILED,
+                serde_json::json!({
+                    "job_id": claimed.run.job_id.to_string(),
+                    "run_id": claimed.run.id.to_string(),
+                    "scheduled_for": events::timestamp(&claimed.run.scheduled_for),
+                    "attempt": claimed.run.attempt,
+                    "error": error,
+                }),
+                now,
+            )),
+            _ => None,
+        };
         if !self
             .store
-            .finish_attempt(claimed.run.id, &self.owner, self.clock.now(), &end)
+            .finish_attempt(claimed.run.id, &self.owner, now, &end, event.as_ref())
             .await?
         {
             tracing::warn!(run_id = %claimed.run.id, "lost the lease before recording the attempt; another replica owns the run");
@@ -187,13 +231,14 @@ impl SchedulerService {
         }
         let params = serde_json::json!({
             "automation_job": claimed.run.job_id.to_string(),
-            "scheduled_for": crate::clock::truncate_micros(claimed.run.scheduled_for).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "scheduled_for": events::timestamp(&claimed.run.scheduled_for),
         });
         let started = std::time::Instant::now();
         let call = self.functions.call(ExecuteFunction {
             account: claimed.account_id,
             id: claimed.function_id,
             params,
+            options: ExecOptions::default(),
         });
         // Renew the lease every lease/3 while the function runs.
         let mut renew = tokio::time::interval(self.config.lease / 3);
@@ -266,7 +311,7 @@ pub struct SchedulerActor {
     ticking: bool,
     stopping: bool,
     /// Attempts spawned and not yet recorded.
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: InFlight,
     _exit: ExitGuard,
 }
 
@@ -276,7 +321,7 @@ impl SchedulerActor {
             service,
             ticking: false,
             stopping: false,
-            in_flight: Arc::default(),
+            in_flight: InFlight::default(),
             _exit: exit,
         }
     }
@@ -300,14 +345,11 @@ impl Actor for SchedulerActor {
                         Ok(claimed) => {
                             for run in claimed {
                                 let service = service.clone();
-                                let in_flight = in_flight.clone();
-                                in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                                actix_rt::spawn(async move {
+                                in_flight.spawn(async move {
                                     if let Err(e) = service.attempt(run).await {
                                         // The lease expires and another tick retries it.
                                         tracing::warn!(error = ?e, "job run attempt could not be recorded");
                                     }
-                                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                                 });
                             }
                         }
@@ -330,13 +372,7 @@ impl Handler<Stop> for SchedulerActor {
         let in_flight = self.in_flight.clone();
         let drain = self.service.config.drain;
         let wait = async move {
-            let started = std::time::Instant::now();
-            while in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
-                && started.elapsed() < drain
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let left = in_flight.load(std::sync::atomic::Ordering::Acquire);
+            let left = in_flight.drain(drain).await;
             if left > 0 {
                 tracing::warn!(attempts = left, "shutdown deadline reached with job attempts in flight; their leases will expire");
             }

@@ -71,6 +71,7 @@ pub struct ExecuteFunction {
     pub account: AccountId,
     pub id: FunctionId,
     pub params: Value,
+    pub options: super::ExecOptions,
 }
 
 #[derive(Message)]
@@ -100,7 +101,7 @@ forward!(FunctionsActor, ReplaceFunction, |svc, m| svc
 forward!(FunctionsActor, DeleteFunction, |svc, m| svc
     .delete(m.account, m.id));
 forward!(FunctionsActor, ExecuteFunction, |svc, m| svc
-    .execute(m.account, m.id, m.params));
+    .execute(m.account, m.id, m.params, m.options));
 forward!(FunctionsActor, ListExecutions, |svc, m| svc
     .list_executions(m.account, m.function, m.page));
 forward!(FunctionsActor, GetExecution, |svc, m| svc

@@ -81,7 +81,11 @@ impl FunctionStore for MemoryFunctionStore {
         }
     }
 
-    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+    async fn insert_execution(
+        &self,
+        execution: &Execution,
+        event: Option<&crate::events::Event>,
+    ) -> Result<(), StoreError> {
         let mut tables = self.db.lock();
         // The function may have been deleted during the run: as with the foreign key in
         // PostgreSQL, the record goes with it.
@@ -89,6 +93,9 @@ impl FunctionStore for MemoryFunctionStore {
             return Err(StoreError::NotFound);
         }
         tables.executions.insert(execution.id, execution.clone());
+        if let Some(event) = event {
+            tables.insert_event(event);
+        }
         Ok(())
     }
 

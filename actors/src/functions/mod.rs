@@ -16,9 +16,10 @@ pub use domain::{
 };
 pub use memory::MemoryFunctionStore;
 pub use postgres::PgFunctionStore;
-pub use service::{ExecDefaults, ExecuteError, FunctionsService};
+pub use service::{ExecDefaults, ExecOptions, ExecuteError, FunctionsService};
 
 use crate::error::StoreError;
+use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
 
@@ -36,7 +37,13 @@ pub trait FunctionStore: Send + Sync + 'static {
     async fn replace(&self, function: &Function) -> Result<Function, StoreError>;
     /// Deletes the function and its executions.
     async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError>;
-    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
+    /// Records an execution and, in the same transaction, the event it causes (the
+    /// outbox: `function.execution.failed`).
+    async fn insert_execution(
+        &self,
+        execution: &Execution,
+        event: Option<&Event>,
+    ) -> Result<(), StoreError>;
     /// Newest first (`started_at`, then id, both descending); the page key is the last
     /// item seen, and the next page starts strictly before it.
     async fn list_executions(

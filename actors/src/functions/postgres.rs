@@ -198,33 +198,23 @@ impl FunctionStore for PgFunctionStore {
         Ok(())
     }
 
-    async fn insert_execution(&self, e: &Execution) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO app_function_executions ({EXECUTION}, created_at)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$10)"
-                ),
-                &[
-                    e.id.as_uuid(),
-                    e.account_id.as_uuid(),
-                    e.function_id.as_uuid(),
-                    &e.status.as_str(),
-                    &e.input,
-                    &e.output,
-                    &Json(&e.logs),
-                    &e.error,
-                    &e.error_code,
-                    &e.started_at,
-                    &e.completed_at,
-                    &e.duration_ms,
-                    &Json(&e.actions),
-                ],
-            )
-            .await
-            .map_err(fk_is_not_found)?;
-        Ok(())
+    async fn insert_execution(
+        &self,
+        e: &Execution,
+        event: Option<&crate::events::Event>,
+    ) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        // Without an event there is one statement; with one, both go in one transaction.
+        match event {
+            None => insert_execution_row(&client, e).await,
+            Some(event) => {
+                let tx = client.transaction().await?;
+                insert_execution_row(&tx, e).await?;
+                crate::events::insert(&tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 
     async fn list_executions(
@@ -285,4 +275,34 @@ impl FunctionStore for PgFunctionStore {
             .map(execution_from)
             .ok_or(StoreError::NotFound)?
     }
+}
+
+async fn insert_execution_row(
+    db: &impl deadpool_postgres::GenericClient,
+    e: &Execution,
+) -> Result<(), StoreError> {
+    db.execute(
+        &format!(
+            "INSERT INTO app_function_executions ({EXECUTION}, created_at)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$10)"
+        ),
+        &[
+            e.id.as_uuid(),
+            e.account_id.as_uuid(),
+            e.function_id.as_uuid(),
+            &e.status.as_str(),
+            &e.input,
+            &e.output,
+            &Json(&e.logs),
+            &e.error,
+            &e.error_code,
+            &e.started_at,
+            &e.completed_at,
+            &e.duration_ms,
+            &Json(&e.actions),
+        ],
+    )
+    .await
+    .map_err(fk_is_not_found)?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
+use crate::events::{self, Event};
 use crate::executor::{
     ErrorCode, Execute, ExecutorActor, ExecutorMetrics, QueuedAction, RunContext, RunLimits,
     RunOutput, RunRequest,
@@ -32,6 +33,26 @@ pub struct ExecDefaults {
     pub maxima: LimitMaxima,
 }
 
+/// How an execution is started.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecOptions {
+    /// The id to record the execution under (a webhook caller was already told it);
+    /// a new one when `None`.
+    pub execution_id: Option<ExecutionId>,
+    /// Whether a failed run emits `function.execution.failed`; runs started by an event
+    /// trigger do not, so a failing handler cannot feed itself.
+    pub failure_event: bool,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            execution_id: None,
+            failure_event: true,
+        }
+    }
+}
+
 /// Why an execution could not start (nothing is recorded in these cases).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
@@ -55,7 +76,9 @@ pub struct FunctionsService {
     metrics: ExecutorMetrics,
 }
 
-/// Which subsystem applies an action type; none of them is part of this build yet.
+/// Which subsystem applies an action type. None applies Devpack actions yet: gas bank and
+/// oracle do not exist, and applying `triggers.register`/`automation.schedule` in the
+/// execution's transaction is a follow-up.
 fn subsystem_of(kind: &str) -> Option<&'static str> {
     match kind {
         "gasbank.ensureAccount" | "gasbank.withdraw" => Some("gas bank"),
@@ -211,9 +234,10 @@ impl FunctionsService {
         account: AccountId,
         id: FunctionId,
         params: Value,
+        options: ExecOptions,
     ) -> Result<Execution, ExecuteError> {
         let function = self.store.get(account, id).await?;
-        let execution_id = ExecutionId::generate();
+        let execution_id = options.execution_id.unwrap_or_else(ExecutionId::generate);
         let started_at = self.clock.now();
         let clock = Instant::now();
         let names: Vec<SecretName> = function
@@ -257,7 +281,11 @@ impl FunctionsService {
             started_at,
             clock,
         );
-        self.store.insert_execution(&execution).await?;
+        let event = (options.failure_event && execution.status == ExecutionStatus::Failed)
+            .then(|| failure_event(&execution));
+        self.store
+            .insert_execution(&execution, event.as_ref())
+            .await?;
         let code = execution.error_code.as_deref().unwrap_or("none");
         self.metrics
             .executions
@@ -328,6 +356,21 @@ impl FunctionsService {
     }
 }
 
+/// `function.execution.failed` for a failed execution.
+fn failure_event(execution: &Execution) -> Event {
+    Event::new(
+        execution.account_id,
+        events::FUNCTION_EXECUTION_FAILED,
+        serde_json::json!({
+            "execution_id": execution.id.to_string(),
+            "function_id": execution.function_id.to_string(),
+            "error": execution.error,
+            "error_code": execution.error_code,
+        }),
+        execution.completed_at,
+    )
+}
+
 fn action_record(action: &QueuedAction, status: &str, error: Option<String>) -> ActionRecord {
     ActionRecord {
         id: action.id.clone(),
@@ -340,15 +383,15 @@ fn action_record(action: &QueuedAction, status: &str, error: Option<String>) -> 
 }
 
 /// Applies queued actions in order, all or nothing: the first that fails is `failed`, the
-/// rest `aborted`, and nothing is applied. Every action type names a subsystem that later
-/// issues add; until then each is refused as not available, which applies nothing.
+/// rest `aborted`, and nothing is applied. Until the subsystems apply actions, each is
+/// refused as not available, which applies nothing.
 fn apply_actions(actions: &[QueuedAction]) -> (Vec<ActionRecord>, Option<String>) {
     let Some(first) = actions.first() else {
         return (Vec::new(), None);
     };
     let reason = match subsystem_of(&first.kind) {
         Some(subsystem) => {
-            format!("not available: the {subsystem} subsystem is not part of this build yet")
+            format!("not available: the {subsystem} subsystem does not apply Devpack actions in this build yet")
         }
         None => format!("unknown action type {:?}", first.kind),
     };

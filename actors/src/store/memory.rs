@@ -4,10 +4,16 @@
 
 use crate::accounts::Account;
 use crate::automation::{Job, Run};
+use crate::events::Event;
 use crate::functions::{Execution, Function};
-use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId, SecretId, TokenId};
+use crate::ids::{
+    AccountId, EventId, ExecutionId, FiringId, FunctionId, JobId, RunId, SecretId, TokenId,
+    TriggerId,
+};
 use crate::secrets::{SealedVersion, SecretMetadata};
 use crate::tokens::ApiToken;
+use crate::triggers::{Firing, Trigger};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -192,6 +198,34 @@ pub struct Tables {
     pub runs: HashMap<RunId, Run>,
     /// Scheduler bookkeeping of each run (not part of the API shape).
     pub run_state: HashMap<RunId, RunState>,
+    pub triggers: HashMap<TriggerId, TriggerRow>,
+    pub firings: HashMap<FiringId, FiringRow>,
+    /// The event outbox.
+    pub events: HashMap<EventId, EventRow>,
+}
+
+/// A trigger with its sealed webhook secret.
+#[derive(Debug, Clone)]
+pub struct TriggerRow {
+    pub trigger: Trigger,
+    pub secret: Option<String>,
+}
+
+/// A firing with its lease.
+#[derive(Debug, Clone)]
+pub struct FiringRow {
+    pub firing: Firing,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// An outbox event with its delivery state and lease.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub event: Event,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 /// A run's retry time and lease.
@@ -209,6 +243,7 @@ impl Tables {
         let account = self.accounts.remove(id)?;
         self.secrets.remove_account(id);
         self.tokens.remove_account(id);
+        self.events.retain(|_, e| e.event.account_id != *id);
         let functions: Vec<FunctionId> = self
             .functions
             .values()
@@ -221,10 +256,19 @@ impl Tables {
         Some(account)
     }
 
-    /// Removes a function with its executions, jobs and runs.
+    /// Removes a function with its executions, jobs, runs, triggers and firings.
     pub fn delete_function(&mut self, id: &FunctionId) {
         self.functions.remove(id);
         self.executions.retain(|_, e| e.function_id != *id);
+        let triggers: Vec<TriggerId> = self
+            .triggers
+            .values()
+            .filter(|t| t.trigger.function_id == *id)
+            .map(|t| t.trigger.id)
+            .collect();
+        for trigger in triggers {
+            self.delete_trigger(&trigger);
+        }
         let jobs: Vec<JobId> = self
             .jobs
             .values()
@@ -234,6 +278,25 @@ impl Tables {
         for job in jobs {
             self.delete_job(&job);
         }
+    }
+
+    /// Adds an event to the outbox (undelivered).
+    pub fn insert_event(&mut self, event: &Event) {
+        self.events.insert(
+            event.id,
+            EventRow {
+                event: event.clone(),
+                delivered_at: None,
+                lease_owner: None,
+                lease_until: None,
+            },
+        );
+    }
+
+    /// Removes a trigger and its firings.
+    pub fn delete_trigger(&mut self, id: &TriggerId) {
+        self.triggers.remove(id);
+        self.firings.retain(|_, f| f.firing.trigger_id != *id);
     }
 
     /// Removes a job and its runs.

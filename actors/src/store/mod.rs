@@ -11,6 +11,7 @@ use crate::automation::{JobStore, MemoryJobStore, PgJobStore, SchedulerStore};
 use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::tokens::{MemoryTokenStore, PgTokenStore, TokenStore};
+use crate::triggers::{FiringStore, MemoryTriggerStore, PgTriggerStore, TriggerStore};
 use std::sync::Arc;
 
 pub use deadpool_postgres::Pool as PgPool;
@@ -27,6 +28,9 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     /// The same job tables, seen by the scheduler.
     pub scheduler: Arc<dyn SchedulerStore>,
+    pub triggers: Arc<dyn TriggerStore>,
+    /// Trigger firings and the event outbox, seen by the background workers.
+    pub firings: Arc<dyn FiringStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -40,7 +44,9 @@ impl Stores {
             tokens: Arc::new(MemoryTokenStore::new(db.clone())),
             functions: Arc::new(MemoryFunctionStore::new(db.clone())),
             jobs: Arc::new(MemoryJobStore::new(db.clone())),
-            scheduler: Arc::new(MemoryJobStore::new(db)),
+            scheduler: Arc::new(MemoryJobStore::new(db.clone())),
+            triggers: Arc::new(MemoryTriggerStore::new(db.clone())),
+            firings: Arc::new(MemoryTriggerStore::new(db)),
             pool: None,
         }
     }
@@ -53,6 +59,8 @@ impl Stores {
             functions: Arc::new(PgFunctionStore::new(pool.clone())),
             jobs: Arc::new(PgJobStore::new(pool.clone())),
             scheduler: Arc::new(PgJobStore::new(pool.clone())),
+            triggers: Arc::new(PgTriggerStore::new(pool.clone())),
+            firings: Arc::new(PgTriggerStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -1,0 +1,149 @@
+//! Triggers: cron, event and webhook triggers that run a function, the firings they
+//! produce, and delivery of internal events to event triggers.
+//!
+//! Every firing is a stored row before anything runs (a webhook is answered 202 only once
+//! its firing is stored), worked under a lease by the `events` actor's worker. Cron
+//! firings are inserted by the scheduler, unique per (trigger, tick); event firings by
+//! event delivery, unique per (trigger, event).
+
+mod actor;
+mod domain;
+mod memory;
+mod postgres;
+mod service;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+pub use actor::{
+    AcceptWebhook, Admit, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, TriggersActor,
+    UpdateTrigger,
+};
+pub use domain::{ClaimedFiring, Firing, FiringStatus, Trigger, TriggerType, TriggerWithSecret};
+pub use memory::MemoryTriggerStore;
+pub use postgres::PgTriggerStore;
+pub use service::{
+    webhook_signature, NewTrigger, TriggerChanges, TriggersService, WebhookAccepted, WebhookError,
+};
+pub use worker::{next_tick, EventsActor, TriggerMetrics, TriggerWorker, WorkerConfig};
+
+use crate::error::StoreError;
+use crate::events::Event;
+use crate::ids::{AccountId, ExecutionId, FiringId, TriggerId};
+use crate::page::{Page, PageRequest};
+use chrono::{DateTime, Utc};
+
+/// Computes a cron trigger's next tick after firing `trigger.next_run` at `now`.
+pub type NextTick = dyn Fn(&Trigger, DateTime<Utc>) -> Option<DateTime<Utc>> + Send + Sync;
+
+/// What advancing due cron triggers did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdvancedCron {
+    pub pending: usize,
+    pub skipped: usize,
+}
+
+#[async_trait::async_trait]
+pub trait TriggerStore: Send + Sync + 'static {
+    /// `NotFound` if the account or the function is gone.
+    async fn create(
+        &self,
+        trigger: &Trigger,
+        sealed_secret: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn get(&self, account: AccountId, id: TriggerId) -> Result<Trigger, StoreError>;
+    async fn list(
+        &self,
+        account: AccountId,
+        page: PageRequest,
+    ) -> Result<Page<Trigger>, StoreError>;
+    /// Saves every field; replaces the webhook secret when `sealed_secret` is given.
+    async fn update(
+        &self,
+        trigger: &Trigger,
+        sealed_secret: Option<&str>,
+    ) -> Result<Trigger, StoreError>;
+    /// Deletes the trigger and its firings.
+    async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError>;
+    /// A trigger of any account with its sealed webhook secret (the webhook endpoint is
+    /// authenticated by the signature alone).
+    async fn with_secret(&self, id: TriggerId) -> Result<(Trigger, Option<String>), StoreError>;
+    /// Stores a firing (`pending`); `NotFound` if the trigger is gone.
+    async fn insert_firing(&self, firing: &Firing) -> Result<(), StoreError>;
+    /// Sealed webhook secrets in id order after `after`, for `--rewrap-secrets`.
+    async fn sealed_secrets(
+        &self,
+        after: Option<TriggerId>,
+        limit: i64,
+    ) -> Result<Vec<(TriggerId, String)>, StoreError>;
+    /// Compare-and-set of one sealed secret; `false` if it changed meanwhile.
+    async fn replace_secret(&self, id: TriggerId, old: &str, new: &str)
+        -> Result<bool, StoreError>;
+}
+
+/// The background side of triggers: due cron ticks, event delivery and firings, each
+/// claimed so that several replicas never do the same work twice.
+#[async_trait::async_trait]
+pub trait FiringStore: Send + Sync + 'static {
+    /// For up to `limit` enabled cron triggers with `next_run ≤ now`, in one transaction:
+    /// insert the firing for the tick (`skipped` while an earlier firing is open; unique
+    /// per (trigger, tick)) and move `next_run`.
+    async fn advance_cron(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        next: &NextTick,
+    ) -> Result<AdvancedCron, StoreError>;
+    /// Claims up to `limit` undelivered events whose lease is free or expired.
+    async fn claim_events(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// In one transaction: a firing for each enabled event trigger of the event's account
+    /// whose rule is its name (at most one per trigger and event), and the event marked
+    /// delivered. Returns the firings stored; nothing changes if the lease was lost.
+    async fn deliver(
+        &self,
+        event: &Event,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+    /// Deletes events delivered before `before`.
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Claims up to `limit` open firings whose lease is free or expired, oldest first,
+    /// marking them `running` and setting the trigger's `last_fired_at`.
+    async fn claim_firings(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ClaimedFiring>, StoreError>;
+    /// Extends a lease while the function runs; `false` if the firing is no longer ours.
+    async fn renew_firing(
+        &self,
+        id: FiringId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Records the outcome (`succeeded` or `failed`) and clears the lease, if still ours.
+    async fn finish_firing(
+        &self,
+        id: FiringId,
+        owner: &str,
+        now: DateTime<Utc>,
+        status: FiringStatus,
+        execution_id: Option<ExecutionId>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claim back (the executor was busy): `pending` again, not before `retry_at`.
+    async fn release_firing(
+        &self,
+        id: FiringId,
+        owner: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}

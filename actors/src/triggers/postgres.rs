@@ -1,0 +1,520 @@
+//! PostgreSQL trigger, firing and event stores: `app_triggers`, `app_trigger_firings`
+//! and `app_events`. Claims use `FOR UPDATE SKIP LOCKED`, so replicas never take the same
+//! row; results that must happen once rely on the firings' unique keys.
+
+use super::domain::{cron_firing, event_firing};
+use super::{
+    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, NextTick, Trigger,
+    TriggerStore, TriggerType,
+};
+use crate::error::StoreError;
+use crate::events::Event;
+use crate::ids::{AccountId, EventId, ExecutionId, FiringId, FunctionId, TriggerId};
+use crate::page::{Page, PageRequest};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const TRIGGER: &str = "id, account_id, function_id, type, rule, config, enabled, next_run, \
+                       last_fired_at, created_at, updated_at";
+const FIRING: &str =
+    "id, trigger_id, tick_at, event_id, params, status, execution_id, error, created_at";
+
+pub struct PgTriggerStore {
+    pool: Pool,
+}
+
+impl PgTriggerStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn trigger_from(row: &Row) -> Result<Trigger, StoreError> {
+    let kind: &str = row.try_get("type")?;
+    Ok(Trigger {
+        id: TriggerId::from(row.try_get::<_, Uuid>("id")?),
+        account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
+        function_id: FunctionId::from(row.try_get::<_, Uuid>("function_id")?),
+        kind: TriggerType::parse(kind).ok_or_else(|| {
+            StoreError::internal(anyhow::anyhow!("unknown trigger type {kind:?}"))
+        })?,
+        rule: row.try_get("rule")?,
+        config: row.try_get::<_, Json<_>>("config")?.0,
+        enabled: row.try_get("enabled")?,
+        next_run: row.try_get("next_run")?,
+        last_fired_at: row.try_get("last_fired_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn firing_from(row: &Row) -> Result<Firing, StoreError> {
+    Ok(Firing {
+        id: FiringId::from(row.try_get::<_, Uuid>("id")?),
+        trigger_id: TriggerId::from(row.try_get::<_, Uuid>("trigger_id")?),
+        tick_at: row.try_get("tick_at")?,
+        event_id: row
+            .try_get::<_, Option<Uuid>>("event_id")?
+            .map(EventId::from),
+        params: row.try_get("params")?,
+        status: FiringStatus::parse(row.try_get("status")?),
+        execution_id: row
+            .try_get::<_, Option<Uuid>>("execution_id")?
+            .map(ExecutionId::from),
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn fk_is_not_found(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => StoreError::NotFound,
+        _ => e.into(),
+    }
+}
+
+const INSERT_FIRING: &str = "INSERT INTO app_trigger_firings
+     (id, trigger_id, tick_at, event_id, params, status, execution_id, error, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+     ON CONFLICT DO NOTHING";
+
+async fn insert_firing(
+    client: &impl deadpool_postgres::GenericClient,
+    f: &Firing,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            INSERT_FIRING,
+            &[
+                f.id.as_uuid(),
+                f.trigger_id.as_uuid(),
+                &f.tick_at,
+                &f.event_id.map(|e| *e.as_uuid()),
+                &f.params,
+                &f.status.as_str(),
+                &f.execution_id.map(|e| *e.as_uuid()),
+                &f.error,
+                &f.created_at,
+            ],
+        )
+        .await
+}
+
+#[async_trait::async_trait]
+impl TriggerStore for PgTriggerStore {
+    async fn create(&self, t: &Trigger, secret: Option<&str>) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        // The function must belong to the trigger's account.
+        let n = client
+            .execute(
+                &format!(
+                    "INSERT INTO app_triggers ({TRIGGER}, webhook_secret)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+                     WHERE EXISTS (SELECT 1 FROM app_functions WHERE id = $3 AND account_id = $2)"
+                ),
+                &[
+                    t.id.as_uuid(),
+                    t.account_id.as_uuid(),
+                    t.function_id.as_uuid(),
+                    &t.kind.as_str(),
+                    &t.rule,
+                    &Json(&t.config),
+                    &t.enabled,
+                    &t.next_run,
+                    &t.last_fired_at,
+                    &t.created_at,
+                    &t.updated_at,
+                    &secret,
+                ],
+            )
+            .await
+            .map_err(fk_is_not_found)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, account: AccountId, id: TriggerId) -> Result<Trigger, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {TRIGGER} FROM app_triggers WHERE id = $1 AND account_id = $2"),
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?;
+        row.as_ref().map(trigger_from).ok_or(StoreError::NotFound)?
+    }
+
+    async fn list(
+        &self,
+        account: AccountId,
+        page: PageRequest,
+    ) -> Result<Page<Trigger>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {TRIGGER} FROM app_triggers
+                     WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+                     ORDER BY created_at, id LIMIT $4"
+                ),
+                &[account.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
+            )
+            .await?;
+        let items = rows
+            .iter()
+            .map(trigger_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, &page))
+    }
+
+    async fn update(&self, t: &Trigger, secret: Option<&str>) -> Result<Trigger, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE app_triggers SET function_id = $3, rule = $4, config = $5, enabled = $6,
+                         next_run = $7, updated_at = $8, webhook_secret = COALESCE($9, webhook_secret)
+                     WHERE id = $1 AND account_id = $2
+                       AND EXISTS (SELECT 1 FROM app_functions WHERE id = $3 AND account_id = $2)
+                     RETURNING {TRIGGER}"
+                ),
+                &[
+                    t.id.as_uuid(),
+                    t.account_id.as_uuid(),
+                    t.function_id.as_uuid(),
+                    &t.rule,
+                    &Json(&t.config),
+                    &t.enabled,
+                    &t.next_run,
+                    &t.updated_at,
+                    &secret,
+                ],
+            )
+            .await
+            .map_err(fk_is_not_found)?;
+        row.as_ref().map(trigger_from).ok_or(StoreError::NotFound)?
+    }
+
+    async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "DELETE FROM app_triggers WHERE id = $1 AND account_id = $2",
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn with_secret(&self, id: TriggerId) -> Result<(Trigger, Option<String>), StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {TRIGGER}, webhook_secret FROM app_triggers WHERE id = $1"),
+                &[id.as_uuid()],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok((trigger_from(&row)?, row.try_get("webhook_secret")?))
+    }
+
+    async fn insert_firing(&self, firing: &Firing) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        insert_firing(&client, firing)
+            .await
+            .map_err(fk_is_not_found)?;
+        Ok(())
+    }
+
+    async fn sealed_secrets(
+        &self,
+        after: Option<TriggerId>,
+        limit: i64,
+    ) -> Result<Vec<(TriggerId, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, webhook_secret FROM app_triggers
+                 WHERE webhook_secret IS NOT NULL AND ($1::uuid IS NULL OR id > $1)
+                 ORDER BY id LIMIT $2",
+                &[&after.map(|a| *a.as_uuid()), &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((TriggerId::from(r.try_get::<_, Uuid>(0)?), r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn replace_secret(
+        &self,
+        id: TriggerId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE app_triggers SET webhook_secret = $3 WHERE id = $1 AND webhook_secret = $2",
+                &[id.as_uuid(), &old, &new],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}
+
+#[async_trait::async_trait]
+impl FiringStore for PgTriggerStore {
+    async fn advance_cron(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        next: &NextTick,
+    ) -> Result<AdvancedCron, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Rows locked here are skipped by other replicas until this commits.
+        let due = tx
+            .query(
+                &format!(
+                    "SELECT {TRIGGER} FROM app_triggers
+                     WHERE type = 'cron' AND enabled AND next_run <= $1
+                     ORDER BY next_run LIMIT $2
+                     FOR UPDATE SKIP LOCKED"
+                ),
+                &[&now, &limit],
+            )
+            .await?;
+        let mut advanced = AdvancedCron::default();
+        for row in &due {
+            let trigger = trigger_from(row)?;
+            let Some(tick) = trigger.next_run else {
+                continue;
+            };
+            let busy = tx
+                .query_opt(
+                    "SELECT 1 FROM app_trigger_firings
+                     WHERE trigger_id = $1 AND status IN ('pending', 'running') LIMIT 1",
+                    &[trigger.id.as_uuid()],
+                )
+                .await?
+                .is_some();
+            let firing = cron_firing(trigger.id, tick, busy, now);
+            if insert_firing(&tx, &firing).await? == 1 {
+                if busy {
+                    advanced.skipped += 1;
+                } else {
+                    advanced.pending += 1;
+                }
+            }
+            tx.execute(
+                "UPDATE app_triggers SET next_run = $2 WHERE id = $1",
+                &[trigger.id.as_uuid(), &next(&trigger, now)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(advanced)
+    }
+
+    async fn claim_events(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "UPDATE app_events e SET lease_owner = $2, lease_until = $3
+                 FROM (SELECT id FROM app_events
+                       WHERE delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $1)
+                       ORDER BY occurred_at LIMIT $4
+                       FOR UPDATE SKIP LOCKED) picked
+                 WHERE e.id = picked.id
+                 RETURNING e.id, e.account_id, e.name, e.data, e.occurred_at",
+                &[&now, &owner, &lease_until, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    id: EventId::from(r.try_get::<_, Uuid>("id")?),
+                    account_id: AccountId::from(r.try_get::<_, Uuid>("account_id")?),
+                    name: r.try_get("name")?,
+                    data: r.try_get("data")?,
+                    occurred_at: r.try_get("occurred_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deliver(
+        &self,
+        event: &Event,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let ours = tx
+            .execute(
+                "UPDATE app_events SET delivered_at = $3, lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2 AND delivered_at IS NULL",
+                &[event.id.as_uuid(), &owner, &now],
+            )
+            .await?;
+        if ours == 0 {
+            return Ok(0);
+        }
+        let targets = tx
+            .query(
+                "SELECT id FROM app_triggers
+                 WHERE account_id = $1 AND type = 'event' AND enabled AND rule = $2",
+                &[event.account_id.as_uuid(), &event.name],
+            )
+            .await?;
+        let mut stored = 0;
+        for row in &targets {
+            let trigger = TriggerId::from(row.try_get::<_, Uuid>(0)?);
+            stored += insert_firing(&tx, &event_firing(trigger, event, now)).await? as usize;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM app_events WHERE delivered_at IS NOT NULL AND delivered_at < $1",
+                &[&before],
+            )
+            .await?)
+    }
+
+    async fn claim_firings(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ClaimedFiring>, StoreError> {
+        let client = self.pool.get().await?;
+        // One statement: pick free open firings (skipping rows another replica is
+        // claiming), take the lease, and stamp `last_fired_at` on first claim. A firing
+        // already `running` was left by a replica that died mid-run.
+        let rows = client
+            .query(
+                &format!(
+                    "WITH picked AS (
+                         SELECT f.id, f.status AS previous_status
+                         FROM app_trigger_firings f
+                         WHERE f.status IN ('pending', 'running')
+                           AND (f.lease_until IS NULL OR f.lease_until < $1)
+                         ORDER BY f.created_at
+                         LIMIT $4
+                         FOR UPDATE SKIP LOCKED
+                     ), claimed AS (
+                         UPDATE app_trigger_firings f
+                         SET status = 'running', lease_owner = $2, lease_until = $3, updated_at = $1
+                         FROM picked WHERE f.id = picked.id
+                         RETURNING f.{}, picked.previous_status
+                     ), fired AS (
+                         UPDATE app_triggers t SET last_fired_at = $1
+                         FROM claimed c WHERE t.id = c.trigger_id AND c.previous_status = 'pending'
+                     )
+                     SELECT c.*, t.type, t.account_id, t.function_id, t.enabled
+                     FROM claimed c JOIN app_triggers t ON t.id = c.trigger_id",
+                    FIRING.replace(", ", ", f.")
+                ),
+                &[&now, &owner, &lease_until, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.try_get("type")?;
+                Ok(ClaimedFiring {
+                    firing: firing_from(row)?,
+                    kind: TriggerType::parse(kind).unwrap_or(TriggerType::Webhook),
+                    account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
+                    function_id: FunctionId::from(row.try_get::<_, Uuid>("function_id")?),
+                    trigger_enabled: row.try_get("enabled")?,
+                    previous_lease_expired: row.try_get::<_, &str>("previous_status")? == "running",
+                })
+            })
+            .collect()
+    }
+
+    async fn renew_firing(
+        &self,
+        id: FiringId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE app_trigger_firings SET lease_until = $3 WHERE id = $1 AND lease_owner = $2",
+                &[id.as_uuid(), &owner, &lease_until],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn finish_firing(
+        &self,
+        id: FiringId,
+        owner: &str,
+        now: DateTime<Utc>,
+        status: FiringStatus,
+        execution_id: Option<ExecutionId>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE app_trigger_firings
+                 SET status = $3, execution_id = $4, error = $5, updated_at = $6,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    id.as_uuid(),
+                    &owner,
+                    &status.as_str(),
+                    &execution_id.map(|e| *e.as_uuid()),
+                    &error,
+                    &now,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release_firing(
+        &self,
+        id: FiringId,
+        owner: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE app_trigger_firings
+                 SET status = 'pending', lease_owner = NULL, lease_until = $3
+                 WHERE id = $1 AND lease_owner = $2",
+                &[id.as_uuid(), &owner, &retry_at],
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! The memory store's claim semantics (PostgreSQL's are exercised end to end by the
+//! integration tests, including the multi-replica one).
+
+use super::memory::MemoryTriggerStore;
+use super::*;
+use crate::accounts::Account;
+use crate::functions::{Function, FunctionLimits};
+use crate::ids::FunctionId;
+use crate::store::MemoryDb;
+use chrono::Duration;
+use std::sync::Arc;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+async fn setup(kind: TriggerType, rule: &str) -> (MemoryTriggerStore, Trigger) {
+    let db = Arc::new(MemoryDb::default());
+    let now = at("2025-01-01T10:00:00Z");
+    let account = AccountId::generate();
+    let function = FunctionId::generate();
+    {
+        let mut tables = db.lock();
+        tables.accounts.insert(Account {
+            id: account,
+            owner: "o".into(),
+            metadata: Default::default(),
+            created_at: now,
+            updated_at: now,
+        });
+        tables.functions.insert(
+            function,
+            Function {
+                id: function,
+                account_id: account,
+                name: "f".into(),
+                description: String::new(),
+                source: "() => 1".into(),
+                secrets: vec![],
+                limits: FunctionLimits::default(),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            },
+        );
+    }
+    let trigger = Trigger {
+        id: TriggerId::generate(),
+        account_id: account,
+        function_id: function,
+        kind,
+        rule: rule.into(),
+        config: Default::default(),
+        enabled: true,
+        next_run: (kind == TriggerType::Cron).then_some(now),
+        last_fired_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let store = MemoryTriggerStore::new(db);
+    store.create(&trigger, None).await.unwrap();
+    (store, trigger)
+}
+
+#[actix_rt::test]
+async fn a_cron_tick_fires_once_and_overlapping_ticks_are_skipped() {
+    let (store, trigger) = setup(TriggerType::Cron, "@every 10s").await;
+    let now = at("2025-01-01T10:00:00.5Z");
+    let first = store.advance_cron(now, 10, &next_tick).await.unwrap();
+    assert_eq!(
+        first,
+        AdvancedCron {
+            pending: 1,
+            skipped: 0
+        }
+    );
+    // Nothing due again until the next tick.
+    assert_eq!(
+        store.advance_cron(now, 10, &next_tick).await.unwrap(),
+        AdvancedCron::default()
+    );
+    let stored = store.get(trigger.account_id, trigger.id).await.unwrap();
+    assert_eq!(stored.next_run, Some(at("2025-01-01T10:00:10Z")));
+    // The first firing is still open at the next tick: that tick is skipped.
+    let later = at("2025-01-01T10:00:10.1Z");
+    assert_eq!(
+        store.advance_cron(later, 10, &next_tick).await.unwrap(),
+        AdvancedCron {
+            pending: 0,
+            skipped: 1
+        }
+    );
+}
+
+#[actix_rt::test]
+async fn a_firing_is_leased_and_a_dead_holders_firing_fails_instead_of_rerunning() {
+    let (store, trigger) = setup(TriggerType::Webhook, "").await;
+    let now = at("2025-01-01T10:00:00Z");
+    let firing = Firing {
+        id: FiringId::generate(),
+        trigger_id: trigger.id,
+        tick_at: None,
+        event_id: None,
+        params: serde_json::json!({}),
+        status: FiringStatus::Pending,
+        execution_id: Some(ExecutionId::generate()),
+        error: None,
+        created_at: now,
+    };
+    store.insert_firing(&firing).await.unwrap();
+    let lease = now + Duration::seconds(30);
+    let a = store.claim_firings(now, "a", lease, 10).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert!(!a[0].previous_lease_expired);
+    assert_eq!(a[0].firing.status, FiringStatus::Running);
+    // Held: nobody else gets it while the lease runs.
+    assert!(store
+        .claim_firings(now + Duration::seconds(29), "b", lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // "a" died: after the lease, "b" takes it over and is told the attempt was lost.
+    let b = store
+        .claim_firings(
+            now + Duration::seconds(31),
+            "b",
+            lease + Duration::seconds(60),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert!(b[0].previous_lease_expired);
+    // "a" can no longer record anything.
+    assert!(!store
+        .finish_firing(firing.id, "a", now, FiringStatus::Succeeded, None, None)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_firing(
+            firing.id,
+            "b",
+            now,
+            FiringStatus::Failed,
+            None,
+            Some("lease expired")
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .claim_firings(now + Duration::hours(1), "c", lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[actix_rt::test]
+async fn a_released_firing_waits_and_an_event_is_delivered_once() {
+    let (store, trigger) =
+        setup(TriggerType::Event, crate::events::FUNCTION_EXECUTION_FAILED).await;
+    let now = at("2025-01-01T10:00:00Z");
+    let event = Event::new(
+        trigger.account_id,
+        crate::events::FUNCTION_EXECUTION_FAILED,
+        serde_json::json!({}),
+        now,
+    );
+    store.db_insert_event(&event);
+    let lease = now + Duration::seconds(30);
+    let claimed = store.claim_events(now, "a", lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store
+        .claim_events(now, "b", lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.deliver(&event, "b", now).await.unwrap(),
+        0,
+        "not b's lease"
+    );
+    assert_eq!(store.deliver(&event, "a", now).await.unwrap(), 1);
+    assert_eq!(
+        store.deliver(&event, "a", now).await.unwrap(),
+        0,
+        "delivered once"
+    );
+    let firing = store
+        .claim_firings(now, "a", lease, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        firing.firing.params["event"]["name"],
+        crate::events::FUNCTION_EXECUTION_FAILED
+    );
+    store
+        .release_firing(firing.firing.id, "a", now + Duration::seconds(5))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_firings(now + Duration::seconds(4), "a", lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .claim_firings(now + Duration::seconds(6), "a", lease, 10)
+        .await
+        .unwrap();
+    assert!(
+        !again[0].previous_lease_expired,
+        "a release is not a lost attempt"
+    );
+    // Delivered events are purged after retention.
+    assert_eq!(
+        store
+            .purge_events(now + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+}

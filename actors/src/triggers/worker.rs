@@ -1,0 +1,335 @@
+//! The trigger worker and the `events` actor that drives it. Every `WORK_POLL_INTERVAL`
+//! the actor delivers claimed outbox events to event triggers (storing a firing per
+//! trigger and event), then claims open firings under a lease and runs each through the
+//! functions actor, renewing the lease every lease/3. Cron firings are stored by the
+//! scheduler ([`TriggerWorker::advance_cron`] runs in its tick).
+//!
+//! Firings are not retried: a failed run is recorded as `failed`. A firing left `running`
+//! by a replica that died fails with `lease expired` rather than running twice. Only a
+//! busy executor gives the claim back (nothing ran).
+
+use super::{ClaimedFiring, FiringStatus, FiringStore, Trigger, TriggerType};
+use crate::clock::Clock;
+use crate::error::StoreError;
+use crate::functions::{
+    ExecOptions, ExecuteError, ExecuteFunction, ExecutionStatus, FunctionsActor,
+};
+use crate::supervisor::{ActorHandle, ExitGuard, Stop};
+use crate::work::InFlight;
+use actix::prelude::*;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use prometheus::{IntCounterVec, Opts, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Items claimed per poll and store round trip.
+const BATCH: i64 = 64;
+/// Delivered events are kept this long (for operators), then deleted.
+const EVENT_RETENTION: ChronoDuration = ChronoDuration::hours(24);
+/// How often delivered events are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    pub poll: Duration,
+    pub lease: Duration,
+    /// How long a stopping actor waits for firings in flight (`SHUTDOWN_TIMEOUT`).
+    pub drain: Duration,
+}
+
+/// `service_layer_triggers_fired_total{type,status}`.
+#[derive(Clone, Debug)]
+pub struct TriggerMetrics {
+    pub fired: IntCounterVec,
+}
+
+impl TriggerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let fired = IntCounterVec::new(
+            Opts::new(
+                "triggers_fired_total",
+                "Finished trigger firings by type and status",
+            )
+            .namespace("service_layer"),
+            &["type", "status"],
+        )?;
+        registry.register(Box::new(fired.clone()))?;
+        Ok(Self { fired })
+    }
+}
+
+/// A cron trigger's next tick after firing `trigger.next_run` at `now` (the job rule:
+/// once after downtime, `@every` keeps its phase).
+pub fn next_tick(trigger: &Trigger, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    crate::automation::next_occurrence(&trigger.rule, trigger.next_run, now)
+}
+
+#[derive(Clone)]
+pub struct TriggerWorker {
+    store: Arc<dyn FiringStore>,
+    functions: ActorHandle<FunctionsActor>,
+    clock: Arc<dyn Clock>,
+    owner: Arc<str>,
+    config: WorkerConfig,
+    metrics: TriggerMetrics,
+}
+
+impl TriggerWorker {
+    pub fn new(
+        store: Arc<dyn FiringStore>,
+        functions: ActorHandle<FunctionsActor>,
+        clock: Arc<dyn Clock>,
+        owner: String,
+        config: WorkerConfig,
+        metrics: TriggerMetrics,
+    ) -> Self {
+        Self {
+            store,
+            functions,
+            clock,
+            owner: owner.into(),
+            config,
+            metrics,
+        }
+    }
+
+    fn lease_until(&self) -> DateTime<Utc> {
+        self.clock.now()
+            + ChronoDuration::from_std(self.config.lease).unwrap_or(ChronoDuration::seconds(30))
+    }
+
+    /// Stores the firings of due cron ticks (called from the scheduler's tick).
+    pub async fn advance_cron(&self) -> Result<(), StoreError> {
+        let advanced = self
+            .store
+            .advance_cron(self.clock.now(), BATCH, &next_tick)
+            .await?;
+        if advanced.skipped > 0 {
+            self.metrics
+                .fired
+                .with_label_values(&["cron", "skipped"])
+                .inc_by(advanced.skipped as u64);
+        }
+        Ok(())
+    }
+
+    /// Delivers claimed events to their triggers.
+    pub async fn deliver_events(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let events = self
+            .store
+            .claim_events(now, &self.owner, self.lease_until(), BATCH)
+            .await?;
+        let mut stored = 0;
+        for event in &events {
+            stored += self
+                .store
+                .deliver(event, &self.owner, self.clock.now())
+                .await?;
+        }
+        Ok(stored)
+    }
+
+    pub async fn purge_events(&self) -> Result<u64, StoreError> {
+        self.store
+            .purge_events(self.clock.now() - EVENT_RETENTION)
+            .await
+    }
+
+    /// Claims open firings; the caller runs each with [`TriggerWorker::fire`].
+    pub async fn claim(&self) -> Result<Vec<ClaimedFiring>, StoreError> {
+        self.store
+            .claim_firings(self.clock.now(), &self.owner, self.lease_until(), BATCH)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        claimed: &ClaimedFiring,
+        status: FiringStatus,
+        execution: Option<crate::ids::ExecutionId>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let recorded = self
+            .store
+            .finish_firing(
+                claimed.firing.id,
+                &self.owner,
+                self.clock.now(),
+                status,
+                execution,
+                error,
+            )
+            .await?;
+        if recorded {
+            self.metrics
+                .fired
+                .with_label_values(&[claimed.kind.as_str(), status.as_str()])
+                .inc();
+        } else {
+            tracing::warn!("lost the lease before recording the firing; another replica owns it");
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(trigger_id = %claimed.firing.trigger_id, firing_id = %claimed.firing.id, kind = claimed.kind.as_str()))]
+    pub async fn fire(&self, claimed: ClaimedFiring) -> Result<(), StoreError> {
+        let failed = FiringStatus::Failed;
+        if claimed.previous_lease_expired {
+            return self
+                .finish(&claimed, failed, None, Some("lease expired"))
+                .await;
+        }
+        // Disabled triggers never fire; a webhook accepted before disabling still runs.
+        if !claimed.trigger_enabled && claimed.kind != TriggerType::Webhook {
+            return self
+                .finish(&claimed, failed, None, Some("trigger disabled"))
+                .await;
+        }
+        let call = self.functions.call(ExecuteFunction {
+            account: claimed.account_id,
+            id: claimed.function_id,
+            params: claimed.firing.params.clone(),
+            options: ExecOptions {
+                execution_id: claimed.firing.execution_id,
+                // An event-triggered run that fails emits no event: no loops.
+                failure_event: claimed.kind != TriggerType::Event,
+            },
+        });
+        let mut renew = tokio::time::interval(self.config.lease / 3);
+        renew.tick().await;
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                _ = renew.tick() => {
+                    match self.store.renew_firing(claimed.firing.id, &self.owner, self.lease_until()).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("lease lost while the firing was running"),
+                        Err(e) => tracing::warn!(error = ?e, "could not renew the lease; will retry"),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(Ok(execution)) => {
+                let status = match execution.status {
+                    ExecutionStatus::Succeeded => FiringStatus::Succeeded,
+                    ExecutionStatus::Failed => FiringStatus::Failed,
+                };
+                self.finish(
+                    &claimed,
+                    status,
+                    Some(execution.id),
+                    execution.error.as_deref(),
+                )
+                .await
+            }
+            Ok(Err(ExecuteError::Store(StoreError::NotFound))) => {
+                self.finish(&claimed, failed, None, Some("function not found"))
+                    .await
+            }
+            // No capacity right now: nothing ran, so give the claim back.
+            Ok(Err(ExecuteError::Busy | ExecuteError::Unavailable)) | Err(_) => {
+                let retry_at = self.clock.now()
+                    + ChronoDuration::from_std(self.config.poll).unwrap_or_default();
+                self.store
+                    .release_firing(claimed.firing.id, &self.owner, retry_at)
+                    .await
+            }
+            Ok(Err(ExecuteError::Store(e))) => {
+                let error = format!("could not run the function: {e}");
+                self.finish(&claimed, failed, None, Some(&error)).await
+            }
+        }
+    }
+}
+
+/// The `events` actor: owns the poll loop of event delivery and firings. A poll never
+/// overlaps the previous one; on `Stop` it takes no new work and waits (up to `drain`)
+/// for firings in flight.
+pub struct EventsActor {
+    worker: TriggerWorker,
+    polling: bool,
+    stopping: bool,
+    last_purge: Option<std::time::Instant>,
+    in_flight: InFlight,
+    _exit: ExitGuard,
+}
+
+impl EventsActor {
+    pub fn new(worker: TriggerWorker, exit: ExitGuard) -> Self {
+        Self {
+            worker,
+            polling: false,
+            stopping: false,
+            last_purge: None,
+            in_flight: InFlight::default(),
+            _exit: exit,
+        }
+    }
+}
+
+impl Actor for EventsActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.worker.config.poll, |act, ctx| {
+            if act.polling || act.stopping {
+                return;
+            }
+            act.polling = true;
+            let purge = act.last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY);
+            if purge {
+                act.last_purge = Some(std::time::Instant::now());
+            }
+            let worker = act.worker.clone();
+            let in_flight = act.in_flight.clone();
+            let poll = async move {
+                if purge {
+                    match worker.purge_events().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(events = n, "purged delivered events"),
+                        Err(e) => tracing::warn!(error = ?e, "could not purge delivered events"),
+                    }
+                }
+                // A bad poll (database blip) is logged; the next one tries again, and
+                // anything claimed meanwhile returns when its lease runs out.
+                if let Err(e) = worker.deliver_events().await {
+                    tracing::warn!(error = ?e, "event delivery failed");
+                }
+                match worker.claim().await {
+                    Ok(claimed) => {
+                        for firing in claimed {
+                            let worker = worker.clone();
+                            in_flight.spawn(async move {
+                                if let Err(e) = worker.fire(firing).await {
+                                    tracing::warn!(error = ?e, "trigger firing could not be recorded");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = ?e, "claiming trigger firings failed"),
+                }
+            };
+            ctx.spawn(poll.into_actor(act).map(|(), act, _| act.polling = false));
+        });
+    }
+}
+
+impl Handler<Stop> for EventsActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let in_flight = self.in_flight.clone();
+        let drain = self.worker.config.drain;
+        let wait = async move {
+            let left = in_flight.drain(drain).await;
+            if left > 0 {
+                tracing::warn!(firings = left, "shutdown deadline reached with trigger firings in flight; their leases will expire");
+            }
+        };
+        Box::pin(wait.into_actor(self).map(|(), _, ctx| ctx.stop()))
+    }
+}

@@ -1,0 +1,685 @@
+//! Triggers on both stores: CRUD and validation, signed webhooks, cron triggers through
+//! the scheduler, event triggers fed by the outbox.
+
+use crate::both_stores;
+use crate::helpers::*;
+use actors::triggers::webhook_signature;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+both_stores!(
+    triggers_crud_and_validation,
+    webhook_signatures_are_enforced,
+    cron_triggers_fire_through_the_scheduler,
+    event_trigger_fires_on_a_failing_function,
+    event_trigger_fires_when_a_job_finally_fails,
+);
+
+fn fast_workers() -> AppOptions {
+    AppOptions::default()
+        .env("AUTOMATION_TICK", "100ms")
+        .env("AUTOMATION_RETRY_BASE", "100ms")
+        .env("WORK_POLL_INTERVAL", "100ms")
+}
+
+/// An account with a function of `source`: (account id, function id).
+async fn function_with(app: &TestApp, source: &str) -> (String, String) {
+    let account = app.create_account_id("alice").await;
+    let function = add_function(app, &account, source).await;
+    (account, function)
+}
+
+async fn add_function(app: &TestApp, account: &str, source: &str) -> String {
+    let res = app
+        .post(
+            &format!("/accounts/{account}/functions"),
+            &json!({"name": "f", "source": source}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    res.json()["id"].as_str().unwrap().to_owned()
+}
+
+/// The function's executions (newest first), polled until `done` holds (a hang guard,
+/// not a timing assertion).
+async fn executions_until(
+    app: &TestApp,
+    account: &str,
+    function: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let path = format!("/accounts/{account}/functions/{function}/executions?limit=500");
+    for _ in 0..300 {
+        let items = app.get(&path).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if done(&items) {
+            return items;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "executions never reached the expected state: {}",
+        app.get(&path).await.text()
+    );
+}
+
+async fn post_webhook(app: &TestApp, trigger: &str, body: &[u8], signature: Option<&str>) -> Resp {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/webhooks/{trigger}")))
+        .insert_header(("Content-Type", "application/json"));
+    if let Some(signature) = signature {
+        req = req.insert_header(("X-Webhook-Signature", signature));
+    }
+    read(req.send_body(body.to_vec()).await.expect("request sent")).await
+}
+
+async fn triggers_crud_and_validation(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (account, function) = function_with(&app, "() => 1").await;
+    let base = format!("/accounts/{account}/triggers");
+
+    // Cron is the default type; a leading `cron:` is stripped; config keys are trimmed
+    // and lower-cased, values trimmed.
+    let res = app
+        .post(
+            &base,
+            &json!({"function_id": function, "rule": "cron:*/5 * * * *", "config": {" Region ": " eu "}}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let cron = res.json();
+    let keys: Vec<_> = cron.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "account_id",
+            "config",
+            "created_at",
+            "enabled",
+            "function_id",
+            "id",
+            "last_fired_at",
+            "next_run",
+            "rule",
+            "type",
+            "updated_at",
+            "webhook_path"
+        ]
+    );
+    assert_eq!(
+        (
+            &cron["type"],
+            &cron["rule"],
+            &cron["config"],
+            &cron["webhook_path"]
+        ),
+        (
+            &json!("cron"),
+            &json!("*/5 * * * *"),
+            &json!({"region": "eu"}),
+            &Value::Null
+        )
+    );
+    let next: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::parse_from_rfc3339(cron["next_run"].as_str().unwrap())
+            .unwrap()
+            .into();
+    assert_eq!(
+        next.timestamp() % 300,
+        0,
+        "next run on a 5-minute boundary: {next}"
+    );
+    let cron_path = format!("{base}/{}", cron["id"].as_str().unwrap());
+
+    // Webhook: path and a 64-hex secret at creation only.
+    let res = app
+        .post(&base, &json!({"function_id": function, "type": "WEBHOOK"}))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let hook = res.json();
+    let id = hook["id"].as_str().unwrap();
+    let secret = hook["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(
+        secret.len() == 64
+            && secret
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    assert_eq!(hook["webhook_path"], format!("/webhooks/{id}"));
+    assert_eq!(
+        (&hook["type"], &hook["rule"], &hook["next_run"]),
+        (&json!("webhook"), &json!(""), &Value::Null)
+    );
+    let hook_path = format!("{base}/{id}");
+    let got = app.get(&hook_path).await.json();
+    assert!(
+        got.get("webhook_secret").is_none(),
+        "secret shown only once: {got}"
+    );
+
+    let event = app
+        .post(
+            &base,
+            &json!({"function_id": function, "type": "event", "rule": "function.execution.failed", "enabled": false}),
+        )
+        .await;
+    assert_eq!(event.status, 201, "{}", event.text());
+    assert_eq!(event.json()["enabled"], false);
+
+    // Invalid input: 400 with the reason, nothing stored.
+    let other_account = app.create_account_id("bob").await;
+    let foreign = add_function(&app, &other_account, "() => 1").await;
+    for (body, code, message) in [
+        (json!({"function_id": function, "rule": "61 * * * *"}), "validation_failed", "rule: minute 61 out of range 0-59"),
+        (json!({"function_id": function}), "validation_failed", "rule: is required for cron triggers"),
+        (json!({"function_id": function, "type": "event", "rule": "nope"}), "validation_failed", "rule: unknown event \"nope\"; expected one of pricefeed.updated, oracle.request.completed, oracle.request.failed, gasbank.withdrawal.settled, function.execution.failed, automation.job.failed"),
+        (json!({"function_id": function, "type": "webhook", "rule": "x"}), "validation_failed", "rule: must be empty for webhook triggers"),
+        (json!({"function_id": function, "type": "smoke", "rule": "@hourly"}), "validation_failed", "type: must be cron, event or webhook"),
+        (json!({"function_id": foreign, "rule": "@hourly"}), "validation_failed", "function_id: function not found in this account"),
+        (json!({"rule": "@hourly"}), "validation_failed", "function_id: is required"),
+        (json!({"function_id": function, "rule": "@hourly", "config": {"A": "1", "a": "2"}}), "validation_failed", "config: duplicate key \"a\" (keys are case-insensitive)"),
+        (json!({"function_id": function, "rule": "@hourly", "extra": 1}), "invalid_request", "unknown field `extra`, expected one of `function_id`, `type`, `rule`, `config`, `enabled`"),
+    ] {
+        app.post(&base, &body).await.assert_error(400, code, message);
+    }
+    let too_many: serde_json::Map<String, Value> =
+        (0..33).map(|i| (format!("k{i}"), json!("v"))).collect();
+    app.post(
+        &base,
+        &json!({"function_id": function, "rule": "@hourly", "config": too_many}),
+    )
+    .await
+    .assert_error(
+        400,
+        "validation_failed",
+        "config: at most 32 entries allowed",
+    );
+    assert_eq!(
+        app.get(&base).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // PATCH: type is immutable, the secret rotates only on webhooks, rule re-validated.
+    app.patch(&cron_path, &json!({"type": "event"}))
+        .await
+        .assert_error(400, "validation_failed", "type: cannot be changed");
+    app.patch(&cron_path, &json!({"rotate_webhook_secret": true}))
+        .await
+        .assert_error(
+            400,
+            "validation_failed",
+            "rotate_webhook_secret: only webhook triggers have a secret",
+        );
+    app.patch(&cron_path, &json!({"rule": "@every 0s"}))
+        .await
+        .assert_error(
+            400,
+            "validation_failed",
+            "rule: @every: the interval must be between 1s and 366 days",
+        );
+    let same_type = app
+        .patch(&cron_path, &json!({"type": "Cron", "config": null}))
+        .await;
+    assert_eq!(same_type.status, 200, "{}", same_type.text());
+    assert_eq!(same_type.json()["config"], json!({}));
+    let off = app
+        .patch(&cron_path, &json!({"enabled": false}))
+        .await
+        .json();
+    assert_eq!(
+        (&off["enabled"], &off["next_run"]),
+        (&json!(false), &Value::Null)
+    );
+    let on = app
+        .patch(&cron_path, &json!({"enabled": true, "rule": "@daily"}))
+        .await
+        .json();
+    assert_eq!(on["rule"], "@daily");
+    assert!(
+        on["next_run"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00.000000Z"),
+        "{on}"
+    );
+    let rotated = app
+        .patch(&hook_path, &json!({"rotate_webhook_secret": true}))
+        .await
+        .json();
+    let new_secret = rotated["webhook_secret"].as_str().unwrap();
+    assert!(new_secret.len() == 64 && new_secret != secret);
+
+    // Everything persists (type and config included) and lists in creation order.
+    let listed = app.get(&format!("{base}?limit=2")).await.json();
+    assert_eq!(listed["items"][0]["id"], cron["id"]);
+    assert_eq!(listed["items"][1]["type"], "webhook");
+    let rest = app
+        .get(&format!(
+            "{base}?cursor={}",
+            listed["next_cursor"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(rest["items"][0]["type"], "event");
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    // Another account cannot see it; delete is 204 then 404.
+    app.get(&format!("/accounts/{other_account}/triggers/{id}"))
+        .await
+        .assert_error(404, "not_found", "trigger not found");
+    assert_eq!(app.delete(&hook_path).await.status, 204);
+    app.get(&hook_path)
+        .await
+        .assert_error(404, "not_found", "trigger not found");
+    // Deleting the function takes its triggers with it.
+    assert_eq!(
+        app.delete(&format!("/accounts/{account}/functions/{function}"))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(app.get(&base).await.json()["items"], json!([]));
+}
+
+async fn webhook_signatures_are_enforced(backend: Backend) {
+    let app = spawn_app_with(backend, fast_workers()).await;
+    let (account, function) = function_with(&app, "(params) => ({seen: params})").await;
+    let base = format!("/accounts/{account}/triggers");
+    let hook = app
+        .post(&base, &json!({"function_id": function, "type": "webhook"}))
+        .await
+        .json();
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let secret = hook["webhook_secret"].as_str().unwrap().to_owned();
+    let body = br#"{"order": 42}"#;
+
+    // Unknown triggers and non-webhook triggers are 404, before any signature check.
+    post_webhook(&app, &uuid::Uuid::new_v4().to_string(), body, None)
+        .await
+        .assert_error(404, "not_found", "trigger not found");
+    let cron = app
+        .post(&base, &json!({"function_id": function, "rule": "@yearly"}))
+        .await
+        .json();
+    post_webhook(&app, cron["id"].as_str().unwrap(), body, None)
+        .await
+        .assert_error(404, "not_found", "trigger not found");
+
+    // Missing, wrong, or for another body: 401 and nothing runs.
+    let other_body = webhook_signature(&secret, br#"{"order": 43}"#);
+    let wrong_key = webhook_signature(&"0".repeat(64), body);
+    for signature in [
+        None,
+        Some("sha256=00"),
+        Some(other_body.as_str()),
+        Some(wrong_key.as_str()),
+    ] {
+        post_webhook(&app, &id, body, signature).await.assert_error(
+            401,
+            "invalid_signature",
+            "webhook signature missing or wrong",
+        );
+    }
+
+    // Signed: 202 with the id the execution will have; the body becomes the params.
+    let signed = webhook_signature(&secret, body);
+    let res = post_webhook(
+        &app,
+        &id,
+        body,
+        Some(&signed.to_uppercase().replace("SHA256=", "sha256=")),
+    )
+    .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let accepted = res.json();
+    assert_eq!(accepted["trigger_id"], id);
+    let execution_id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let done = executions_until(&app, &account, &function, |e| !e.is_empty()).await;
+    assert_eq!(done.len(), 1, "only the signed call ran: {done:?}");
+    assert_eq!(done[0]["id"], execution_id);
+    assert_eq!(done[0]["input"], json!({"order": 42}));
+    assert_eq!(done[0]["output"], json!({"seen": {"order": 42}}));
+    let fetched = app
+        .get(&format!(
+            "/accounts/{account}/functions/executions/{execution_id}"
+        ))
+        .await;
+    assert_eq!(fetched.status, 200);
+    // `last_fired_at` is set once the firing runs.
+    assert!(app.get(&format!("{base}/{id}")).await.json()["last_fired_at"].is_string());
+
+    // An empty body is `{}`; a non-object body is 400 (after the signature).
+    let res = post_webhook(&app, &id, b"", Some(&webhook_signature(&secret, b""))).await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    post_webhook(&app, &id, b"[1]", Some(&webhook_signature(&secret, b"[1]")))
+        .await
+        .assert_error(400, "invalid_request", "request body must be a JSON object");
+
+    // After rotation the old secret no longer works; disabled → 409.
+    let rotated = app
+        .patch(
+            &format!("{base}/{id}"),
+            &json!({"rotate_webhook_secret": true}),
+        )
+        .await
+        .json();
+    post_webhook(&app, &id, body, Some(&signed))
+        .await
+        .assert_error(
+            401,
+            "invalid_signature",
+            "webhook signature missing or wrong",
+        );
+    let new_secret = rotated["webhook_secret"].as_str().unwrap();
+    app.patch(&format!("{base}/{id}"), &json!({"enabled": false}))
+        .await;
+    post_webhook(&app, &id, body, Some(&webhook_signature(new_secret, body)))
+        .await
+        .assert_error(409, "invalid_state", "trigger is disabled");
+    let all = executions_until(&app, &account, &function, |e| e.len() >= 2).await;
+    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    let after = executions_until(&app, &account, &function, |_| true).await;
+    assert_eq!(after.len(), all.len(), "refused calls never run");
+    assert_eq!(after.len(), 2);
+    assert_eq!(
+        app.get("/metrics")
+            .await
+            .text()
+            .lines()
+            .find(|l| l.starts_with(
+                "service_layer_triggers_fired_total{status=\"succeeded\",type=\"webhook\"}"
+            )),
+        Some("service_layer_triggers_fired_total{status=\"succeeded\",type=\"webhook\"} 2")
+    );
+}
+
+async fn cron_triggers_fire_through_the_scheduler(backend: Backend) {
+    let app = spawn_app_with(backend, fast_workers()).await;
+    let (account, function) = function_with(&app, "(params) => params").await;
+    let base = format!("/accounts/{account}/triggers");
+    let trigger = app
+        .post(
+            &base,
+            &json!({"function_id": function, "rule": "@every 1s"}),
+        )
+        .await
+        .json();
+    let id = trigger["id"].as_str().unwrap();
+    let runs = executions_until(&app, &account, &function, |e| e.len() >= 2).await;
+    // One execution per tick, each with its own tick.
+    let mut ticks: Vec<&str> = runs
+        .iter()
+        .map(|e| e["input"]["scheduled_for"].as_str().unwrap())
+        .collect();
+    assert!(runs
+        .iter()
+        .all(|e| e["input"]["trigger_id"] == id && e["status"] == "succeeded"));
+    ticks.sort();
+    ticks.dedup();
+    assert_eq!(ticks.len(), runs.len(), "one execution per tick: {runs:?}");
+    let first: chrono::DateTime<chrono::Utc> = chrono::DateTime::parse_from_rfc3339(ticks[0])
+        .unwrap()
+        .into();
+    let second: chrono::DateTime<chrono::Utc> = chrono::DateTime::parse_from_rfc3339(ticks[1])
+        .unwrap()
+        .into();
+    assert_eq!(
+        second - first,
+        chrono::Duration::seconds(1),
+        "ticks keep the schedule's phase"
+    );
+    assert!(app.get(&format!("{base}/{id}")).await.json()["last_fired_at"].is_string());
+
+    // Disabled: no more firings.
+    let off = app
+        .patch(&format!("{base}/{id}"), &json!({"enabled": false}))
+        .await
+        .json();
+    assert_eq!(off["next_run"], Value::Null);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let settled = executions_until(&app, &account, &function, |_| true)
+        .await
+        .len();
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        executions_until(&app, &account, &function, |_| true)
+            .await
+            .len(),
+        settled
+    );
+}
+
+async fn event_trigger_fires_on_a_failing_function(backend: Backend) {
+    let app = spawn_app_with(backend, fast_workers()).await;
+    let (account, failing) = function_with(&app, "() => { throw new Error('boom') }").await;
+    // The handler fails too: its own failure must not emit another event (no loops).
+    let handler = add_function(
+        &app,
+        &account,
+        "(params) => { throw new Error('handler saw ' + params.event.name) }",
+    )
+    .await;
+    let trigger = app
+        .post(
+            &format!("/accounts/{account}/triggers"),
+            &json!({"function_id": handler, "type": "event", "rule": "function.execution.failed"}),
+        )
+        .await
+        .json();
+    // Another account's failures never reach this trigger.
+    let (other, other_failing) =
+        function_with(&app, "() => { throw new Error('elsewhere') }").await;
+    let res = app
+        .post(
+            &format!("/accounts/{other}/functions/{other_failing}/execute"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.json()["status"], "failed");
+
+    let failed = app
+        .post(
+            &format!("/accounts/{account}/functions/{failing}/execute"),
+            &json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(failed["status"], "failed");
+    let handled = executions_until(&app, &account, &handler, |e| !e.is_empty()).await;
+    let params = &handled[0]["input"];
+    assert_eq!(params["trigger_id"], trigger["id"]);
+    assert_eq!(params["event"]["name"], "function.execution.failed");
+    assert!(params["event"]["id"].is_string() && params["event"]["occurred_at"].is_string());
+    assert_eq!(
+        params["event"]["data"],
+        json!({
+            "execution_id": failed["id"],
+            "function_id": failing,
+            "error": "Uncaught Error: boom",
+            "error_code": "script_error",
+        })
+    );
+    assert_eq!(
+        handled[0]["error"],
+        "Uncaught Error: handler saw function.execution.failed"
+    );
+    // Give a loop every chance to show itself: the handler ran exactly once.
+    actix_rt::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        executions_until(&app, &account, &handler, |_| true)
+            .await
+            .len(),
+        1
+    );
+}
+
+async fn event_trigger_fires_when_a_job_finally_fails(backend: Backend) {
+    let app = spawn_app_with(backend, fast_workers()).await;
+    let (account, failing) = function_with(&app, "() => { throw new Error('nope') }").await;
+    let handler = add_function(&app, &account, "(params) => params.event.data").await;
+    app.post(
+        &format!("/accounts/{account}/triggers"),
+        &json!({"function_id": handler, "type": "event", "rule": "automation.job.failed"}),
+    )
+    .await;
+    let job = app
+        .post(
+            &format!("/accounts/{account}/automation/jobs"),
+            &json!({"function_id": failing, "name": "j", "schedule": "@every 1h", "max_attempts": 2, "next_run": null}),
+        )
+        .await;
+    assert_eq!(
+        job.status,
+        400,
+        "next_run is not a create field: {}",
+        job.text()
+    );
+    let job = app
+        .post(
+            &format!("/accounts/{account}/automation/jobs"),
+            &json!({"function_id": failing, "name": "j", "schedule": "@every 1h", "max_attempts": 2}),
+        )
+        .await
+        .json();
+    let job_path = format!(
+        "/accounts/{account}/automation/jobs/{}",
+        job["id"].as_str().unwrap()
+    );
+    // Due now.
+    app.patch(
+        &job_path,
+        &json!({"next_run": chrono::Utc::now().to_rfc3339()}),
+    )
+    .await;
+    let handled = executions_until(&app, &account, &handler, |e| !e.is_empty()).await;
+    let data = &handled[0]["output"];
+    let runs = app.get(&format!("{job_path}/runs")).await.json();
+    let run = &runs["items"][0];
+    assert_eq!(run["status"], "failed");
+    assert_eq!(
+        data,
+        &json!({
+            "job_id": job["id"],
+            "run_id": run["id"],
+            "scheduled_for": run["scheduled_for"],
+            "attempt": 2,
+            "error": "Uncaught Error: nope",
+        })
+    );
+}
+
+/// A firing left `running` by a replica that died (its lease ran out) fails as
+/// `lease expired` on the next claim instead of running a second time.
+#[actix_web::test]
+async fn postgres_a_dead_replicas_firing_fails_instead_of_running_twice() {
+    let app = spawn_app_with(Backend::Postgres, fast_workers()).await;
+    let (account, function) = function_with(&app, "() => 1").await;
+    let hook = app
+        .post(
+            &format!("/accounts/{account}/triggers"),
+            &json!({"function_id": function, "type": "webhook"}),
+        )
+        .await
+        .json();
+    let db = app.db.clone().unwrap().client().await;
+    let firing = uuid::Uuid::new_v4();
+    let trigger = uuid::Uuid::parse_str(hook["id"].as_str().unwrap()).unwrap();
+    db.execute(
+        "INSERT INTO app_trigger_firings (id, trigger_id, params, status, execution_id, lease_owner, lease_until, created_at, updated_at)
+         VALUES ($1, $2, '{}', 'running', $3, 'dead-replica', now() - interval '1 second', now(), now())",
+        &[&firing, &trigger, &uuid::Uuid::new_v4()],
+    )
+    .await
+    .unwrap();
+    let mut row = None;
+    for _ in 0..200 {
+        let r = db
+            .query_one(
+                "SELECT status, error, execution_id IS NULL FROM app_trigger_firings WHERE id = $1",
+                &[&firing],
+            )
+            .await
+            .unwrap();
+        let status: String = r.get(0);
+        if status != "running" {
+            row = Some((status, r.get::<_, Option<String>>(1), r.get::<_, bool>(2)));
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        row,
+        Some(("failed".to_owned(), Some("lease expired".to_owned()), true))
+    );
+    let executions = executions_until(&app, &account, &function, |_| true).await;
+    assert!(executions.is_empty(), "nothing ran again: {executions:?}");
+}
+
+/// Each webhook trigger is its own rate-limit credential, counted only once the
+/// signature proved the caller.
+#[actix_web::test]
+async fn webhooks_are_rate_limited_per_trigger() {
+    let options = AppOptions::default()
+        .env("RATE_LIMIT_RPS", "1")
+        .env("RATE_LIMIT_BURST", "5");
+    let app = spawn_app_with(Backend::Memory, options).await;
+    let (account, function) = function_with(&app, "() => 1").await;
+    let mut hooks = Vec::new();
+    for _ in 0..2 {
+        let hook = app
+            .post(
+                &format!("/accounts/{account}/triggers"),
+                &json!({"function_id": function, "type": "webhook"}),
+            )
+            .await
+            .json();
+        hooks.push((
+            hook["id"].as_str().unwrap().to_owned(),
+            hook["webhook_secret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let body = b"{}";
+    let (id, secret) = &hooks[0];
+    let signed = webhook_signature(secret, body);
+    // The burst of 5 is used up well within the 10 calls (one token per second refills).
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..10 {
+        let res = post_webhook(&app, id, body, Some(&signed)).await;
+        statuses.push(res.status);
+        if res.status == 429 {
+            limited = Some(res);
+            break;
+        }
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 202), "{statuses:?}");
+    let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    limited.assert_error(
+        429,
+        "rate_limited",
+        "too many requests for this credential; retry later",
+    );
+    assert!(limited.header("retry-after").is_some());
+    // A bad signature is refused as such, whatever the caller's bucket holds.
+    post_webhook(&app, id, body, None).await.assert_error(
+        401,
+        "invalid_signature",
+        "webhook signature missing or wrong",
+    );
+    // Another trigger has its own bucket.
+    let (other, other_secret) = &hooks[1];
+    let res = post_webhook(
+        &app,
+        other,
+        body,
+        Some(&webhook_signature(other_secret, body)),
+    )
+    .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+}

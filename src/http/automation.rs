@@ -3,6 +3,7 @@
 use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
+use super::functions::function_ref;
 use super::json::timestamp;
 use super::pagination::{ListBody, ListQuery};
 use super::state::AppState;
@@ -12,7 +13,7 @@ use actors::automation::{
     CreateJob, DeleteJob, GetJob, Job, JobChanges, ListJobs, ListRuns, NewJob, OverlapPolicy, Run,
     UpdateJob,
 };
-use actors::ids::{FunctionId, JobId};
+use actors::ids::JobId;
 use actors::patch::Patch;
 use actors::schedule::Schedule;
 use actors::{validate, ValidationError};
@@ -118,11 +119,6 @@ pub struct PatchBody {
     next_run: Patch<String>,
 }
 
-fn function_id(raw: &str) -> Result<FunctionId, ValidationError> {
-    FunctionId::parse(raw.trim())
-        .ok_or_else(|| ValidationError::new("function_id", "function not found in this account"))
-}
-
 fn schedule(raw: &str) -> Result<Schedule, ValidationError> {
     Schedule::parse(raw).map_err(|e| ValidationError::new("schedule", e))
 }
@@ -136,14 +132,6 @@ fn max_attempts(n: i64) -> Result<i32, ValidationError> {
     match i32::try_from(n) {
         Ok(n) if (1..=20).contains(&n) => Ok(n),
         _ => Err(ValidationError::new("max_attempts", "must be 1-20")),
-    }
-}
-
-fn not_null<T>(field: &str, patch: Patch<T>) -> Result<Option<T>, ValidationError> {
-    match patch {
-        Patch::Missing => Ok(None),
-        Patch::Null => Err(ValidationError::new(field, "must not be null")),
-        Patch::Value(v) => Ok(Some(v)),
     }
 }
 
@@ -161,7 +149,7 @@ pub async fn create(
         .function_id
         .as_deref()
         .ok_or_else(|| ValidationError::new("function_id", "is required"))
-        .and_then(function_id)?;
+        .and_then(function_ref)?;
     let job = NewJob {
         function_id,
         name: validate::trimmed("name", body.name.as_deref().unwrap_or_default(), 1, 128)?,
@@ -229,11 +217,15 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&path.1)?;
     let changes = JobChanges {
-        function_id: not_null("function_id", body.function_id)?
+        function_id: body
+            .function_id
+            .required("function_id")?
             .as_deref()
-            .map(function_id)
+            .map(function_ref)
             .transpose()?,
-        name: not_null("name", body.name)?
+        name: body
+            .name
+            .required("name")?
             .map(|n| validate::trimmed("name", &n, 1, 128))
             .transpose()?,
         description: match body.description {
@@ -241,16 +233,22 @@ pub async fn update(
             Patch::Null => Some(String::new()),
             Patch::Value(d) => Some(validate::trimmed("description", &d, 0, 1024)?),
         },
-        schedule: not_null("schedule", body.schedule)?
+        schedule: body
+            .schedule
+            .required("schedule")?
             .as_deref()
             .map(schedule)
             .transpose()?,
-        enabled: not_null("enabled", body.enabled)?,
-        overlap_policy: not_null("overlap_policy", body.overlap_policy)?
+        enabled: body.enabled.required("enabled")?,
+        overlap_policy: body
+            .overlap_policy
+            .required("overlap_policy")?
             .as_deref()
             .map(overlap)
             .transpose()?,
-        max_attempts: not_null("max_attempts", body.max_attempts)?
+        max_attempts: body
+            .max_attempts
+            .required("max_attempts")?
             .map(max_attempts)
             .transpose()?,
         next_run: match body.next_run {

@@ -123,6 +123,14 @@ impl FunctionInput {
     }
 }
 
+/// A function named in a request body (jobs, triggers): unknown or malformed is a
+/// validation error of that field, not a 404.
+pub fn function_ref(raw: &str) -> Result<FunctionId, actors::ValidationError> {
+    FunctionId::parse(raw.trim()).ok_or_else(|| {
+        actors::ValidationError::new("function_id", "function not found in this account")
+    })
+}
+
 fn function_id(raw: &str) -> Result<FunctionId, ApiError> {
     FunctionId::parse(raw).ok_or_else(|| ApiError::not_found("function"))
 }

@@ -3,12 +3,13 @@
 use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query, RawBody};
+use super::functions::function_ref;
 use super::json::timestamp;
 use super::pagination::ListQuery;
 use super::state::AppState;
 use super::{ask, list_under_account};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::ids::{FunctionId, TriggerId};
+use actors::ids::TriggerId;
 use actors::patch::Patch;
 use actors::triggers::{
     AcceptWebhook, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, NewTrigger, Trigger,
@@ -100,11 +101,6 @@ pub struct PatchBody {
     rotate_webhook_secret: Patch<bool>,
 }
 
-fn function_id(raw: &str) -> Result<FunctionId, ValidationError> {
-    FunctionId::parse(raw.trim())
-        .ok_or_else(|| ValidationError::new("function_id", "function not found in this account"))
-}
-
 fn kind(raw: &str) -> Result<TriggerType, ValidationError> {
     TriggerType::parse(raw)
         .ok_or_else(|| ValidationError::new("type", "must be cron, event or webhook"))
@@ -150,14 +146,6 @@ fn trigger_id(raw: &str) -> Result<TriggerId, ApiError> {
     TriggerId::parse(raw).ok_or_else(|| ApiError::not_found("trigger"))
 }
 
-fn not_null<T>(field: &str, patch: Patch<T>) -> Result<Option<T>, ValidationError> {
-    match patch {
-        Patch::Missing => Ok(None),
-        Patch::Null => Err(ValidationError::new(field, "must not be null")),
-        Patch::Value(v) => Ok(Some(v)),
-    }
-}
-
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -169,7 +157,7 @@ pub async fn create(
             .function_id
             .as_deref()
             .ok_or_else(|| ValidationError::new("function_id", "is required"))
-            .and_then(function_id)?,
+            .and_then(function_ref)?,
         kind: body
             .kind
             .as_deref()
@@ -226,11 +214,15 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = trigger_id(&path.1)?;
     let changes = TriggerChanges {
-        function_id: not_null("function_id", body.function_id)?
+        function_id: body
+            .function_id
+            .required("function_id")?
             .as_deref()
-            .map(function_id)
+            .map(function_ref)
             .transpose()?,
-        kind: not_null("type", body.kind)?
+        kind: body
+            .kind
+            .required("type")?
             .as_deref()
             .map(kind)
             .transpose()?,
@@ -245,8 +237,10 @@ pub async fn update(
             Patch::Null => Some(BTreeMap::new()),
             Patch::Value(map) => Some(config(map)?),
         },
-        enabled: not_null("enabled", body.enabled)?,
-        rotate_webhook_secret: not_null("rotate_webhook_secret", body.rotate_webhook_secret)?
+        enabled: body.enabled.required("enabled")?,
+        rotate_webhook_secret: body
+            .rotate_webhook_secret
+            .required("rotate_webhook_secret")?
             .unwrap_or(false),
     };
     let updated = ask(

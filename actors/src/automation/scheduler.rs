@@ -4,6 +4,9 @@
 //! lease/3 while an attempt runs; a replica that dies leaves its runs to be taken over
 //! after the lease. Failed attempts retry after `AUTOMATION_RETRY_BASE × 2^(attempt−1)`
 //! (capped by `AUTOMATION_RETRY_MAX_DELAY`) without moving the schedule.
+//!
+//! The same tick stores the firings of due cron triggers (unique per trigger and tick);
+//! the `events` actor runs them (see `triggers::worker`).
 
 use super::{AttemptEnd, ClaimedRun, Job, SchedulerStore};
 use crate::clock::Clock;
@@ -138,8 +141,7 @@ impl SchedulerService {
     }
 
     fn lease_until(&self) -> DateTime<Utc> {
-        self.clock.now()
-            + ChronoDuration::from_std(self.config.lease).unwrap_or(ChronoDuration::seconds(30))
+        crate::work::lease_end(self.clock.now(), self.config.lease)
     }
 
     fn retry_delay(&self, attempt: i32) -> Duration {
@@ -241,23 +243,11 @@ impl SchedulerService {
             options: ExecOptions::default(),
         });
         // Renew the lease every lease/3 while the function runs.
-        let mut renew = tokio::time::interval(self.config.lease / 3);
-        renew.tick().await;
-        tokio::pin!(call);
-        let result = loop {
-            tokio::select! {
-                result = &mut call => break result,
-                _ = renew.tick() => {
-                    // A failed renewal must not abandon the attempt: the function is
-                    // running either way, and its outcome should still be recorded.
-                    match self.store.renew(claimed.run.id, &self.owner, self.lease_until()).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!("lease lost while the attempt was running"),
-                        Err(e) => tracing::warn!(error = ?e, "could not renew the lease; will retry"),
-                    }
-                }
-            }
-        };
+        let result = crate::work::renewing(call, self.config.lease / 3, || {
+            self.store
+                .renew(claimed.run.id, &self.owner, self.lease_until())
+        })
+        .await;
         self.metrics
             .duration
             .observe(started.elapsed().as_secs_f64());
@@ -371,12 +361,7 @@ impl Handler<Stop> for SchedulerActor {
         self.stopping = true;
         let in_flight = self.in_flight.clone();
         let drain = self.service.config.drain;
-        let wait = async move {
-            let left = in_flight.drain(drain).await;
-            if left > 0 {
-                tracing::warn!(attempts = left, "shutdown deadline reached with job attempts in flight; their leases will expire");
-            }
-        };
+        let wait = async move { in_flight.drain_at_shutdown(drain, "job attempts").await };
         Box::pin(wait.into_actor(self).map(|(), _, ctx| ctx.stop()))
     }
 }

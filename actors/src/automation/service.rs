@@ -62,25 +62,13 @@ impl AutomationService {
         }
     }
 
-    async fn owns_function(
-        &self,
-        account: AccountId,
-        function: FunctionId,
-    ) -> Result<bool, StoreError> {
-        match self.functions.get(account, function).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::NotFound) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     #[tracing::instrument(skip_all, fields(account_id = %account))]
     pub async fn create(
         &self,
         account: AccountId,
         new: NewJob,
     ) -> Result<Result<Job, ValidationError>, StoreError> {
-        if !self.owns_function(account, new.function_id).await? {
+        if !crate::functions::owns_function(&*self.functions, account, new.function_id).await? {
             return Ok(Err(function_not_found()));
         }
         let now = self.clock.now();
@@ -129,7 +117,7 @@ impl AutomationService {
     ) -> Result<Result<Job, ValidationError>, StoreError> {
         let mut job = self.jobs.get(account, id).await?;
         if let Some(function) = changes.function_id {
-            if !self.owns_function(account, function).await? {
+            if !crate::functions::owns_function(&*self.functions, account, function).await? {
                 return Ok(Err(function_not_found()));
             }
             job.function_id = function;

@@ -60,3 +60,16 @@ pub trait FunctionStore: Send + Sync + 'static {
         function: Option<FunctionId>,
     ) -> Result<Execution, StoreError>;
 }
+
+/// Whether `function` exists in `account` (jobs and triggers check what they point at).
+pub async fn owns_function(
+    store: &dyn FunctionStore,
+    account: AccountId,
+    function: FunctionId,
+) -> Result<bool, StoreError> {
+    match store.get(account, function).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -20,8 +20,6 @@ use uuid::Uuid;
 
 const TRIGGER: &str = "id, account_id, function_id, type, rule, config, enabled, next_run, \
                        last_fired_at, created_at, updated_at";
-const FIRING: &str =
-    "id, trigger_id, tick_at, event_id, params, status, execution_id, error, created_at";
 
 pub struct PgTriggerStore {
     pool: Pool,
@@ -415,8 +413,7 @@ impl FiringStore for PgTriggerStore {
         // already `running` was left by a replica that died mid-run.
         let rows = client
             .query(
-                &format!(
-                    "WITH picked AS (
+                "WITH picked AS (
                          SELECT f.id, f.status AS previous_status
                          FROM app_trigger_firings f
                          WHERE f.status IN ('pending', 'running')
@@ -428,15 +425,14 @@ impl FiringStore for PgTriggerStore {
                          UPDATE app_trigger_firings f
                          SET status = 'running', lease_owner = $2, lease_until = $3, updated_at = $1
                          FROM picked WHERE f.id = picked.id
-                         RETURNING f.{}, picked.previous_status
+                         RETURNING f.id, f.trigger_id, f.tick_at, f.event_id, f.params, f.status,
+                                   f.execution_id, f.error, f.created_at, picked.previous_status
                      ), fired AS (
                          UPDATE app_triggers t SET last_fired_at = $1
                          FROM claimed c WHERE t.id = c.trigger_id AND c.previous_status = 'pending'
                      )
                      SELECT c.*, t.type, t.account_id, t.function_id, t.enabled
                      FROM claimed c JOIN app_triggers t ON t.id = c.trigger_id",
-                    FIRING.replace(", ", ", f.")
-                ),
                 &[&now, &owner, &lease_until, &limit],
             )
             .await?;

@@ -165,18 +165,6 @@ impl TriggersService {
         }
     }
 
-    async fn owns_function(
-        &self,
-        account: AccountId,
-        function: FunctionId,
-    ) -> Result<bool, StoreError> {
-        match self.functions.get(account, function).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::NotFound) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// A fresh secret (64 lower-case hex characters) and its sealed form.
     fn new_secret(&self, trigger: TriggerId) -> (String, String) {
         let mut bytes = [0u8; 32];
@@ -198,7 +186,7 @@ impl TriggersService {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        if !self.owns_function(account, new.function_id).await? {
+        if !crate::functions::owns_function(&*self.functions, account, new.function_id).await? {
             return Ok(Err(function_not_found()));
         }
         let now = self.clock.now();
@@ -275,7 +263,7 @@ impl TriggersService {
             }
         }
         if let Some(function) = changes.function_id {
-            if !self.owns_function(account, function).await? {
+            if !crate::functions::owns_function(&*self.functions, account, function).await? {
                 return Ok(Err(function_not_found()));
             }
             trigger.function_id = function;

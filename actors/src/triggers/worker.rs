@@ -94,8 +94,7 @@ impl TriggerWorker {
     }
 
     fn lease_until(&self) -> DateTime<Utc> {
-        self.clock.now()
-            + ChronoDuration::from_std(self.config.lease).unwrap_or(ChronoDuration::seconds(30))
+        crate::work::lease_end(self.clock.now(), self.config.lease)
     }
 
     /// Stores the firings of due cron ticks (called from the scheduler's tick).
@@ -196,21 +195,11 @@ impl TriggerWorker {
                 failure_event: claimed.kind != TriggerType::Event,
             },
         });
-        let mut renew = tokio::time::interval(self.config.lease / 3);
-        renew.tick().await;
-        tokio::pin!(call);
-        let result = loop {
-            tokio::select! {
-                result = &mut call => break result,
-                _ = renew.tick() => {
-                    match self.store.renew_firing(claimed.firing.id, &self.owner, self.lease_until()).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!("lease lost while the firing was running"),
-                        Err(e) => tracing::warn!(error = ?e, "could not renew the lease; will retry"),
-                    }
-                }
-            }
-        };
+        let result = crate::work::renewing(call, self.config.lease / 3, || {
+            self.store
+                .renew_firing(claimed.firing.id, &self.owner, self.lease_until())
+        })
+        .await;
         match result {
             Ok(Ok(execution)) => {
                 let status = match execution.status {
@@ -324,12 +313,7 @@ impl Handler<Stop> for EventsActor {
         self.stopping = true;
         let in_flight = self.in_flight.clone();
         let drain = self.worker.config.drain;
-        let wait = async move {
-            let left = in_flight.drain(drain).await;
-            if left > 0 {
-                tracing::warn!(firings = left, "shutdown deadline reached with trigger firings in flight; their leases will expire");
-            }
-        };
+        let wait = async move { in_flight.drain_at_shutdown(drain, "trigger firings").await };
         Box::pin(wait.into_actor(self).map(|(), _, ctx| ctx.stop()))
     }
 }

@@ -45,6 +45,8 @@ CREATE TABLE app_trigger_firings (
 );
 
 CREATE INDEX app_trigger_firings_due_idx ON app_trigger_firings (created_at) WHERE status IN ('pending', 'running');
+-- Retention: finished firings are deleted after a while.
+CREATE INDEX app_trigger_firings_finished_idx ON app_trigger_firings (updated_at) WHERE status IN ('succeeded', 'failed', 'skipped');
 
 CREATE TABLE app_events (
     id            UUID PRIMARY KEY,

@@ -683,3 +683,90 @@ async fn webhooks_are_rate_limited_per_trigger() {
     .await;
     assert_eq!(res.status, 202, "{}", res.text());
 }
+
+/// Retention in PostgreSQL: delivered events and finished firings older than the cut-off
+/// go; undelivered events and open firings stay whatever their age. (Rows are inserted
+/// leased far ahead so the app's own workers leave them alone.)
+#[actix_web::test]
+async fn postgres_purge_keeps_open_work() {
+    use actors::triggers::{FiringStore, PgTriggerStore};
+    let app = spawn_app(Backend::Postgres).await;
+    let (account, function) = function_with(&app, "() => 1").await;
+    let hook = app
+        .post(
+            &format!("/accounts/{account}/triggers"),
+            &json!({"function_id": function, "type": "webhook"}),
+        )
+        .await
+        .json();
+    let test_db = app.db.clone().unwrap();
+    let db = test_db.client().await;
+    let account = uuid::Uuid::parse_str(&account).unwrap();
+    let trigger = uuid::Uuid::parse_str(hook["id"].as_str().unwrap()).unwrap();
+    for (delivered, age) in [(true, "2 days"), (true, "1 hour"), (false, "2 days")] {
+        db.execute(
+            &format!(
+                "INSERT INTO app_events (id, account_id, name, data, occurred_at, delivered_at, lease_until, created_at)
+                 VALUES ($1, $2, 'automation.job.failed', '{{}}', now() - interval '{age}',
+                         CASE WHEN $3 THEN now() - interval '{age}' END, now() + interval '1 hour',
+                         now() - interval '{age}')"
+            ),
+            &[&uuid::Uuid::new_v4(), &account, &delivered],
+        )
+        .await
+        .unwrap();
+    }
+    for (status, age) in [
+        ("succeeded", "8 days"),
+        ("failed", "1 day"),
+        ("pending", "8 days"),
+    ] {
+        db.execute(
+            &format!(
+                "INSERT INTO app_trigger_firings (id, trigger_id, params, status, lease_until, created_at, updated_at)
+                 VALUES ($1, $2, '{{}}', $3, now() + interval '1 hour', now() - interval '{age}', now() - interval '{age}')"
+            ),
+            &[&uuid::Uuid::new_v4(), &trigger, &status],
+        )
+        .await
+        .unwrap();
+    }
+    let pool = actors::store::connect(
+        &test_db.url,
+        &actors::store::PgOptions {
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let purged = PgTriggerStore::new(pool)
+        .purge(
+            now - chrono::Duration::hours(24),
+            now - chrono::Duration::days(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, (1, 1));
+    let left: Vec<String> = db
+        .query(
+            "SELECT status FROM app_trigger_firings ORDER BY status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["failed", "pending"]);
+    let undelivered: i64 = db
+        .query_one(
+            "SELECT count(*) FROM app_events WHERE delivered_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(undelivered, 1);
+}

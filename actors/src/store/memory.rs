@@ -217,6 +217,8 @@ pub struct FiringRow {
     pub firing: Firing,
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
+    /// Last change (retention of finished firings).
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// An outbox event with its delivery state and lease.

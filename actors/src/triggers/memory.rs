@@ -140,6 +140,7 @@ impl TriggerStore for MemoryTriggerStore {
                 firing: firing.clone(),
                 lease_owner: None,
                 lease_until: None,
+                updated_at: Some(firing.created_at),
             },
         );
         Ok(())
@@ -221,6 +222,7 @@ impl FiringStore for MemoryTriggerStore {
                 tables.firings.insert(
                     firing.id,
                     FiringRow {
+                        updated_at: Some(firing.created_at),
                         firing,
                         lease_owner: None,
                         lease_until: None,
@@ -300,6 +302,7 @@ impl FiringStore for MemoryTriggerStore {
             tables.firings.insert(
                 firing.id,
                 FiringRow {
+                    updated_at: Some(firing.created_at),
                     firing,
                     lease_owner: None,
                     lease_until: None,
@@ -315,13 +318,23 @@ impl FiringStore for MemoryTriggerStore {
         Ok(stored)
     }
 
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge(
+        &self,
+        delivered_before: DateTime<Utc>,
+        finished_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
         let mut tables = self.db.lock();
-        let was = tables.events.len();
+        let (events, firings) = (tables.events.len(), tables.firings.len());
         tables
             .events
-            .retain(|_, e| e.delivered_at.is_none_or(|t| t >= before));
-        Ok((was - tables.events.len()) as u64)
+            .retain(|_, e| e.delivered_at.is_none_or(|t| t >= delivered_before));
+        tables.firings.retain(|_, f| {
+            f.firing.status.is_open() || f.updated_at.is_none_or(|t| t >= finished_before)
+        });
+        Ok((
+            (events - tables.events.len()) as u64,
+            (firings - tables.firings.len()) as u64,
+        ))
     }
 
     async fn claim_firings(
@@ -395,7 +408,7 @@ impl FiringStore for MemoryTriggerStore {
         &self,
         id: FiringId,
         owner: &str,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
         status: FiringStatus,
         execution_id: Option<ExecutionId>,
         error: Option<&str>,
@@ -408,6 +421,7 @@ impl FiringStore for MemoryTriggerStore {
                 row.firing.error = error.map(str::to_owned);
                 row.lease_owner = None;
                 row.lease_until = None;
+                row.updated_at = Some(now);
                 Ok(true)
             }
             _ => Ok(false),

@@ -111,8 +111,13 @@ pub trait FiringStore: Send + Sync + 'static {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError>;
-    /// Deletes events delivered before `before`.
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes events delivered before `delivered_before` and finished firings last
+    /// changed before `finished_before`; returns how many of each.
+    async fn purge(
+        &self,
+        delivered_before: DateTime<Utc>,
+        finished_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError>;
     /// Claims up to `limit` open firings whose lease is free or expired, oldest first,
     /// marking them `running` and setting the trigger's `last_fired_at`.
     async fn claim_firings(

@@ -390,14 +390,26 @@ impl FiringStore for PgTriggerStore {
         Ok(stored)
     }
 
-    async fn purge_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge(
+        &self,
+        delivered_before: DateTime<Utc>,
+        finished_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
         let client = self.pool.get().await?;
-        Ok(client
+        let events = client
             .execute(
                 "DELETE FROM app_events WHERE delivered_at IS NOT NULL AND delivered_at < $1",
-                &[&before],
+                &[&delivered_before],
             )
-            .await?)
+            .await?;
+        let firings = client
+            .execute(
+                "DELETE FROM app_trigger_firings
+                 WHERE status IN ('succeeded', 'failed', 'skipped') AND updated_at < $1",
+                &[&finished_before],
+            )
+            .await?;
+        Ok((events, firings))
     }
 
     async fn claim_firings(

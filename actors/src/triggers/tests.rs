@@ -211,12 +211,30 @@ async fn a_released_firing_waits_and_an_event_is_delivered_once() {
         !again[0].previous_lease_expired,
         "a release is not a lost attempt"
     );
-    // Delivered events are purged after retention.
+    // Delivered events and finished firings are purged after their retention; open
+    // firings never are.
+    let later = now + Duration::seconds(10);
     assert_eq!(
-        store
-            .purge_events(now + Duration::seconds(1))
-            .await
-            .unwrap(),
-        1
+        store.purge(later, later).await.unwrap(),
+        (1, 0),
+        "the firing is still open"
     );
+    let done = store
+        .finish_firing(
+            again[0].firing.id,
+            "a",
+            now + Duration::seconds(7),
+            FiringStatus::Succeeded,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(done);
+    assert_eq!(
+        store.purge(later, now).await.unwrap(),
+        (0, 0),
+        "finished after the cut-off"
+    );
+    assert_eq!(store.purge(later, later).await.unwrap(), (0, 1));
 }

@@ -26,7 +26,9 @@ use std::time::Duration;
 const BATCH: i64 = 64;
 /// Delivered events are kept this long (for operators), then deleted.
 const EVENT_RETENTION: ChronoDuration = ChronoDuration::hours(24);
-/// How often delivered events are purged.
+/// Finished firings are kept this long (their outcome is also in the executions).
+const FIRING_RETENTION: ChronoDuration = ChronoDuration::days(7);
+/// How often delivered events and finished firings are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
@@ -129,9 +131,10 @@ impl TriggerWorker {
         Ok(stored)
     }
 
-    pub async fn purge_events(&self) -> Result<u64, StoreError> {
+    pub async fn purge(&self) -> Result<(u64, u64), StoreError> {
+        let now = self.clock.now();
         self.store
-            .purge_events(self.clock.now() - EVENT_RETENTION)
+            .purge(now - EVENT_RETENTION, now - FIRING_RETENTION)
             .await
     }
 
@@ -276,10 +279,10 @@ impl Actor for EventsActor {
             let in_flight = act.in_flight.clone();
             let poll = async move {
                 if purge {
-                    match worker.purge_events().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(events = n, "purged delivered events"),
-                        Err(e) => tracing::warn!(error = ?e, "could not purge delivered events"),
+                    match worker.purge().await {
+                        Ok((0, 0)) => {}
+                        Ok((events, firings)) => tracing::debug!(events, firings, "purged delivered events and finished firings"),
+                        Err(e) => tracing::warn!(error = ?e, "could not purge old events and firings"),
                     }
                 }
                 // A bad poll (database blip) is logged; the next one tries again, and

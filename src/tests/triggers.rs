@@ -429,10 +429,12 @@ async fn cron_triggers_fire_through_the_scheduler(backend: Backend) {
     let second: chrono::DateTime<chrono::Utc> = chrono::DateTime::parse_from_rfc3339(ticks[1])
         .unwrap()
         .into();
-    assert_eq!(
-        second - first,
-        chrono::Duration::seconds(1),
-        "ticks keep the schedule's phase"
+    // Whole seconds apart (a tick that found the previous firing still open on a loaded
+    // machine is skipped, so the gap may be more than one).
+    let gap = second - first;
+    assert!(
+        gap >= chrono::Duration::seconds(1) && gap.subsec_nanos() == 0,
+        "ticks keep the schedule's phase: {gap}"
     );
     assert!(app.get(&format!("{base}/{id}")).await.json()["last_fired_at"].is_string());
 

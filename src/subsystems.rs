@@ -193,6 +193,9 @@ pub fn exec_defaults(settings: &Settings) -> ExecDefaults {
         log_lines: e.log_lines as usize,
         log_line_bytes: e.log_line_bytes as usize,
         max_actions: e.max_actions as usize,
+        job_max_attempts: i32::try_from(settings.automation.max_attempts)
+            .unwrap_or(5)
+            .clamp(1, 20),
         maxima: LimitMaxima {
             timeout_ms: e.max_timeout.as_millis() as u64,
             memory_mib: e.max_memory >> 20,

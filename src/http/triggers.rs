@@ -12,17 +12,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actors::ids::TriggerId;
 use actors::patch::Patch;
 use actors::triggers::{
-    AcceptWebhook, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, NewTrigger, Trigger,
-    TriggerChanges, TriggerType, TriggerWithSecret, UpdateTrigger, WebhookError,
+    normalize_config, AcceptWebhook, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers,
+    NewTrigger, Trigger, TriggerChanges, TriggerType, TriggerWithSecret, UpdateTrigger,
+    WebhookError,
 };
 use actors::ValidationError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-
-const CONFIG_MAX_ENTRIES: usize = 32;
-const CONFIG_MAX_KEY: usize = 128;
-const CONFIG_MAX_VALUE: usize = 1024;
 
 #[derive(Serialize)]
 pub struct TriggerBody {
@@ -106,42 +103,6 @@ fn kind(raw: &str) -> Result<TriggerType, ValidationError> {
         .ok_or_else(|| ValidationError::new("type", "must be cron, event or webhook"))
 }
 
-/// Keys trimmed and lower-cased, values trimmed; bounded entries, key and value lengths;
-/// two keys that normalise to the same one are refused rather than silently merged.
-fn config(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ValidationError> {
-    if raw.len() > CONFIG_MAX_ENTRIES {
-        return Err(ValidationError::new(
-            "config",
-            format!("at most {CONFIG_MAX_ENTRIES} entries allowed"),
-        ));
-    }
-    let mut out = BTreeMap::new();
-    for (key, value) in raw {
-        let key = key.trim().to_lowercase();
-        let len = key.chars().count();
-        if len == 0 || len > CONFIG_MAX_KEY {
-            return Err(ValidationError::new(
-                "config",
-                format!("keys must be 1-{CONFIG_MAX_KEY} characters"),
-            ));
-        }
-        let value = value.trim().to_owned();
-        if value.chars().count() > CONFIG_MAX_VALUE {
-            return Err(ValidationError::new(
-                format!("config.{key}"),
-                format!("must be at most {CONFIG_MAX_VALUE} characters"),
-            ));
-        }
-        if out.insert(key.clone(), value).is_some() {
-            return Err(ValidationError::new(
-                "config",
-                format!("duplicate key {key:?} (keys are case-insensitive)"),
-            ));
-        }
-    }
-    Ok(out)
-}
-
 fn trigger_id(raw: &str) -> Result<TriggerId, ApiError> {
     TriggerId::parse(raw).ok_or_else(|| ApiError::not_found("trigger"))
 }
@@ -165,7 +126,7 @@ pub async fn create(
             .transpose()?
             .unwrap_or(TriggerType::Cron),
         rule: body.rule.unwrap_or_default(),
-        config: config(body.config.unwrap_or_default())?,
+        config: normalize_config(body.config.unwrap_or_default())?,
         enabled: body.enabled.unwrap_or(true),
     };
     let created = ask(
@@ -235,7 +196,7 @@ pub async fn update(
         config: match body.config {
             Patch::Missing => None,
             Patch::Null => Some(BTreeMap::new()),
-            Patch::Value(map) => Some(config(map)?),
+            Patch::Value(map) => Some(normalize_config(map)?),
         },
         enabled: body.enabled.required("enabled")?,
         rotate_webhook_secret: body

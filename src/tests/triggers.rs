@@ -13,6 +13,8 @@ both_stores!(
     cron_triggers_fire_through_the_scheduler,
     event_trigger_fires_on_a_failing_function,
     event_trigger_fires_when_a_job_finally_fails,
+    devpack_registers_triggers_and_schedules_jobs,
+    devpack_actions_apply_all_or_nothing,
 );
 
 fn fast_workers() -> AppOptions {
@@ -771,4 +773,210 @@ async fn postgres_purge_keeps_open_work() {
         .unwrap()
         .get(0);
     assert_eq!(undelivered, 1);
+}
+
+async fn devpack_registers_triggers_and_schedules_jobs(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let source = "() => {
+        const t = Devpack.triggers.register({type: 'event', rule: 'automation.job.failed', config: {Team: ' ops '}});
+        Devpack.automation.schedule({name: 'nightly', schedule: '0 3 * * *', description: 'from devpack'});
+        Devpack.triggers.register({rule: 'cron:@hourly', enabled: false});
+        return {queued: t.type};
+    }";
+    let (account, function) = function_with(&app, source).await;
+    let out = app
+        .post(
+            &format!("/accounts/{account}/functions/{function}/execute"),
+            &json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(out["output"], json!({"queued": "triggers.register"}));
+    let statuses: Vec<_> = out["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [json!("succeeded"), json!("succeeded"), json!("succeeded")]
+    );
+    let triggers = app
+        .get(&format!("/accounts/{account}/triggers"))
+        .await
+        .json()["items"]
+        .clone();
+    assert_eq!(triggers.as_array().unwrap().len(), 2);
+    let event = triggers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "event")
+        .unwrap();
+    assert_eq!(
+        out["actions"][0]["result"],
+        json!({"trigger_id": event["id"]})
+    );
+    assert_eq!(
+        (
+            &event["function_id"],
+            &event["rule"],
+            &event["config"],
+            &event["enabled"]
+        ),
+        (
+            &json!(function),
+            &json!("automation.job.failed"),
+            &json!({"team": "ops"}),
+            &json!(true)
+        )
+    );
+    let cron = triggers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "cron")
+        .unwrap();
+    assert_eq!(
+        (&cron["rule"], &cron["enabled"], &cron["next_run"]),
+        (&json!("@hourly"), &json!(false), &Value::Null)
+    );
+    let jobs = app
+        .get(&format!("/accounts/{account}/automation/jobs"))
+        .await
+        .json()["items"]
+        .clone();
+    let job = &jobs[0];
+    assert_eq!(out["actions"][1]["result"], json!({"job_id": job["id"]}));
+    assert_eq!(
+        (
+            &job["name"],
+            &job["schedule"],
+            &job["description"],
+            &job["function_id"],
+            &job["max_attempts"]
+        ),
+        (
+            &json!("nightly"),
+            &json!("0 3 * * *"),
+            &json!("from devpack"),
+            &json!(function),
+            &json!(5)
+        )
+    );
+    assert!(
+        job["next_run"]
+            .as_str()
+            .unwrap()
+            .ends_with("T03:00:00.000000Z"),
+        "{job}"
+    );
+}
+
+async fn devpack_actions_apply_all_or_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account_id("alice").await;
+    let execute = |source: &'static str| {
+        let app = &app;
+        let account = account.clone();
+        async move {
+            let function = add_function(app, &account, source).await;
+            app.post(
+                &format!("/accounts/{account}/functions/{function}/execute"),
+                &json!({}),
+            )
+            .await
+            .json()
+        }
+    };
+    let counts = || async {
+        let n = |v: Value| v["items"].as_array().unwrap().len();
+        (
+            n(app
+                .get(&format!("/accounts/{account}/triggers"))
+                .await
+                .json()),
+            n(app
+                .get(&format!("/accounts/{account}/automation/jobs"))
+                .await
+                .json()),
+        )
+    };
+    // A uniqueness conflict found when applying (here within one run): nothing applied.
+    let out = execute(
+        "() => { Devpack.triggers.register({rule: '@daily'});
+                 Devpack.automation.schedule({name: 'Same', schedule: '@daily'});
+                 Devpack.automation.schedule({name: 'same', schedule: '@hourly'});
+                 return {kept: 1} }",
+    )
+    .await;
+    assert_eq!(
+        (&out["status"], &out["error_code"]),
+        (&json!("failed"), &json!("action_failed"))
+    );
+    assert_eq!(
+        out["error"],
+        "devpack action action_3 (automation.schedule) failed: job \"same\" already exists"
+    );
+    assert_eq!(
+        out["output"],
+        json!({"kept": 1}),
+        "the script's output is kept"
+    );
+    let statuses: Vec<_> = out["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [json!("aborted"), json!("aborted"), json!("failed")]
+    );
+    assert_eq!(counts().await, (0, 0), "nothing was applied");
+    // The recorded execution says the same.
+    let recorded = app
+        .get(&format!(
+            "/accounts/{account}/functions/executions/{}",
+            out["id"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(recorded["actions"], out["actions"]);
+
+    // A conflict with an existing job, found by the store inside the transaction.
+    let first =
+        execute("() => { Devpack.automation.schedule({name: 'daily', schedule: '@daily'}) }").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let again = execute(
+        "() => { Devpack.triggers.register({type: 'event', rule: 'function.execution.failed'});
+                 Devpack.automation.schedule({name: 'DAILY', schedule: '@daily'}) }",
+    )
+    .await;
+    assert_eq!(
+        again["error"],
+        "devpack action action_2 (automation.schedule) failed: job \"DAILY\" already exists"
+    );
+    assert_eq!(again["actions"][0]["status"], "aborted");
+    assert_eq!(
+        counts().await,
+        (0, 1),
+        "the trigger of the refused run was not applied"
+    );
+
+    // Validation like the HTTP routes.
+    for (source, error) in [
+        ("() => { Devpack.automation.schedule({name: 'x', schedule: '61 * * * *'}) }", "devpack action action_1 (automation.schedule) failed: schedule: minute 61 out of range 0-59"),
+        ("() => { Devpack.automation.schedule({schedule: '@daily'}) }", "devpack action action_1 (automation.schedule) failed: name: is required"),
+        ("() => { Devpack.triggers.register({type: 'webhook'}) }", "devpack action action_1 (triggers.register) failed: type: must be cron or event"),
+        ("() => { Devpack.triggers.register({type: 'event', rule: 'nope.never'}) }", "devpack action action_1 (triggers.register) failed: rule: unknown event \"nope.never\"; expected one of pricefeed.updated, oracle.request.completed, oracle.request.failed, gasbank.withdrawal.settled, function.execution.failed, automation.job.failed"),
+        ("() => { Devpack.triggers.register({rule: '@daily', extra: 1}) }", "devpack action action_1 (triggers.register) failed: invalid params: unknown field `extra`, expected one of `type`, `rule`, `config`, `enabled`"),
+        ("() => { Devpack.triggers.register({rule: '@daily'}); Devpack.gasBank.ensureAccount({wallet: 'w'}) }", "devpack action action_2 (gasbank.ensureAccount) failed: not available: the gas bank subsystem does not apply Devpack actions in this build yet"),
+    ] {
+        let out = execute(source).await;
+        assert_eq!((&out["status"], &out["error"]), (&json!("failed"), &json!(error)), "{source}");
+    }
+    assert_eq!(counts().await, (0, 1), "refused runs applied nothing");
 }

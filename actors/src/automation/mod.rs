@@ -3,7 +3,7 @@
 mod actor;
 mod domain;
 mod memory;
-mod postgres;
+pub(crate) mod postgres;
 mod scheduler;
 
 mod service;

@@ -72,32 +72,40 @@ fn write_error(e: tokio_postgres::Error, name: &str) -> StoreError {
     }
 }
 
+/// Inserts a job, in the caller's transaction when it has one (Devpack actions):
+/// `Conflict` on a duplicate name, `NotFound` if the account or function is gone.
+pub(crate) async fn insert_job(
+    db: &impl deadpool_postgres::GenericClient,
+    j: &Job,
+) -> Result<(), StoreError> {
+    db.execute(
+        &format!("INSERT INTO app_automation_jobs ({JOB}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"),
+        &[
+            j.id.as_uuid(),
+            j.account_id.as_uuid(),
+            j.function_id.as_uuid(),
+            &j.name,
+            &j.description,
+            &j.schedule,
+            &j.enabled,
+            &j.overlap_policy.as_str(),
+            &j.max_attempts,
+            &j.last_run,
+            &j.next_run,
+            &j.created_at,
+            &j.updated_at,
+        ],
+    )
+    .await
+    .map_err(|e| write_error(e, &j.name))?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl JobStore for PgJobStore {
     async fn create(&self, j: &Job) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        client
-            .execute(
-                &format!("INSERT INTO app_automation_jobs ({JOB}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"),
-                &[
-                    j.id.as_uuid(),
-                    j.account_id.as_uuid(),
-                    j.function_id.as_uuid(),
-                    &j.name,
-                    &j.description,
-                    &j.schedule,
-                    &j.enabled,
-                    &j.overlap_policy.as_str(),
-                    &j.max_attempts,
-                    &j.last_run,
-                    &j.next_run,
-                    &j.created_at,
-                    &j.updated_at,
-                ],
-            )
-            .await
-            .map_err(|e| write_error(e, &j.name))?;
-        Ok(())
+        insert_job(&client, j).await
     }
 
     async fn get(&self, account: AccountId, id: JobId) -> Result<Job, StoreError> {

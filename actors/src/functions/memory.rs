@@ -1,5 +1,6 @@
 //! In-memory [`FunctionStore`], inside the shared [`MemoryDb`] so deletes cascade.
 
+use super::actions::{Effect, Refused};
 use super::{Execution, Function, FunctionStore};
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
@@ -85,18 +86,52 @@ impl FunctionStore for MemoryFunctionStore {
         &self,
         execution: &Execution,
         event: Option<&crate::events::Event>,
-    ) -> Result<(), StoreError> {
+        effects: &[Effect],
+    ) -> Result<Option<Refused>, StoreError> {
         let mut tables = self.db.lock();
         // The function may have been deleted during the run: as with the foreign key in
         // PostgreSQL, the record goes with it.
         if !tables.functions.contains_key(&execution.function_id) {
             return Err(StoreError::NotFound);
         }
+        // Every check before any write: all or nothing, as in one transaction.
+        let mut names: Vec<&str> = Vec::new();
+        for (index, effect) in effects.iter().enumerate() {
+            if let Effect::Job(job) = effect {
+                let clash = names.iter().any(|n| n.eq_ignore_ascii_case(&job.name))
+                    || tables.jobs.values().any(|j| {
+                        j.account_id == job.account_id && j.name.eq_ignore_ascii_case(&job.name)
+                    });
+                if clash {
+                    return Ok(Some(Refused {
+                        index,
+                        reason: format!("job \"{}\" already exists", job.name),
+                    }));
+                }
+                names.push(&job.name);
+            }
+        }
         tables.executions.insert(execution.id, execution.clone());
         if let Some(event) = event {
             tables.insert_event(event);
         }
-        Ok(())
+        for effect in effects {
+            match effect {
+                Effect::Job(job) => {
+                    tables.jobs.insert(job.id, job.clone());
+                }
+                Effect::Trigger(trigger) => {
+                    tables.triggers.insert(
+                        trigger.id,
+                        crate::store::memory::TriggerRow {
+                            trigger: trigger.clone(),
+                            secret: None,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn list_executions(

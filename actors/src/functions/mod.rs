@@ -1,6 +1,7 @@
 //! Functions: user JavaScript stored per account and executed in the isolate pool, with
 //! secrets resolved at call time and every run recorded as an execution.
 
+pub mod actions;
 mod actor;
 mod domain;
 mod memory;
@@ -38,12 +39,14 @@ pub trait FunctionStore: Send + Sync + 'static {
     /// Deletes the function and its executions.
     async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError>;
     /// Records an execution and, in the same transaction, the event it causes (the
-    /// outbox: `function.execution.failed`).
+    /// outbox: `function.execution.failed`) and the effects of its Devpack actions. If
+    /// effect `i` breaks a uniqueness rule nothing is written and the refusal says which.
     async fn insert_execution(
         &self,
         execution: &Execution,
         event: Option<&Event>,
-    ) -> Result<(), StoreError>;
+        effects: &[actions::Effect],
+    ) -> Result<Option<actions::Refused>, StoreError>;
     /// Newest first (`started_at`, then id, both descending); the page key is the last
     /// item seen, and the next page starts strictly before it.
     async fn list_executions(

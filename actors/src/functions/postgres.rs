@@ -2,6 +2,7 @@
 //! lists and action records as JSONB), both cascading from the account; executions also
 //! from their function.
 
+use super::actions::{Effect, Refused};
 use super::{Execution, ExecutionStatus, Function, FunctionLimits, FunctionStore};
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
@@ -202,19 +203,35 @@ impl FunctionStore for PgFunctionStore {
         &self,
         e: &Execution,
         event: Option<&crate::events::Event>,
-    ) -> Result<(), StoreError> {
+        effects: &[Effect],
+    ) -> Result<Option<Refused>, StoreError> {
         let mut client = self.pool.get().await?;
-        // Without an event there is one statement; with one, both go in one transaction.
-        match event {
-            None => insert_execution_row(&client, e).await,
-            Some(event) => {
-                let tx = client.transaction().await?;
-                insert_execution_row(&tx, e).await?;
-                crate::events::insert(&tx, event).await?;
-                tx.commit().await?;
-                Ok(())
+        if event.is_none() && effects.is_empty() {
+            insert_execution_row(&client, e).await?;
+            return Ok(None);
+        }
+        // The record, its event and its actions' effects: one transaction.
+        let tx = client.transaction().await?;
+        insert_execution_row(&tx, e).await?;
+        if let Some(event) = event {
+            crate::events::insert(&tx, event).await?;
+        }
+        for (index, effect) in effects.iter().enumerate() {
+            let applied = match effect {
+                Effect::Job(job) => crate::automation::postgres::insert_job(&tx, job).await,
+                Effect::Trigger(trigger) => {
+                    crate::triggers::postgres::insert_trigger(&tx, trigger, None).await
+                }
+            };
+            match applied {
+                Ok(()) => {}
+                // Dropping the transaction rolls everything back.
+                Err(StoreError::Conflict(reason)) => return Ok(Some(Refused { index, reason })),
+                Err(e) => return Err(e),
             }
         }
+        tx.commit().await?;
+        Ok(None)
     }
 
     async fn list_executions(

@@ -2,9 +2,8 @@
 //! and execution (resolve secrets → run in the pool → apply Devpack actions all or
 //! nothing → record).
 
-use super::{
-    ActionRecord, Execution, ExecutionStatus, Function, FunctionDraft, FunctionStore, LimitMaxima,
-};
+use super::actions::{self, Effect, Outcome, Refused};
+use super::{Execution, ExecutionStatus, Function, FunctionDraft, FunctionStore, LimitMaxima};
 use crate::clock::Clock;
 use crate::error::{StoreError, ValidationError};
 use crate::events::{self, Event};
@@ -31,6 +30,8 @@ pub struct ExecDefaults {
     pub log_line_bytes: usize,
     pub max_actions: usize,
     pub maxima: LimitMaxima,
+    /// `AUTOMATION_MAX_ATTEMPTS`, for jobs created by `Devpack.automation.schedule`.
+    pub job_max_attempts: i32,
 }
 
 /// How an execution is started.
@@ -74,19 +75,6 @@ pub struct FunctionsService {
     defaults: ExecDefaults,
     clock: Arc<dyn Clock>,
     metrics: ExecutorMetrics,
-}
-
-/// Which subsystem applies an action type. None applies Devpack actions yet: gas bank and
-/// oracle do not exist, and applying `triggers.register`/`automation.schedule` in the
-/// execution's transaction is a follow-up.
-fn subsystem_of(kind: &str) -> Option<&'static str> {
-    match kind {
-        "gasbank.ensureAccount" | "gasbank.withdraw" => Some("gas bank"),
-        "oracle.createRequest" => Some("oracle"),
-        "triggers.register" => Some("triggers"),
-        "automation.schedule" => Some("automation"),
-        _ => None,
-    }
 }
 
 impl FunctionsService {
@@ -272,7 +260,8 @@ impl FunctionsService {
                 }
             }
         };
-        let execution = self.record(
+        let queued = output.actions.clone();
+        let (mut execution, effects) = self.record(
             account,
             &function,
             execution_id,
@@ -281,11 +270,21 @@ impl FunctionsService {
             started_at,
             clock,
         );
-        let event = (options.failure_event && execution.status == ExecutionStatus::Failed)
-            .then(|| failure_event(&execution));
-        self.store
-            .insert_execution(&execution, event.as_ref())
+        let event = |e: &Execution| {
+            (options.failure_event && e.status == ExecutionStatus::Failed).then(|| failure_event(e))
+        };
+        let refused = self
+            .store
+            .insert_execution(&execution, event(&execution).as_ref(), &effects)
             .await?;
+        if let Some(refused) = refused {
+            // An action broke a uniqueness rule when applied: nothing was written; the
+            // execution is recorded as failed, with no action applied.
+            refuse(&mut execution, &queued, &refused);
+            self.store
+                .insert_execution(&execution, event(&execution).as_ref(), &[])
+                .await?;
+        }
         let code = execution.error_code.as_deref().unwrap_or("none");
         self.metrics
             .executions
@@ -299,6 +298,8 @@ impl FunctionsService {
         Ok(execution)
     }
 
+    /// The execution record of a run, with the effects of its Devpack actions when they
+    /// all validated (they are applied with the record).
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -309,8 +310,8 @@ impl FunctionsService {
         output: RunOutput,
         started_at: chrono::DateTime<chrono::Utc>,
         clock: Instant,
-    ) -> Execution {
-        let (mut status, mut out, mut error, mut error_code) = match output.result {
+    ) -> (Execution, Vec<Effect>) {
+        let (status, output_value, error, error_code) = match output.result {
             Ok(value) => (ExecutionStatus::Succeeded, value, None, None),
             Err(e) => (
                 ExecutionStatus::Failed,
@@ -319,40 +320,52 @@ impl FunctionsService {
                 Some(e.code.as_str().to_owned()),
             ),
         };
-        let actions = if status == ExecutionStatus::Succeeded {
-            let (records, failure) = apply_actions(&output.actions);
-            if let Some(message) = failure {
-                // The script's output is kept; the execution failed as a whole.
-                status = ExecutionStatus::Failed;
-                error = Some(message);
-                error_code = Some(ErrorCode::ActionFailed.as_str().to_owned());
-            }
-            records
-        } else {
-            output
-                .actions
-                .iter()
-                .map(|a| action_record(a, "aborted", None))
-                .collect()
-        };
-        if status == ExecutionStatus::Failed && out.is_null() {
-            out = Value::Object(Default::default());
-        }
-        Execution {
+        let mut execution = Execution {
             id,
             account_id: account,
             function_id: function.id,
             status,
             input,
-            output: out,
+            output: output_value,
             logs: output.logs,
             error,
             error_code,
             started_at,
             completed_at: self.clock.now(),
             duration_ms: clock.elapsed().as_millis() as i64,
-            actions,
+            actions: Vec::new(),
+        };
+        if status == ExecutionStatus::Failed {
+            execution.actions = actions::records(&output.actions, Outcome::ScriptFailed);
+            return (execution, Vec::new());
         }
+        let scope = actions::Scope {
+            account,
+            function: function.id,
+            now: execution.completed_at,
+            max_attempts: self.defaults.job_max_attempts,
+        };
+        match actions::prepare(&output.actions, scope) {
+            Ok(effects) => {
+                execution.actions = actions::records(&output.actions, Outcome::Applied(&effects));
+                (execution, effects)
+            }
+            Err(refused) => {
+                refuse(&mut execution, &output.actions, &refused);
+                (execution, Vec::new())
+            }
+        }
+    }
+}
+
+/// Marks an execution failed because an action was refused; the script's output is kept.
+fn refuse(execution: &mut Execution, queued: &[QueuedAction], refused: &Refused) {
+    execution.status = ExecutionStatus::Failed;
+    execution.error = Some(actions::failure_message(queued, refused));
+    execution.error_code = Some(ErrorCode::ActionFailed.as_str().to_owned());
+    execution.actions = actions::records(queued, Outcome::Refused(refused));
+    if execution.output.is_null() {
+        execution.output = Value::Object(Default::default());
     }
 }
 
@@ -369,41 +382,4 @@ fn failure_event(execution: &Execution) -> Event {
         }),
         execution.completed_at,
     )
-}
-
-fn action_record(action: &QueuedAction, status: &str, error: Option<String>) -> ActionRecord {
-    ActionRecord {
-        id: action.id.clone(),
-        kind: action.kind.clone(),
-        params: action.params.clone(),
-        status: status.to_owned(),
-        result: Value::Null,
-        error,
-    }
-}
-
-/// Applies queued actions in order, all or nothing: the first that fails is `failed`, the
-/// rest `aborted`, and nothing is applied. Until the subsystems apply actions, each is
-/// refused as not available, which applies nothing.
-fn apply_actions(actions: &[QueuedAction]) -> (Vec<ActionRecord>, Option<String>) {
-    let Some(first) = actions.first() else {
-        return (Vec::new(), None);
-    };
-    let reason = match subsystem_of(&first.kind) {
-        Some(subsystem) => {
-            format!("not available: the {subsystem} subsystem does not apply Devpack actions in this build yet")
-        }
-        None => format!("unknown action type {:?}", first.kind),
-    };
-    let mut records = vec![action_record(first, "failed", Some(reason.clone()))];
-    records.extend(
-        actions[1..]
-            .iter()
-            .map(|a| action_record(a, "aborted", None)),
-    );
-    let message = format!(
-        "devpack action {} ({}) failed: {reason}",
-        first.id, first.kind
-    );
-    (records, Some(message))
 }

@@ -9,8 +9,8 @@
 mod actor;
 mod domain;
 mod memory;
-mod postgres;
-mod service;
+pub(crate) mod postgres;
+pub(crate) mod service;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -23,7 +23,8 @@ pub use domain::{ClaimedFiring, Firing, FiringStatus, Trigger, TriggerType, Trig
 pub use memory::MemoryTriggerStore;
 pub use postgres::PgTriggerStore;
 pub use service::{
-    webhook_signature, NewTrigger, TriggerChanges, TriggersService, WebhookAccepted, WebhookError,
+    normalize_config, webhook_signature, NewTrigger, TriggerChanges, TriggersService,
+    WebhookAccepted, WebhookError,
 };
 pub use worker::{next_tick, EventsActor, TriggerMetrics, TriggerWorker, WorkerConfig};
 

@@ -102,39 +102,48 @@ async fn insert_firing(
         .await
 }
 
+/// Inserts a trigger, in the caller's transaction when it has one (Devpack actions):
+/// `NotFound` unless the function exists in the trigger's account.
+pub(crate) async fn insert_trigger(
+    db: &impl deadpool_postgres::GenericClient,
+    t: &Trigger,
+    secret: Option<&str>,
+) -> Result<(), StoreError> {
+    let n = db
+        .execute(
+            &format!(
+                "INSERT INTO app_triggers ({TRIGGER}, webhook_secret)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+                 WHERE EXISTS (SELECT 1 FROM app_functions WHERE id = $3 AND account_id = $2)"
+            ),
+            &[
+                t.id.as_uuid(),
+                t.account_id.as_uuid(),
+                t.function_id.as_uuid(),
+                &t.kind.as_str(),
+                &t.rule,
+                &Json(&t.config),
+                &t.enabled,
+                &t.next_run,
+                &t.last_fired_at,
+                &t.created_at,
+                &t.updated_at,
+                &secret,
+            ],
+        )
+        .await
+        .map_err(fk_is_not_found)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl TriggerStore for PgTriggerStore {
     async fn create(&self, t: &Trigger, secret: Option<&str>) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        // The function must belong to the trigger's account.
-        let n = client
-            .execute(
-                &format!(
-                    "INSERT INTO app_triggers ({TRIGGER}, webhook_secret)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
-                     WHERE EXISTS (SELECT 1 FROM app_functions WHERE id = $3 AND account_id = $2)"
-                ),
-                &[
-                    t.id.as_uuid(),
-                    t.account_id.as_uuid(),
-                    t.function_id.as_uuid(),
-                    &t.kind.as_str(),
-                    &t.rule,
-                    &Json(&t.config),
-                    &t.enabled,
-                    &t.next_run,
-                    &t.last_fired_at,
-                    &t.created_at,
-                    &t.updated_at,
-                    &secret,
-                ],
-            )
-            .await
-            .map_err(fk_is_not_found)?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        insert_trigger(&client, t, secret).await
     }
 
     async fn get(&self, account: AccountId, id: TriggerId) -> Result<Trigger, StoreError> {

@@ -106,8 +106,53 @@ fn signature_matches(secret: &str, body: &[u8], presented: Option<&str>) -> bool
     given.len() == expected.len() && bool::from(given.ct_eq(&expected))
 }
 
+const CONFIG_MAX_ENTRIES: usize = 32;
+const CONFIG_MAX_KEY: usize = 128;
+const CONFIG_MAX_VALUE: usize = 1024;
+
+/// Keys trimmed and lower-cased, values trimmed; bounded entries, key and value lengths;
+/// two keys that normalise to the same one are refused rather than silently merged.
+pub fn normalize_config(
+    raw: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ValidationError> {
+    if raw.len() > CONFIG_MAX_ENTRIES {
+        return Err(ValidationError::new(
+            "config",
+            format!("at most {CONFIG_MAX_ENTRIES} entries allowed"),
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (key, value) in raw {
+        let key = key.trim().to_lowercase();
+        let len = key.chars().count();
+        if len == 0 || len > CONFIG_MAX_KEY {
+            return Err(ValidationError::new(
+                "config",
+                format!("keys must be 1-{CONFIG_MAX_KEY} characters"),
+            ));
+        }
+        let value = value.trim().to_owned();
+        if value.chars().count() > CONFIG_MAX_VALUE {
+            return Err(ValidationError::new(
+                format!("config.{key}"),
+                format!("must be at most {CONFIG_MAX_VALUE} characters"),
+            ));
+        }
+        if out.insert(key.clone(), value).is_some() {
+            return Err(ValidationError::new(
+                "config",
+                format!("duplicate key {key:?} (keys are case-insensitive)"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Checks and normalises a rule for its trigger type; cron rules also yield the schedule.
-fn rule_for(kind: TriggerType, raw: &str) -> Result<(String, Option<Schedule>), ValidationError> {
+pub(crate) fn rule_for(
+    kind: TriggerType,
+    raw: &str,
+) -> Result<(String, Option<Schedule>), ValidationError> {
     let text = raw.trim();
     match kind {
         TriggerType::Cron => {

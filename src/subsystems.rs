@@ -93,12 +93,26 @@ pub async fn register(
         let service = functions_service.clone();
         FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
     });
+    let replica = replica_id();
+    let worker = TriggerWorker::new(
+        stores.firings.clone(),
+        functions.clone(),
+        Arc::new(SystemClock),
+        replica.clone(),
+        WorkerConfig {
+            poll: settings.work.poll_interval,
+            lease: settings.work.lease,
+            drain: settings.server.shutdown_timeout,
+        },
+        TriggerMetrics::register(registry).map_err(anyhow::Error::new)?,
+    );
     let triggers_service = TriggersService::new(
         stores.triggers.clone(),
         stores.functions.clone(),
         keys,
         Arc::new(SystemClock),
-    );
+    )
+    .waking(worker.waker());
     let arbiter = services.clone();
     let triggers = supervisor.add("triggers", move |exit| {
         let service = triggers_service.clone();
@@ -114,19 +128,6 @@ pub async fn register(
         let service = automation_service.clone();
         AutomationActor::start_in_arbiter(&arbiter, move |_| AutomationActor::new(service, exit))
     });
-    let replica = replica_id();
-    let worker = TriggerWorker::new(
-        stores.firings.clone(),
-        functions.clone(),
-        Arc::new(SystemClock),
-        replica.clone(),
-        WorkerConfig {
-            poll: settings.work.poll_interval,
-            lease: settings.work.lease,
-            drain: settings.server.shutdown_timeout,
-        },
-        TriggerMetrics::register(registry).map_err(anyhow::Error::new)?,
-    );
     let arbiter = services.clone();
     let events_worker = worker.clone();
     supervisor.add("events", move |exit| {

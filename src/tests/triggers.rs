@@ -980,3 +980,40 @@ async fn devpack_actions_apply_all_or_nothing(backend: Backend) {
     }
     assert_eq!(counts().await, (0, 1), "refused runs applied nothing");
 }
+
+/// A stored webhook firing wakes the worker: it runs long before the next poll.
+#[actix_web::test]
+async fn webhooks_run_without_waiting_for_the_poll() {
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default().env("WORK_POLL_INTERVAL", "1h"),
+    )
+    .await;
+    let (account, function) = function_with(&app, "(p) => p").await;
+    let hook = app
+        .post(
+            &format!("/accounts/{account}/triggers"),
+            &json!({"function_id": function, "type": "webhook"}),
+        )
+        .await
+        .json();
+    let secret = hook["webhook_secret"].as_str().unwrap();
+    for n in 0..3 {
+        let body = format!("{{\"n\": {n}}}");
+        let res = post_webhook(
+            &app,
+            hook["id"].as_str().unwrap(),
+            body.as_bytes(),
+            Some(&webhook_signature(secret, body.as_bytes())),
+        )
+        .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+    }
+    let done = executions_until(&app, &account, &function, |e| e.len() == 3).await;
+    let mut seen: Vec<i64> = done
+        .iter()
+        .map(|e| e["input"]["n"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2]);
+}

@@ -72,6 +72,8 @@ pub struct TriggersService {
     functions: Arc<dyn FunctionStore>,
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
+    /// Wakes the firing worker once a webhook firing is stored.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn function_not_found() -> ValidationError {
@@ -207,7 +209,15 @@ impl TriggersService {
             functions,
             keys,
             clock,
+            wake: Arc::default(),
         }
+    }
+
+    /// Wakes `wake` (the events actor's) whenever a webhook firing is stored, so it runs
+    /// now rather than at the next poll.
+    pub fn waking(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// A fresh secret (64 lower-case hex characters) and its sealed form.
@@ -431,6 +441,7 @@ impl TriggersService {
             Err(StoreError::NotFound) => return Err(WebhookError::NotFound),
             Err(e) => return Err(e.into()),
         }
+        self.wake.notify_one();
         let execution_id = firing.execution_id.unwrap_or_else(ExecutionId::generate);
         tracing::info!(firing_id = %firing.id, execution_id = %execution_id, "webhook accepted");
         Ok(WebhookAccepted {

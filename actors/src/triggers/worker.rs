@@ -74,6 +74,8 @@ pub struct TriggerWorker {
     owner: Arc<str>,
     config: WorkerConfig,
     metrics: TriggerMetrics,
+    /// Wakes the `events` actor for work stored on this replica (webhook firings).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl TriggerWorker {
@@ -92,7 +94,13 @@ impl TriggerWorker {
             owner: owner.into(),
             config,
             metrics,
+            wake: Arc::default(),
         }
+    }
+
+    /// What to notify when work for the `events` actor was just stored.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     fn lease_until(&self) -> DateTime<Utc> {
@@ -237,12 +245,16 @@ impl TriggerWorker {
     }
 }
 
-/// The `events` actor: owns the poll loop of event delivery and firings. A poll never
-/// overlaps the previous one; on `Stop` it takes no new work and waits (up to `drain`)
-/// for firings in flight.
+/// The `events` actor: owns the poll loop of event delivery and firings. It polls every
+/// `WORK_POLL_INTERVAL`, and at once when woken (a webhook firing was stored on this
+/// replica). A poll never overlaps the previous one: a wake during a poll runs another
+/// right after it. On `Stop` it takes no new work and waits (up to `drain`) for firings
+/// in flight.
 pub struct EventsActor {
     worker: TriggerWorker,
     polling: bool,
+    /// Woken while a poll was running: poll again when it ends.
+    again: bool,
     stopping: bool,
     last_purge: Option<std::time::Instant>,
     in_flight: InFlight,
@@ -254,11 +266,79 @@ impl EventsActor {
         Self {
             worker,
             polling: false,
+            again: false,
             stopping: false,
             last_purge: None,
             in_flight: InFlight::default(),
             _exit: exit,
         }
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        if self.polling {
+            self.again = true;
+            return;
+        }
+        self.polling = true;
+        let purge = self.last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY);
+        if purge {
+            self.last_purge = Some(std::time::Instant::now());
+        }
+        let worker = self.worker.clone();
+        let in_flight = self.in_flight.clone();
+        let poll = async move {
+            if purge {
+                match worker.purge().await {
+                    Ok((0, 0)) => {}
+                    Ok((events, firings)) => tracing::debug!(
+                        events,
+                        firings,
+                        "purged delivered events and finished firings"
+                    ),
+                    Err(e) => tracing::warn!(error = ?e, "could not purge old events and firings"),
+                }
+            }
+            // A bad poll (database blip) is logged; the next one tries again, and
+            // anything claimed meanwhile returns when its lease runs out.
+            if let Err(e) = worker.deliver_events().await {
+                tracing::warn!(error = ?e, "event delivery failed");
+            }
+            match worker.claim().await {
+                Ok(claimed) => {
+                    for firing in claimed {
+                        let worker = worker.clone();
+                        in_flight.spawn(async move {
+                            if let Err(e) = worker.fire(firing).await {
+                                tracing::warn!(error = ?e, "trigger firing could not be recorded");
+                            }
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = ?e, "claiming trigger firings failed"),
+            }
+        };
+        ctx.spawn(poll.into_actor(self).map(|(), act, ctx| {
+            act.polling = false;
+            if std::mem::take(&mut act.again) {
+                act.poll(ctx);
+            }
+        }));
+    }
+
+    /// Polls whenever the worker is woken, for as long as this actor lives.
+    fn wait_for_wake(&self, ctx: &mut Context<Self>) {
+        let wake = self.worker.wake.clone();
+        ctx.spawn(
+            async move { wake.notified().await }
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.poll(ctx);
+                    act.wait_for_wake(ctx);
+                }),
+        );
     }
 }
 
@@ -266,46 +346,8 @@ impl Actor for EventsActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.worker.config.poll, |act, ctx| {
-            if act.polling || act.stopping {
-                return;
-            }
-            act.polling = true;
-            let purge = act.last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY);
-            if purge {
-                act.last_purge = Some(std::time::Instant::now());
-            }
-            let worker = act.worker.clone();
-            let in_flight = act.in_flight.clone();
-            let poll = async move {
-                if purge {
-                    match worker.purge().await {
-                        Ok((0, 0)) => {}
-                        Ok((events, firings)) => tracing::debug!(events, firings, "purged delivered events and finished firings"),
-                        Err(e) => tracing::warn!(error = ?e, "could not purge old events and firings"),
-                    }
-                }
-                // A bad poll (database blip) is logged; the next one tries again, and
-                // anything claimed meanwhile returns when its lease runs out.
-                if let Err(e) = worker.deliver_events().await {
-                    tracing::warn!(error = ?e, "event delivery failed");
-                }
-                match worker.claim().await {
-                    Ok(claimed) => {
-                        for firing in claimed {
-                            let worker = worker.clone();
-                            in_flight.spawn(async move {
-                                if let Err(e) = worker.fire(firing).await {
-                                    tracing::warn!(error = ?e, "trigger firing could not be recorded");
-                                }
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = ?e, "claiming trigger firings failed"),
-                }
-            };
-            ctx.spawn(poll.into_actor(act).map(|(), act, _| act.polling = false));
-        });
+        ctx.run_interval(self.worker.config.poll, |act, ctx| act.poll(ctx));
+        self.wait_for_wake(ctx);
     }
 }
 

@@ -67,6 +67,18 @@ async fn executions_until(
     );
 }
 
+/// A webhook trigger on `function` (its creation response, with the secret).
+async fn webhook_trigger(app: &TestApp, account: &str, function: &str) -> Value {
+    let res = app
+        .post(
+            &format!("/accounts/{account}/triggers"),
+            &json!({"function_id": function, "type": "webhook"}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    res.json()
+}
+
 async fn post_webhook(app: &TestApp, trigger: &str, body: &[u8], signature: Option<&str>) -> Resp {
     let mut req = app
         .client
@@ -584,13 +596,7 @@ async fn event_trigger_fires_when_a_job_finally_fails(backend: Backend) {
 async fn postgres_a_dead_replicas_firing_fails_instead_of_running_twice() {
     let app = spawn_app_with(Backend::Postgres, fast_workers()).await;
     let (account, function) = function_with(&app, "() => 1").await;
-    let hook = app
-        .post(
-            &format!("/accounts/{account}/triggers"),
-            &json!({"function_id": function, "type": "webhook"}),
-        )
-        .await
-        .json();
+    let hook = webhook_trigger(&app, &account, &function).await;
     let db = app.db.clone().unwrap().client().await;
     let firing = uuid::Uuid::new_v4();
     let trigger = uuid::Uuid::parse_str(hook["id"].as_str().unwrap()).unwrap();
@@ -636,13 +642,7 @@ async fn webhooks_are_rate_limited_per_trigger() {
     let (account, function) = function_with(&app, "() => 1").await;
     let mut hooks = Vec::new();
     for _ in 0..2 {
-        let hook = app
-            .post(
-                &format!("/accounts/{account}/triggers"),
-                &json!({"function_id": function, "type": "webhook"}),
-            )
-            .await
-            .json();
+        let hook = webhook_trigger(&app, &account, &function).await;
         hooks.push((
             hook["id"].as_str().unwrap().to_owned(),
             hook["webhook_secret"].as_str().unwrap().to_owned(),
@@ -696,13 +696,7 @@ async fn postgres_purge_keeps_open_work() {
     use actors::triggers::{FiringStore, PgTriggerStore};
     let app = spawn_app(Backend::Postgres).await;
     let (account, function) = function_with(&app, "() => 1").await;
-    let hook = app
-        .post(
-            &format!("/accounts/{account}/triggers"),
-            &json!({"function_id": function, "type": "webhook"}),
-        )
-        .await
-        .json();
+    let hook = webhook_trigger(&app, &account, &function).await;
     let test_db = app.db.clone().unwrap();
     let db = test_db.client().await;
     let account = uuid::Uuid::parse_str(&account).unwrap();
@@ -990,13 +984,7 @@ async fn webhooks_run_without_waiting_for_the_poll() {
     )
     .await;
     let (account, function) = function_with(&app, "(p) => p").await;
-    let hook = app
-        .post(
-            &format!("/accounts/{account}/triggers"),
-            &json!({"function_id": function, "type": "webhook"}),
-        )
-        .await
-        .json();
+    let hook = webhook_trigger(&app, &account, &function).await;
     let secret = hook["webhook_secret"].as_str().unwrap();
     for n in 0..3 {
         let body = format!("{{\"n\": {n}}}");

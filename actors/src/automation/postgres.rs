@@ -120,19 +120,15 @@ impl JobStore for PgJobStore {
     }
 
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Job>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {JOB} FROM app_automation_jobs
-                     WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
-                     ORDER BY created_at, id LIMIT $4"
-                ),
-                &[account.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
-            )
-            .await?;
-        let items = rows.iter().map(job_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page))
+        crate::store::postgres::account_page(
+            &self.pool,
+            JOB,
+            "app_automation_jobs",
+            account,
+            &page,
+            job_from,
+        )
+        .await
     }
 
     async fn update(&self, j: &Job) -> Result<Job, StoreError> {

@@ -137,22 +137,15 @@ impl FunctionStore for PgFunctionStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<Function>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {FUNCTION} FROM app_functions
-                     WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
-                     ORDER BY created_at, id LIMIT $4"
-                ),
-                &[account.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
-            )
-            .await?;
-        let items = rows
-            .iter()
-            .map(function_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page))
+        crate::store::postgres::account_page(
+            &self.pool,
+            FUNCTION,
+            "app_functions",
+            account,
+            &page,
+            function_from,
+        )
+        .await
     }
 
     async fn replace(&self, f: &Function) -> Result<Function, StoreError> {

@@ -105,29 +105,15 @@ impl SecretStore for PgSecretStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<SecretMetadata>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {META} FROM app_secrets s
-                 WHERE s.account_id = $1
-                   AND ($2::timestamptz IS NULL OR (s.created_at, s.id) > ($2, $3::uuid))
-                 ORDER BY s.created_at, s.id
-                 LIMIT $4"
-            ))
-            .await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    account.as_uuid(),
-                    &page.after.map(|k| k.at),
-                    &page.after.map(|k| k.id),
-                    &page.fetch_limit(),
-                ],
-            )
-            .await?;
-        let items = rows.iter().map(meta_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page))
+        crate::store::postgres::account_page(
+            &self.pool,
+            META,
+            "app_secrets s",
+            account,
+            &page,
+            meta_from,
+        )
+        .await
     }
 
     async fn add_version(

@@ -6,7 +6,11 @@ use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::StoreError;
+use crate::ids::AccountId;
+use crate::page::{Page, PageRequest};
 
 /// What the pool needs from the settings.
 #[derive(Debug, Clone)]
@@ -84,4 +88,39 @@ pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     let client = pool.get().await.context("get a connection")?;
     client.simple_query("SELECT 1").await.context("SELECT 1")?;
     Ok(())
+}
+
+/// One page of an account's rows of `table` in list order `(created_at, id)`, keyset from
+/// the page key (strictly after it). `columns` and `table` are the caller's constants; the
+/// statement is prepared once per connection.
+pub(crate) async fn account_page<T: crate::page::Keyed>(
+    pool: &Pool,
+    columns: &str,
+    table: &str,
+    account: AccountId,
+    page: &PageRequest,
+    from_row: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM {table}
+             WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+             ORDER BY created_at, id
+             LIMIT $4"
+        ))
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                account.as_uuid(),
+                &page.after.map(|k| k.at),
+                &page.after.map(|k| k.id),
+                &page.fetch_limit(),
+            ],
+        )
+        .await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(items, page))
 }

@@ -65,29 +65,15 @@ impl TokenStore for PgTokenStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<ApiToken>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM app_api_tokens
-                 WHERE account_id = $1
-                   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
-                 ORDER BY created_at, id
-                 LIMIT $4"
-            ))
-            .await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    account.as_uuid(),
-                    &page.after.map(|k| k.at),
-                    &page.after.map(|k| k.id),
-                    &page.fetch_limit(),
-                ],
-            )
-            .await?;
-        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page))
+        crate::store::postgres::account_page(
+            &self.pool,
+            COLUMNS,
+            "app_api_tokens",
+            account,
+            &page,
+            from_row,
+        )
+        .await
     }
 
     async fn get(&self, account: AccountId, id: TokenId) -> Result<ApiToken, StoreError> {

@@ -162,22 +162,15 @@ impl TriggerStore for PgTriggerStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<Trigger>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {TRIGGER} FROM app_triggers
-                     WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
-                     ORDER BY created_at, id LIMIT $4"
-                ),
-                &[account.as_uuid(), &page.after.map(|k| k.at), &page.after.map(|k| k.id), &page.fetch_limit()],
-            )
-            .await?;
-        let items = rows
-            .iter()
-            .map(trigger_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, &page))
+        crate::store::postgres::account_page(
+            &self.pool,
+            TRIGGER,
+            "app_triggers",
+            account,
+            &page,
+            trigger_from,
+        )
+        .await
     }
 
     async fn update(&self, t: &Trigger, secret: Option<&str>) -> Result<Trigger, StoreError> {

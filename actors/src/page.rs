@@ -75,4 +75,22 @@ impl<T: Keyed> Page<T> {
         };
         Self { items: rows, next }
     }
+    /// The page of `rows` (given in any order) in list order `(created_at, id)`, strictly
+    /// after the page key: the memory stores' form of the keyset query.
+    pub fn in_list_order<'a>(rows: impl Iterator<Item = &'a T>, req: &PageRequest) -> Self
+    where
+        T: Clone + 'a,
+    {
+        let order = |row: &T| {
+            let key = row.page_key();
+            (key.at, key.id)
+        };
+        let mut rows: Vec<T> = rows
+            .filter(|r| req.after.is_none_or(|k| order(r) > (k.at, k.id)))
+            .cloned()
+            .collect();
+        rows.sort_by_key(order);
+        rows.truncate(req.fetch_limit() as usize);
+        Self::from_overfetch(rows, req)
+    }
 }

@@ -53,19 +53,8 @@ impl JobStore for MemoryJobStore {
 
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Job>, StoreError> {
         let tables = self.db.lock();
-        let mut rows: Vec<Job> = tables
-            .jobs
-            .values()
-            .filter(|j| j.account_id == account)
-            .filter(|j| {
-                page.after
-                    .is_none_or(|k| (j.created_at, *j.id.as_uuid()) > (k.at, k.id))
-            })
-            .cloned()
-            .collect();
-        rows.sort_by_key(|j| (j.created_at, j.id));
-        rows.truncate(page.fetch_limit() as usize);
-        Ok(Page::from_overfetch(rows, &page))
+        let rows = tables.jobs.values().filter(|j| j.account_id == account);
+        Ok(Page::in_list_order(rows, &page))
     }
 
     async fn update(&self, job: &Job) -> Result<Job, StoreError> {

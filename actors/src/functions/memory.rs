@@ -45,19 +45,11 @@ impl FunctionStore for MemoryFunctionStore {
         page: PageRequest,
     ) -> Result<Page<Function>, StoreError> {
         let tables = self.db.lock();
-        let mut rows: Vec<Function> = tables
+        let rows = tables
             .functions
             .values()
-            .filter(|f| f.account_id == account)
-            .filter(|f| {
-                page.after
-                    .is_none_or(|k| (f.created_at, *f.id.as_uuid()) > (k.at, k.id))
-            })
-            .cloned()
-            .collect();
-        rows.sort_by_key(|f| (f.created_at, f.id));
-        rows.truncate(page.fetch_limit() as usize);
-        Ok(Page::from_overfetch(rows, &page))
+            .filter(|f| f.account_id == account);
+        Ok(Page::in_list_order(rows, &page))
     }
 
     async fn replace(&self, function: &Function) -> Result<Function, StoreError> {

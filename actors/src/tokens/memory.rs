@@ -34,18 +34,10 @@ impl TokenStore for MemoryTokenStore {
         page: PageRequest,
     ) -> Result<Page<ApiToken>, StoreError> {
         let tables = self.db.lock();
-        let mut rows: Vec<ApiToken> = tables
-            .tokens
-            .of_account(account)
-            .filter(|t| {
-                page.after
-                    .is_none_or(|k| (t.created_at, *t.id.as_uuid()) > (k.at, k.id))
-            })
-            .cloned()
-            .collect();
-        rows.sort_by_key(|t| (t.created_at, t.id));
-        rows.truncate(page.fetch_limit() as usize);
-        Ok(Page::from_overfetch(rows, &page))
+        Ok(Page::in_list_order(
+            tables.tokens.of_account(account),
+            &page,
+        ))
     }
 
     async fn get(&self, account: AccountId, id: TokenId) -> Result<ApiToken, StoreError> {

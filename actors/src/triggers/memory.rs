@@ -71,20 +71,12 @@ impl TriggerStore for MemoryTriggerStore {
         page: PageRequest,
     ) -> Result<Page<Trigger>, StoreError> {
         let tables = self.db.lock();
-        let mut rows: Vec<Trigger> = tables
+        let rows = tables
             .triggers
             .values()
             .map(|t| &t.trigger)
-            .filter(|t| t.account_id == account)
-            .filter(|t| {
-                page.after
-                    .is_none_or(|k| (t.created_at, *t.id.as_uuid()) > (k.at, k.id))
-            })
-            .cloned()
-            .collect();
-        rows.sort_by_key(|t| (t.created_at, t.id));
-        rows.truncate(page.fetch_limit() as usize);
-        Ok(Page::from_overfetch(rows, &page))
+            .filter(|t| t.account_id == account);
+        Ok(Page::in_list_order(rows, &page))
     }
 
     async fn update(&self, trigger: &Trigger, secret: Option<&str>) -> Result<Trigger, StoreError> {

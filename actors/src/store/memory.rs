@@ -218,7 +218,7 @@ pub struct FiringRow {
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     /// Last change (retention of finished firings).
-    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// An outbox event with its delivery state and lease.

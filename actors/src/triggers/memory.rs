@@ -132,7 +132,7 @@ impl TriggerStore for MemoryTriggerStore {
                 firing: firing.clone(),
                 lease_owner: None,
                 lease_until: None,
-                updated_at: Some(firing.created_at),
+                updated_at: firing.created_at,
             },
         );
         Ok(())
@@ -214,7 +214,7 @@ impl FiringStore for MemoryTriggerStore {
                 tables.firings.insert(
                     firing.id,
                     FiringRow {
-                        updated_at: Some(firing.created_at),
+                        updated_at: firing.created_at,
                         firing,
                         lease_owner: None,
                         lease_until: None,
@@ -294,7 +294,7 @@ impl FiringStore for MemoryTriggerStore {
             tables.firings.insert(
                 firing.id,
                 FiringRow {
-                    updated_at: Some(firing.created_at),
+                    updated_at: firing.created_at,
                     firing,
                     lease_owner: None,
                     lease_until: None,
@@ -320,9 +320,9 @@ impl FiringStore for MemoryTriggerStore {
         tables
             .events
             .retain(|_, e| e.delivered_at.is_none_or(|t| t >= delivered_before));
-        tables.firings.retain(|_, f| {
-            f.firing.status.is_open() || f.updated_at.is_none_or(|t| t >= finished_before)
-        });
+        tables
+            .firings
+            .retain(|_, f| f.firing.status.is_open() || f.updated_at >= finished_before);
         Ok((
             (events - tables.events.len()) as u64,
             (firings - tables.firings.len()) as u64,
@@ -413,7 +413,7 @@ impl FiringStore for MemoryTriggerStore {
                 row.firing.error = error.map(str::to_owned);
                 row.lease_owner = None;
                 row.lease_until = None;
-                row.updated_at = Some(now);
+                row.updated_at = now;
                 Ok(true)
             }
             _ => Ok(false),

@@ -20,6 +20,14 @@ impl Clock for SystemClock {
     }
 }
 
+/// The contract's timestamp form: RFC 3339 UTC with exactly six fractional digits and
+/// `Z` (`2025-01-31T09:30:00.000000Z`), for responses and for params and event data.
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    truncate_micros(*t)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
 /// Drops sub-microsecond precision so memory mode stores what PostgreSQL would.
 pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_micros(t.timestamp_micros())

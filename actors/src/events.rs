@@ -2,7 +2,7 @@
 //! that causes them, then delivered by the `events` actor to the account's `event`
 //! triggers whose rule is the event name (see `triggers::worker`).
 
-use crate::clock::truncate_micros;
+use crate::clock::{timestamp, truncate_micros};
 use crate::ids::{AccountId, EventId};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -71,11 +71,4 @@ pub async fn insert(
     )
     .await?;
     Ok(())
-}
-
-/// The contract's timestamp form: RFC 3339 UTC, six fractional digits, `Z`.
-pub fn timestamp(t: &DateTime<Utc>) -> String {
-    truncate_micros(*t)
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
 }

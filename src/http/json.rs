@@ -1,11 +1,7 @@
 //! Response conventions shared by every route: timestamps as RFC 3339 UTC with exactly
 //! six fractional digits and a `Z`.
 
-use chrono::{DateTime, Utc};
-
-pub fn timestamp(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+pub use actors::clock::timestamp;
 
 #[cfg(test)]
 mod tests {

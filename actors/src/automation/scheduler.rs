@@ -193,7 +193,7 @@ impl SchedulerService {
                 serde_json::json!({
                     "job_id": claimed.run.job_id.to_string(),
                     "run_id": claimed.run.id.to_string(),
-                    "scheduled_for": events::timestamp(&claimed.run.scheduled_for),
+                    "scheduled_for": crate::clock::timestamp(&claimed.run.scheduled_for),
                     "attempt": claimed.run.attempt,
                     "error": error,
                 }),
@@ -233,7 +233,7 @@ impl SchedulerService {
         }
         let params = serde_json::json!({
             "automation_job": claimed.run.job_id.to_string(),
-            "scheduled_for": events::timestamp(&claimed.run.scheduled_for),
+            "scheduled_for": crate::clock::timestamp(&claimed.run.scheduled_for),
         });
         let started = std::time::Instant::now();
         let call = self.functions.call(ExecuteFunction {

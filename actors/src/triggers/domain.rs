@@ -151,7 +151,7 @@ pub(crate) fn cron_firing(
         event_id: None,
         params: json!({
             "trigger_id": trigger.to_string(),
-            "scheduled_for": crate::events::timestamp(&tick),
+            "scheduled_for": crate::clock::timestamp(&tick),
         }),
         status: if skip {
             FiringStatus::Skipped

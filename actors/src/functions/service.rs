@@ -238,7 +238,7 @@ impl FunctionsService {
         } else {
             self.resolver.resolve(account, names).await
         };
-        let output = match secrets {
+        let mut output = match secrets {
             Err(e) => RunOutput::failed(ErrorCode::SecretUnavailable, e.to_string()),
             Ok(secrets) => {
                 let request = RunRequest {
@@ -260,13 +260,15 @@ impl FunctionsService {
                 }
             }
         };
-        let queued = output.actions.clone();
+        // Kept apart from the output: a refusal found by the store rewrites their records.
+        let queued = std::mem::take(&mut output.actions);
         let (mut execution, effects) = self.record(
             account,
             &function,
             execution_id,
             params,
             output,
+            &queued,
             started_at,
             clock,
         );
@@ -308,6 +310,7 @@ impl FunctionsService {
         id: ExecutionId,
         input: Value,
         output: RunOutput,
+        queued: &[QueuedAction],
         started_at: chrono::DateTime<chrono::Utc>,
         clock: Instant,
     ) -> (Execution, Vec<Effect>) {
@@ -336,7 +339,7 @@ impl FunctionsService {
             actions: Vec::new(),
         };
         if status == ExecutionStatus::Failed {
-            execution.actions = actions::records(&output.actions, Outcome::ScriptFailed);
+            execution.actions = actions::records(queued, Outcome::ScriptFailed);
             return (execution, Vec::new());
         }
         let scope = actions::Scope {
@@ -345,13 +348,13 @@ impl FunctionsService {
             now: execution.completed_at,
             max_attempts: self.defaults.job_max_attempts,
         };
-        match actions::prepare(&output.actions, scope) {
+        match actions::prepare(queued, scope) {
             Ok(effects) => {
-                execution.actions = actions::records(&output.actions, Outcome::Applied(&effects));
+                execution.actions = actions::records(queued, Outcome::Applied(&effects));
                 (execution, effects)
             }
             Err(refused) => {
-                refuse(&mut execution, &output.actions, &refused);
+                refuse(&mut execution, queued, &refused);
                 (execution, Vec::new())
             }
         }

@@ -3,9 +3,16 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let invocation = match service_layer::settings::load(std::env::args_os(), &|name| {
-        std::env::var(name).ok()
-    }) {
+    // Worker mode: a confined JavaScript worker started by the server itself. Decided
+    // before anything else runs (no settings, no telemetry, no threads).
+    let args: Vec<_> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == actors::executor::worker::FLAG)
+    {
+        return ExitCode::from(actors::executor::worker::main(&args));
+    }
+    let invocation = match service_layer::settings::load(args, &|name| std::env::var(name).ok()) {
         Ok(invocation) => invocation,
         Err(e @ service_layer::settings::SettingsError::Info(_)) => {
             print!("{e}");

@@ -203,8 +203,8 @@ pub struct Application {
     health: Arc<Health>,
     /// The root supervisor; stopping it stops every subsystem actor in reverse order.
     supervisor: Addr<Supervisor>,
-    /// The arbiter (OS thread) the CRUD actors run on; stopped last.
-    services: Arbiter,
+    /// The arbiters (OS threads) the subsystem actors run on; stopped last.
+    arbiters: Vec<Arbiter>,
     shutdown: Arc<Notify>,
     auth_disabled: bool,
     accounts: ActorHandle<AccountsActor>,
@@ -233,6 +233,7 @@ impl Application {
             &settings,
             keys,
             &registry,
+            &health,
         )
         .await?;
         let supervisor = supervisor.start();
@@ -317,7 +318,9 @@ impl Application {
             server,
             health,
             supervisor,
-            services,
+            arbiters: std::iter::once(services)
+                .chain(subsystems.arbiters)
+                .collect(),
             shutdown: Arc::new(Notify::new()),
             auth_disabled: settings.auth.disabled,
             accounts: subsystems.accounts,
@@ -340,10 +343,11 @@ impl Application {
         self.secrets.clone()
     }
 
-    /// The arbiter running the subsystem actors. Stopping it drops them (and their
-    /// database pools) at once; tests use it to clean up an app they never stopped.
-    pub fn services(&self) -> actix::ArbiterHandle {
-        self.services.handle()
+    /// The arbiters running the subsystem actors. Stopping them drops the actors (their
+    /// database pools, their worker processes) at once; tests use it to clean up an app
+    /// they never stopped.
+    pub fn arbiters(&self) -> Vec<actix::ArbiterHandle> {
+        self.arbiters.iter().map(Arbiter::handle).collect()
     }
 
     /// Triggers the same orderly shutdown as SIGTERM (used by tests).
@@ -384,7 +388,9 @@ impl Application {
         if self.supervisor.send(Shutdown).await.is_err() {
             tracing::warn!("supervisor already stopped");
         }
-        self.services.stop();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }

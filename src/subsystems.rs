@@ -6,7 +6,7 @@
 
 use crate::settings::{Settings, TeeMode};
 use crate::startup::StartupError;
-use actix::{Actor, ArbiterHandle};
+use actix::{Actor, Arbiter, ArbiterHandle};
 use actors::accounts::{AccountsActor, AccountsService};
 use actors::automation::{
     AutomationActor, AutomationMetrics, AutomationService, SchedulerActor, SchedulerConfig,
@@ -14,9 +14,10 @@ use actors::automation::{
 };
 use actors::crypto::KeyRing;
 use actors::executor::{
-    Engine, ExecutorActor, ExecutorConfig, ExecutorMetrics, MockEngine, QuickJs,
+    Backend, ExecutorActor, ExecutorMetrics, MockEngine, PoolConfig, WorkerSpec,
 };
 use actors::functions::{ExecDefaults, FunctionsActor, FunctionsService, LimitMaxima};
+use actors::health::{Health, Sandbox};
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::store::Stores;
 use actors::supervisor::{ActorHandle, Supervisor};
@@ -34,6 +35,8 @@ pub struct Subsystems {
     pub functions: ActorHandle<FunctionsActor>,
     pub automation: ActorHandle<AutomationActor>,
     pub triggers: ActorHandle<TriggersActor>,
+    /// Arbiters made here (the executor's); stopped with the application.
+    pub arbiters: Vec<Arbiter>,
 }
 
 pub async fn register(
@@ -43,6 +46,7 @@ pub async fn register(
     settings: &Settings,
     keys: Arc<KeyRing>,
     registry: &prometheus::Registry,
+    health: &Health,
 ) -> Result<Subsystems, StartupError> {
     let accounts_service = AccountsService::new(
         stores.accounts.clone(),
@@ -68,15 +72,17 @@ pub async fn register(
         SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
     });
     let executor_metrics = ExecutorMetrics::register(registry).map_err(anyhow::Error::new)?;
-    let executor_config = executor_config(settings);
-    // JavaScript workers are OS threads of their own; the actor that owns the pool
-    // only admits work, so it shares the services arbiter.
-    let arbiter = services.clone();
+    let executor_config = executor_config(settings)?;
+    health.set_sandbox(check_sandbox(&executor_config.backend).await?);
+    // Its own thread: every run's pipe I/O and deadline is handled there, away from the
+    // database futures of the other actors.
+    let executor_arbiter = Arbiter::new();
+    let arbiter = executor_arbiter.handle();
     let pool_metrics = executor_metrics.clone();
     let executor = supervisor.add("executor", move |exit| {
         let (config, metrics) = (executor_config.clone(), pool_metrics.clone());
         ExecutorActor::start_in_arbiter(&arbiter, move |_| {
-            ExecutorActor::new(&config, metrics, exit)
+            ExecutorActor::new(config, metrics, exit)
         })
     });
     let functions_service = FunctionsService::new(
@@ -160,6 +166,7 @@ pub async fn register(
         functions,
         automation,
         triggers,
+        arbiters: vec![executor_arbiter],
     })
 }
 
@@ -173,16 +180,50 @@ fn replica_id() -> String {
     )
 }
 
-fn executor_config(settings: &Settings) -> ExecutorConfig {
-    let engine: Arc<dyn Engine> = match settings.executor.mode {
-        TeeMode::Js => Arc::new(QuickJs),
-        TeeMode::Mock => Arc::new(MockEngine),
+fn executor_config(settings: &Settings) -> Result<PoolConfig, StartupError> {
+    let e = &settings.executor;
+    let backend = match e.mode {
+        TeeMode::Js => Backend::Workers(WorkerSpec {
+            // The running binary even if its file was replaced by an upgrade meanwhile.
+            program: e
+                .worker_program
+                .clone()
+                .unwrap_or_else(|| "/proc/self/exe".into()),
+            engine: "quickjs",
+            address_space: e.worker_memory,
+        }),
+        TeeMode::Mock => Backend::InProcess(Arc::new(MockEngine)),
     };
-    ExecutorConfig {
-        engine,
-        pool_size: settings.executor.pool_size,
-        queue_size: settings.executor.queue_size,
+    Ok(PoolConfig {
+        backend,
+        size: e.pool_size,
+        queue: e.queue_size,
+        max_per_account: e.max_per_account,
+        kill_grace: e.kill_grace,
+    })
+}
+
+/// Starts one worker and checks its confinement before anything runs: a worker that
+/// cannot start at all stops start-up (exit 1); one that cannot be fully confined is
+/// used with a WARN and `/readyz` says `degraded`.
+async fn check_sandbox(backend: &Backend) -> Result<Sandbox, StartupError> {
+    let Backend::Workers(spec) = backend else {
+        return Ok(Sandbox::Mock);
+    };
+    let check = actors::executor::check_sandbox(spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start an executor worker: {e}"))?;
+    if check.confined {
+        tracing::info!(
+            "executor workers are confined (seccomp, no new privileges, address-space limit)"
+        );
+        return Ok(Sandbox::Confined);
     }
+    tracing::warn!(
+        problems = %check.problems.join("; "),
+        "executor workers are NOT fully confined on this host: JavaScript still runs in separate processes with deadlines and limits, but without the missing protections"
+    );
+    Ok(Sandbox::Degraded)
 }
 
 pub fn exec_defaults(settings: &Settings) -> ExecDefaults {

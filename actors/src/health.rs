@@ -37,10 +37,32 @@ impl ActorStatus {
     }
 }
 
+/// How JavaScript is confined, as `/readyz` shows it (`checks.sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Worker processes run under seccomp, no new privileges and an address-space limit.
+    Confined = 0,
+    /// Some confinement step is unavailable on this host (start-up logged which).
+    Degraded = 1,
+    /// `TEE_MODE=mock`: no JavaScript runs at all.
+    Mock = 2,
+}
+
+impl Sandbox {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confined => "confined",
+            Self::Degraded => "degraded",
+            Self::Mock => "mock",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Health {
     phase: AtomicU8,
     actors: RwLock<BTreeMap<&'static str, ActorStatus>>,
+    sandbox: AtomicU8,
 }
 
 impl Default for Health {
@@ -48,6 +70,8 @@ impl Default for Health {
         Self {
             phase: AtomicU8::new(Phase::Starting as u8),
             actors: RwLock::default(),
+            // Until start-up has checked a worker, claim nothing.
+            sandbox: AtomicU8::new(Sandbox::Degraded as u8),
         }
     }
 }
@@ -63,6 +87,18 @@ impl Health {
 
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    pub fn sandbox(&self) -> Sandbox {
+        match self.sandbox.load(Ordering::Acquire) {
+            0 => Sandbox::Confined,
+            2 => Sandbox::Mock,
+            _ => Sandbox::Degraded,
+        }
+    }
+
+    pub fn set_sandbox(&self, sandbox: Sandbox) {
+        self.sandbox.store(sandbox as u8, Ordering::Release);
     }
 
     pub fn set_actor(&self, name: &'static str, status: ActorStatus) {

@@ -45,6 +45,7 @@ pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpRespo
     let checks = json!({
         "database": database,
         "auth": if state.auth.disabled() { "disabled" } else { "enabled" },
+        "sandbox": state.health.sandbox().as_str(),
         "actors": actors.iter().map(|(k, v)| (*k, v.as_str())).collect::<BTreeMap<_, _>>(),
     });
     if phase == Phase::Ready && database != "unreachable" && !any_failed {

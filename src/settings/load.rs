@@ -513,19 +513,38 @@ impl Layers {
             Some(n) => self.bounded("EXEC_POOL_SIZE", n, 1)?,
             None => cpus,
         };
+        let queue_size: usize = self.int("EXEC_QUEUE_SIZE", 0)?;
+        let max_memory = self.size("EXEC_MAX_MEMORY")?;
+        let worker_memory =
+            match self.parsed("EXEC_WORKER_MEMORY", values::size)? {
+                Some(n) if n <= max_memory => return Err(invalid(
+                    def("EXEC_WORKER_MEMORY"),
+                    "must be larger than EXEC_MAX_MEMORY (the worker needs room besides the heap)",
+                )),
+                Some(n) => n,
+                None => max_memory.saturating_add(64 << 20),
+            };
+        let max_per_account = match self.parsed("EXEC_MAX_PER_ACCOUNT", values::integer)? {
+            Some(n) => self.bounded("EXEC_MAX_PER_ACCOUNT", n, 1)?,
+            None => ((pool_size + queue_size) / 2).max(1),
+        };
         let settings = ExecutorSettings {
             mode,
             pool_size,
-            queue_size: self.int("EXEC_QUEUE_SIZE", 0)?,
+            queue_size,
             timeout: self.interval("EXEC_TIMEOUT")?,
             max_timeout: self.interval("EXEC_MAX_TIMEOUT")?,
             memory: self.size("EXEC_MEMORY")?,
-            max_memory: self.size("EXEC_MAX_MEMORY")?,
+            max_memory,
             output_limit: self.size("EXEC_OUTPUT_LIMIT")?,
             max_output_limit: self.size("EXEC_MAX_OUTPUT_LIMIT")?,
             log_lines: self.int("EXEC_LOG_LINES", 0)?,
             log_line_bytes: self.size("EXEC_LOG_LINE_BYTES")?,
             max_actions: self.int("EXEC_MAX_ACTIONS", 0)?,
+            kill_grace: self.interval("EXEC_KILL_GRACE")?,
+            worker_memory,
+            max_per_account,
+            worker_program: None,
         };
         let pairs = [
             ("EXEC_TIMEOUT", settings.timeout > settings.max_timeout),

@@ -103,6 +103,14 @@ pub struct ExecutorSettings {
     pub log_lines: u32,
     pub log_line_bytes: u64,
     pub max_actions: u32,
+    pub kill_grace: Duration,
+    /// Address-space limit of a worker process, bytes.
+    pub worker_memory: u64,
+    pub max_per_account: usize,
+    /// The binary started in worker mode. Not a setting: `None` is this process's own
+    /// executable; the in-process tests, whose executable is the test harness, point it
+    /// at the built `appserver`.
+    pub worker_program: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]

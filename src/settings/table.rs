@@ -107,6 +107,9 @@ pub static TABLE: &[Def] = &[
     def!("EXEC_LOG_LINES", "executor"."log_lines", Some("exec-log-lines"), Some("100"), Int, "Log entries kept per execution"),
     def!("EXEC_LOG_LINE_BYTES", "executor"."log_line_bytes", Some("exec-log-line-bytes"), Some("8KiB"), Size, "Longest log entry kept"),
     def!("EXEC_MAX_ACTIONS", "executor"."max_actions", Some("exec-max-actions"), Some("32"), Int, "Devpack actions allowed per execution"),
+    def!("EXEC_KILL_GRACE", "executor"."kill_grace", Some("exec-kill-grace"), Some("500ms"), Duration, "How long past its deadline a run may take before its worker process is killed"),
+    def!("EXEC_WORKER_MEMORY", "executor"."worker_memory", Some("exec-worker-memory"), None, Size, "Address-space limit of a worker process (default: EXEC_MAX_MEMORY + 64MiB)"),
+    def!("EXEC_MAX_PER_ACCOUNT", "executor"."max_per_account", Some("exec-max-per-account"), None, Int, "Runs one account may have running or queued (default: half of pool + queue)"),
     // automation
     def!("AUTOMATION_TICK", "automation"."tick", Some("automation-tick"), Some("1s"), Duration, "How often the scheduler looks for due jobs"),
     def!("AUTOMATION_MAX_ATTEMPTS", "automation"."max_attempts", Some("automation-max-attempts"), Some("5"), Int, "Default attempts per job run"),

@@ -472,7 +472,9 @@ async fn a_hundred_concurrent_executions_are_correct_or_told_busy() {
         Backend::Memory,
         AppOptions::default()
             .env("EXEC_POOL_SIZE", "2")
-            .env("EXEC_QUEUE_SIZE", "8"),
+            .env("EXEC_QUEUE_SIZE", "8")
+            // One account here: its share is the whole pool and queue.
+            .env("EXEC_MAX_PER_ACCOUNT", "10"),
     )
     .await;
     let (_, path) = function(

@@ -264,22 +264,41 @@ impl AppOptions {
     }
 }
 
-pub struct TestApp {
+/// An HTTP client aimed at one running server, with the admin token at hand.
+pub struct Api {
     pub base: String,
     pub client: awc::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish(),
+        }
+    }
+}
+
+/// The application running in this process (see `spawn_app`).
+pub struct TestApp {
+    pub api: Api,
     pub db: Option<TestDb>,
     pub accounts: actors::supervisor::ActorHandle<actors::accounts::AccountsActor>,
     pub secrets: actors::supervisor::ActorHandle<actors::secrets::SecretsActor>,
     shutdown: Arc<Notify>,
     stopped: actix_rt::task::JoinHandle<Result<(), service_layer::startup::StartupError>>,
-    services: actix::ArbiterHandle,
+    arbiters: Vec<actix::ArbiterHandle>,
 }
 
 impl Drop for TestApp {
     /// A test that ends without `stop()` would leave its actors running on their own
     /// thread, polling (and holding connections to) a database nobody uses any more.
     fn drop(&mut self) {
-        self.services.stop();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }
 
@@ -309,8 +328,10 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         args.extend(["--api-tokens".to_owned(), TOKEN.to_owned()]);
     }
     args.extend(options.args);
-    let invocation =
+    let mut invocation =
         service_layer::settings::load(&args, &|k| env.get(k).cloned()).expect("test settings");
+    // This process is the test harness: workers are the real binary in worker mode.
+    invocation.settings.executor.worker_program = Some(env!("CARGO_BIN_EXE_appserver").into());
     let app = Application::build(invocation.settings)
         .await
         .expect("application starts");
@@ -318,19 +339,16 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let shutdown = app.shutdown_trigger();
     let accounts = app.accounts();
     let secrets = app.secrets();
-    let services = app.services();
+    let arbiters = app.arbiters();
     let stopped = actix_rt::spawn(app.run_until_stopped());
     TestApp {
-        base,
-        client: awc::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .finish(),
+        api: Api::new(base),
         db,
         accounts,
         secrets,
         shutdown,
         stopped,
-        services,
+        arbiters,
     }
 }
 
@@ -401,7 +419,15 @@ pub async fn read(
     }
 }
 
-impl TestApp {
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -463,7 +489,9 @@ impl TestApp {
             .expect("id")
             .to_owned()
     }
+}
 
+impl TestApp {
     /// Orderly shutdown, as on SIGTERM; waits until it has finished.
     pub async fn stop(mut self) {
         self.shutdown.notify_one();
@@ -514,6 +542,96 @@ pub async fn wait_with_limit(
         let _ = err.read_to_string(&mut stderr);
     }
     (status, stdout, stderr)
+}
+
+/// A real `appserver` process on a free port, in memory mode unless the environment
+/// given says otherwise; killed when dropped. For what only a separate process shows:
+/// its own memory, its worker processes, signals.
+pub struct ServerProcess {
+    pub api: Api,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut cmd = appserver();
+        cmd.args([
+            "--api-tokens",
+            TOKEN,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let server = Self {
+            api: Api::new(format!("http://127.0.0.1:{port}")),
+            child: cmd.spawn().expect("start appserver"),
+        };
+        for _ in 0..600 {
+            if let Ok(res) = server.client.get(server.url("/readyz")).send().await {
+                if res.status() == 200 {
+                    return server;
+                }
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("appserver on port {port} never became ready");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's direct children (its executor workers).
+    pub fn children(&self) -> Vec<u32> {
+        let me = self.pid().to_string();
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // `pid (comm) state ppid …`; comm may hold spaces, so split after it.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        let rest = stat.rsplit_once(')')?.1.to_owned();
+                        rest.split_whitespace().nth(1).map(|p| p == me)
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// Peak resident memory of the server process so far (`VmHWM`), bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("process status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kib * 1024
+    }
+}
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A port that was free a moment ago (for binaries that must be told their port).

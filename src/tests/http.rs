@@ -338,7 +338,18 @@ async fn readyz_reports_checks_in_both_modes() {
     assert_eq!(res.status, 200);
     assert_eq!(
         res.json(),
-        json!({"status": "ready", "checks": {"database": "memory", "auth": "enabled", "actors": {"accounts": "running", "automation": "running", "events": "running", "executor": "running", "functions": "running", "scheduler": "running", "secrets": "running", "triggers": "running"}}})
+        json!({"status": "ready", "checks": {"database": "memory", "auth": "enabled", "sandbox": "confined", "actors": {"accounts": "running", "automation": "running", "events": "running", "executor": "running", "functions": "running", "scheduler": "running", "secrets": "running", "triggers": "running"}}})
+    );
+
+    let mock = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default().env("TEE_MODE", "mock"),
+    )
+    .await;
+    assert_eq!(
+        mock.get("/readyz").await.json()["checks"]["sandbox"],
+        "mock",
+        "no JavaScript runs in mock mode"
     );
 
     let pg = spawn_app(Backend::Postgres).await;

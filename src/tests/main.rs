@@ -8,6 +8,7 @@ mod automation;
 mod functions;
 mod helpers;
 mod http;
+mod isolation;
 mod process;
 mod replicas;
 mod secrets;

@@ -66,6 +66,28 @@ fn defaults_match_the_contract() {
     assert_eq!(s.gasbank.ttl, Some(Duration::from_secs(3600)));
     assert_eq!(s.supervisor.max_restarts, 5);
     assert!(s.executor.pool_size >= 1);
+    assert_eq!(s.executor.kill_grace, Duration::from_millis(500));
+    assert_eq!(s.executor.worker_memory, (256 + 64) << 20);
+    assert_eq!(
+        s.executor.max_per_account,
+        (s.executor.pool_size + 64) / 2,
+        "half of pool plus queue"
+    );
+    let s = run(
+        &[
+            "--api-tokens",
+            "t",
+            "--exec-pool-size",
+            "2",
+            "--exec-queue-size",
+            "0",
+        ],
+        &[("EXEC_MAX_MEMORY", "100MiB")],
+    )
+    .unwrap()
+    .settings;
+    assert_eq!(s.executor.max_per_account, 1);
+    assert_eq!(s.executor.worker_memory, 164 << 20);
 }
 
 #[test]
@@ -215,6 +237,12 @@ fn invalid_values_name_the_setting() {
         "invalid EXEC_TIMEOUT (--exec-timeout, executor.timeout): must not exceed EXEC_MAX_TIMEOUT"
     ));
     assert!(with(&["--oracle-resolver-url", "ftp://x"]).starts_with("invalid ORACLE_RESOLVER_URL"));
+    assert_eq!(
+        with(&["--exec-worker-memory", "256MiB"]),
+        "invalid EXEC_WORKER_MEMORY (--exec-worker-memory, executor.worker_memory): must be larger than EXEC_MAX_MEMORY (the worker needs room besides the heap)"
+    );
+    assert!(with(&["--exec-max-per-account", "0"]).ends_with("must be at least 1"));
+    assert!(with(&["--exec-kill-grace", "0"]).ends_with("must be greater than 0"));
     assert!(with(&["--work-lease", "0"]).ends_with("must be greater than 0"));
     assert!(with(&["--tls-cert", "/c.pem"])
         .starts_with("invalid TLS_KEY_FILE (--tls-key, server.tls_key)"));

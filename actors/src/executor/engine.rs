@@ -1,9 +1,13 @@
-//! The narrow seam between the isolate pool and a JavaScript engine. A backend provides
+//! The narrow seam between the executor and a JavaScript engine. A backend provides
 //! runtimes; a runtime runs one request at a time on the thread that created it (neither
 //! a QuickJS runtime nor a V8 isolate is `Send`). Everything engine-specific (contexts,
 //! host functions, value conversion) stays behind these two traits, so a V8 backend can
-//! be added without touching the pool, the functions service or the API.
+//! be added without touching the pool, the worker protocol, the functions service or the
+//! API. The request and output types are plain data that cross the worker pipe
+//! (`protocol.rs`).
 
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,14 +20,22 @@ pub trait Engine: Send + Sync + 'static {
     fn new_runtime(&self) -> Result<Box<dyn EngineRuntime>, String>;
 }
 
-/// One runtime, owned by one worker thread for its whole life.
+/// One runtime, owned by one worker for its whole life (or until it reports that it must
+/// be disposed).
 pub trait EngineRuntime {
-    /// Runs one request in a fresh context. Never panics on user code.
+    /// Runs one request in a fresh context. Never panics on user code. When the output
+    /// says `disposed`, the caller drops this runtime and makes a new one before the next
+    /// run: nothing the run left behind may reach another run.
     fn run(&mut self, request: &RunRequest) -> RunOutput;
+
+    /// Called between runs, while the server reads the previous reply and sends the next
+    /// request: work the next run would otherwise start with can be done here (QuickJS
+    /// builds the next run's fresh context). Nothing of a finished run may be kept.
+    fn prepare(&mut self) {}
 }
 
 /// Who is running, for `Devpack.context` and the mock executor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunContext {
     pub function_id: String,
     pub function_name: String,
@@ -32,7 +44,7 @@ pub struct RunContext {
 }
 
 /// Limits of one run (already resolved from function overrides and settings).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct RunLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
@@ -42,11 +54,13 @@ pub struct RunLimits {
     pub max_actions: usize,
 }
 
-/// Everything a run needs; plain data so it can cross into a worker thread.
-#[derive(Clone)]
+/// Everything a run needs; plain data so it can cross into a worker process.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RunRequest {
-    pub source: std::sync::Arc<str>,
-    pub params: Value,
+    pub source: String,
+    /// The params object as JSON text: serialised once by the server, parsed by the
+    /// engine straight from this text.
+    pub params: Box<RawValue>,
     /// Name → plaintext. Only ever given to the function as its second argument.
     pub secrets: BTreeMap<String, String>,
     pub context: RunContext,
@@ -63,7 +77,8 @@ impl std::fmt::Debug for RunRequest {
 }
 
 /// Execution error codes (CONTRACT.md §1.2), as stored in execution records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     ScriptError,
     Timeout,
@@ -90,28 +105,51 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunError {
     pub code: ErrorCode,
     pub message: String,
 }
 
 /// A `Devpack` call queued during the run; applied (or not) after it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedAction {
     pub id: String,
     pub kind: String,
     pub params: Value,
 }
 
-#[derive(Debug, Clone)]
+/// Why a runtime was disposed after a run (the `reason` of
+/// `executor_terminations_total` for runtimes replaced inside a worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposal {
+    /// The interrupt handler stopped the run at its deadline.
+    Timeout,
+    /// The heap limit was hit.
+    MemoryLimit,
+    /// The run left microtasks queued; they must never run during another run.
+    PendingJobs,
+}
+
+impl Disposal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::MemoryLimit => "memory_limit",
+            Self::PendingJobs => "pending_jobs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutput {
     /// The normalised output object, or why the run failed.
     pub result: Result<Value, RunError>,
     pub logs: Vec<String>,
     pub actions: Vec<QueuedAction>,
-    /// The runtime hit a hard limit and must be disposed and replaced.
-    pub poisoned: bool,
+    /// Set when the runtime must be disposed and replaced before the next run.
+    pub disposed: Option<Disposal>,
 }
 
 impl RunOutput {
@@ -123,7 +161,7 @@ impl RunOutput {
             }),
             logs: Vec::new(),
             actions: Vec::new(),
-            poisoned: false,
+            disposed: None,
         }
     }
 }
@@ -140,6 +178,11 @@ pub fn normalise_output(value: Value) -> Value {
 
 /// Console entries: secret values of 4+ characters become `***`, long entries are cut,
 /// entries past the line limit are counted and reported once at the end.
+///
+/// The buffer also bounds the work before it: a backend asks [`LogBuffer::admit`] before
+/// formatting an entry (a full buffer only counts it) and captures at most
+/// [`LogBuffer::capture_bytes`] of it, so a script logging huge values costs the server
+/// no more than the limits say.
 #[derive(Debug, Default)]
 pub struct LogBuffer {
     lines: Vec<String>,
@@ -147,27 +190,35 @@ pub struct LogBuffer {
 }
 
 impl LogBuffer {
+    /// Whether another entry will be kept. When not, the entry is counted as dropped and
+    /// the caller must not format it.
+    pub fn admit(&mut self, limits: &RunLimits) -> bool {
+        if self.lines.len() >= limits.log_lines {
+            self.dropped += 1;
+            return false;
+        }
+        true
+    }
+
+    /// How much of an entry to capture: the line limit plus the longest secret, so a
+    /// secret that straddles the cut is still seen whole, and redacted, before cutting.
+    pub fn capture_bytes(secrets: &BTreeMap<String, String>, limits: &RunLimits) -> usize {
+        let longest = secrets.values().map(String::len).max().unwrap_or(0);
+        limits.log_line_bytes.saturating_add(longest)
+    }
+
+    /// Adds an admitted entry. `cut` says the captured text stopped short of the whole
+    /// entry, which is then marked truncated whatever its length after redaction.
     pub fn push(
         &mut self,
         mut line: String,
+        cut: bool,
         secrets: &BTreeMap<String, String>,
         limits: &RunLimits,
     ) {
-        if self.lines.len() >= limits.log_lines {
-            self.dropped += 1;
-            return;
-        }
-        for value in secrets.values().filter(|v| v.chars().count() >= 4) {
-            if line.contains(value.as_str()) {
-                line = line.replace(value.as_str(), "***");
-            }
-        }
-        if line.len() > limits.log_line_bytes {
-            let mut cut = limits.log_line_bytes;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
+        line = redact(line, secrets);
+        if cut || line.len() > limits.log_line_bytes {
+            truncate_on_char(&mut line, limits.log_line_bytes);
             line.push_str("…[truncated]");
         }
         self.lines.push(line);
@@ -179,6 +230,28 @@ impl LogBuffer {
                 .push(format!("[{} log lines dropped]", self.dropped));
         }
         self.lines
+    }
+}
+
+/// Secret values of 4 or more characters become `***` (shorter ones would hide ordinary
+/// words).
+pub fn redact(mut text: String, secrets: &BTreeMap<String, String>) -> String {
+    for value in secrets.values().filter(|v| v.chars().count() >= 4) {
+        if text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), "***");
+        }
+    }
+    text
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub fn truncate_on_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
     }
 }
 
@@ -221,10 +294,11 @@ mod tests {
             ("s".to_owned(), "abc".to_owned()),
         ]);
         let mut logs = LogBuffer::default();
-        logs.push("pw hunter2 abc".to_owned(), &secrets, &limits());
-        logs.push("0123456789abcdef".to_owned(), &secrets, &limits());
-        logs.push("third".to_owned(), &secrets, &limits());
-        logs.push("fourth".to_owned(), &secrets, &limits());
+        for line in ["pw hunter2 abc", "0123456789abcdef", "third", "fourth"] {
+            if logs.admit(&limits()) {
+                logs.push(line.to_owned(), false, &secrets, &limits());
+            }
+        }
         assert_eq!(
             logs.finish(),
             [
@@ -233,5 +307,9 @@ mod tests {
                 "[2 log lines dropped]"
             ]
         );
+        assert_eq!(LogBuffer::capture_bytes(&secrets, &limits()), 10 + 7);
+        let mut cut = LogBuffer::default();
+        cut.push("short".to_owned(), true, &secrets, &limits());
+        assert_eq!(cut.finish(), ["short…[truncated]"], "a cut entry says so");
     }
 }

@@ -20,10 +20,8 @@ struct MockRuntime;
 
 impl EngineRuntime for MockRuntime {
     fn run(&mut self, request: &RunRequest) -> RunOutput {
-        let mut output = match &request.params {
-            serde_json::Value::Object(map) => map.clone(),
-            _ => serde_json::Map::new(),
-        };
+        let mut output =
+            serde_json::from_str::<serde_json::Map<_, _>>(request.params.get()).unwrap_or_default();
         output.insert(
             "function_name".to_owned(),
             request.context.function_name.clone().into(),
@@ -33,7 +31,7 @@ impl EngineRuntime for MockRuntime {
             result: Ok(serde_json::Value::Object(output)),
             logs: Vec::new(),
             actions: Vec::new(),
-            poisoned: false,
+            disposed: None,
         }
     }
 }

@@ -1,201 +1,320 @@
-//! The isolate pool: `size` worker threads, each owning one engine runtime for its whole
-//! life, fed from one queue. Admission is bounded: at most `size + queue` runs may be
-//! outstanding; beyond that `try_submit` refuses at once (the HTTP layer answers 503
-//! `executor_busy`) and nothing is queued.
+//! The worker pool: `size` slots fed from one queue, behind bounded admission
+//! (`admission.rs`). Each slot owns one worker process (`process.rs`) for as long as it
+//! lives, replaces it when it is killed or dies, and owns every run's deadline: a run not
+//! answered `kill_grace` after its timeout has its worker killed and is recorded
+//! `timeout`, whatever the worker was doing.
 //!
-//! Lifecycle: dropping the pool closes the queue; each worker finishes the run it has,
-//! drains nothing further, and exits.
+//! In mock mode (no JavaScript) the slots run the mock engine in this thread instead.
+//!
+//! Lifecycle: the slots are tasks on the executor actor's arbiter. Dropping the pool
+//! aborts them, which drops their workers, which kills the processes.
 
-use super::engine::{Engine, EngineRuntime, ErrorCode, RunOutput, RunRequest};
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
+use super::admission::{Admission, Busy, Permit};
+use super::engine::{Engine, EngineRuntime, ErrorCode, RunLimits, RunOutput, RunRequest};
+use super::process::{Failure, Worker, WorkerSpec};
+use super::protocol::{self, Reply, Request};
+use super::ExecutorMetrics;
+use actix_rt::task::JoinHandle;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// Native stack of a worker thread: well above the engine's own stack limit, so deep
-/// recursion in user code fails inside the engine, never in the thread.
-const WORKER_STACK_BYTES: usize = 8 << 20;
-
-/// Executor metrics (no tenant labels).
-#[derive(Clone, Debug)]
-pub struct ExecutorMetrics {
-    pub busy: IntGauge,
-    pub queued: IntGauge,
-    pub rejections: IntCounter,
-    /// Runtimes disposed after a limit, by reason (`timeout`, `memory_limit`).
-    pub terminations: IntCounterVec,
-    pub executions: IntCounterVec,
-    pub duration: HistogramVec,
+/// Where runs happen.
+#[derive(Clone)]
+pub enum Backend {
+    /// In confined worker processes (JavaScript).
+    Workers(WorkerSpec),
+    /// In this process (the mock engine: no untrusted code).
+    InProcess(Arc<dyn Engine>),
 }
 
-impl ExecutorMetrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let ns = "service_layer";
-        let m = Self {
-            busy: IntGauge::with_opts(
-                Opts::new("executor_busy", "Workers running an execution").namespace(ns),
-            )?,
-            queued: IntGauge::with_opts(
-                Opts::new("executor_queued", "Executions waiting for a worker").namespace(ns),
-            )?,
-            rejections: IntCounter::with_opts(
-                Opts::new(
-                    "executor_rejections_total",
-                    "Executions refused because the pool and queue were full",
-                )
-                .namespace(ns),
-            )?,
-            terminations: IntCounterVec::new(
-                Opts::new(
-                    "executor_terminations_total",
-                    "Runtimes disposed after hitting a limit",
-                )
-                .namespace(ns),
-                &["reason"],
-            )?,
-            executions: IntCounterVec::new(
-                Opts::new(
-                    "functions_executions_total",
-                    "Function executions by outcome",
-                )
-                .namespace(ns),
-                &["status", "error_code"],
-            )?,
-            duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "functions_execution_duration_seconds",
-                    "Function execution duration",
-                )
-                .namespace(ns),
-                &["status"],
-            )?,
-        };
-        registry.register(Box::new(m.busy.clone()))?;
-        registry.register(Box::new(m.queued.clone()))?;
-        registry.register(Box::new(m.rejections.clone()))?;
-        registry.register(Box::new(m.terminations.clone()))?;
-        registry.register(Box::new(m.executions.clone()))?;
-        registry.register(Box::new(m.duration.clone()))?;
-        Ok(m)
+#[derive(Clone)]
+pub struct PoolConfig {
+    pub backend: Backend,
+    pub size: usize,
+    pub queue: usize,
+    pub max_per_account: usize,
+    pub kill_grace: Duration,
+}
+
+pub struct Job {
+    request: RunRequest,
+    reply: oneshot::Sender<RunOutput>,
+    /// Held until the run has ended; frees the admission slot when dropped.
+    permit: Permit,
+}
+
+impl Job {
+    fn finish(self, output: RunOutput) {
+        let Job { reply, permit, .. } = self;
+        drop(permit);
+        // The caller may have gone away (client disconnected); the run still counted.
+        let _ = reply.send(output);
     }
 }
 
-struct Job {
-    request: RunRequest,
-    reply: oneshot::Sender<RunOutput>,
-}
-
-/// The pool and queue are full.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("executor busy")]
-pub struct Busy;
+type Queue = Rc<Mutex<mpsc::UnboundedReceiver<Job>>>;
 
 pub struct Pool {
-    /// Closing it (dropping the pool) tells the workers to exit.
-    jobs: Sender<Job>,
-    outstanding: Arc<AtomicUsize>,
-    capacity: usize,
+    admission: Arc<Admission>,
+    /// Unbounded channel, bounded by admission: at most `size + queue` jobs exist.
+    jobs: Jobs,
     metrics: ExecutorMetrics,
+    slots: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            slot.abort();
+        }
+    }
 }
 
 impl Pool {
-    pub fn start(
-        engine: Arc<dyn Engine>,
-        size: usize,
-        queue: usize,
-        metrics: ExecutorMetrics,
-    ) -> std::io::Result<Self> {
-        let (jobs, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        let outstanding = Arc::new(AtomicUsize::new(0));
-        for n in 0..size.max(1) {
-            let (engine, receiver, outstanding, metrics) = (
-                engine.clone(),
-                receiver.clone(),
-                outstanding.clone(),
-                metrics.clone(),
-            );
-            std::thread::Builder::new()
-                .name(format!("js-worker-{n}"))
-                .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || worker(engine, receiver, outstanding, metrics))?;
-        }
-        Ok(Self {
+    /// Starts the slots; must run on the arbiter that will own them.
+    pub fn start(config: PoolConfig, metrics: ExecutorMetrics) -> Self {
+        let size = config.size.max(1);
+        let admission = Admission::new(size + config.queue, config.max_per_account);
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        let queue: Queue = Rc::new(Mutex::new(receiver));
+        let slots = (0..size)
+            .map(|n| {
+                let (queue, metrics) = (queue.clone(), metrics.clone());
+                match &config.backend {
+                    Backend::Workers(spec) => actix_rt::spawn(worker_slot(
+                        n,
+                        spec.clone(),
+                        config.kill_grace,
+                        queue,
+                        metrics,
+                    )),
+                    Backend::InProcess(engine) => {
+                        actix_rt::spawn(in_process_slot(engine.clone(), queue, metrics))
+                    }
+                }
+            })
+            .collect();
+        Self {
+            admission,
             jobs,
-            outstanding,
-            capacity: size.max(1) + queue,
             metrics,
-        })
+            slots,
+        }
     }
 
-    /// Queues a run if there is room; the receiver yields its output.
+    /// Queues a run if there is room for it (in the pool and in its account's share);
+    /// the receiver yields its output.
     pub fn try_submit(&self, request: RunRequest) -> Result<oneshot::Receiver<RunOutput>, Busy> {
-        let admitted = self
-            .outstanding
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.capacity).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
-            self.metrics.rejections.inc();
-            return Err(Busy);
+        match self.admission.try_admit(&request.context.account_id) {
+            Ok(permit) => enqueue(&self.jobs, &self.metrics, request, permit),
+            Err(busy) => {
+                self.metrics.rejections.inc();
+                Err(busy)
+            }
         }
-        let (reply, receiver) = oneshot::channel();
-        self.metrics.queued.inc();
-        if self.jobs.send(Job { request, reply }).is_err() {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.queued.dec();
-            return Err(Busy);
-        }
-        Ok(receiver)
+    }
+
+    /// The admission, for callers that wait for room ([`enqueue`] once admitted).
+    pub fn admission(&self) -> Arc<Admission> {
+        self.admission.clone()
+    }
+
+    /// The queue's sending side, for [`enqueue`].
+    pub fn sender(&self) -> Jobs {
+        self.jobs.clone()
     }
 }
 
-fn worker(
-    engine: Arc<dyn Engine>,
-    receiver: Arc<Mutex<Receiver<Job>>>,
-    outstanding: Arc<AtomicUsize>,
+/// The sending side of the pool's queue.
+pub type Jobs = mpsc::UnboundedSender<Job>;
+
+/// Queues an admitted run; `Busy` only if the pool has stopped.
+pub fn enqueue(
+    jobs: &Jobs,
+    metrics: &ExecutorMetrics,
+    request: RunRequest,
+    permit: Permit,
+) -> Result<oneshot::Receiver<RunOutput>, Busy> {
+    let (reply, receiver) = oneshot::channel();
+    metrics.queued.inc();
+    let job = Job {
+        request,
+        reply,
+        permit,
+    };
+    if jobs.send(job).is_err() {
+        metrics.queued.dec();
+        return Err(Busy);
+    }
+    Ok(receiver)
+}
+
+async fn next_job(queue: &Queue, metrics: &ExecutorMetrics) -> Option<Job> {
+    let job = queue.lock().await.recv().await?;
+    metrics.queued.dec();
+    Some(job)
+}
+
+/// Back-off before starting a worker after `failures` consecutive deaths or failed starts.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(5))
+}
+
+/// Largest reply a run may produce: output and action params (each within the output
+/// limit) and the logs, with room for JSON escapes (at most six bytes per input byte).
+fn reply_limit(limits: &RunLimits) -> usize {
+    let logs = limits
+        .log_lines
+        .saturating_add(1)
+        .saturating_mul(limits.log_line_bytes.saturating_add(64));
+    limits
+        .output_bytes
+        .saturating_mul(2)
+        .saturating_add(logs)
+        .saturating_mul(6)
+        .saturating_add(1 << 20)
+}
+
+fn timed_out(limits: &RunLimits) -> RunOutput {
+    RunOutput::failed(
+        ErrorCode::Timeout,
+        format!(
+            "execution exceeded its {} ms timeout",
+            limits.timeout.as_millis()
+        ),
+    )
+}
+
+/// One slot: one worker process at a time, replaced when killed or dead.
+async fn worker_slot(
+    n: usize,
+    spec: WorkerSpec,
+    kill_grace: Duration,
+    queue: Queue,
     metrics: ExecutorMetrics,
 ) {
-    let mut runtime: Option<Box<dyn EngineRuntime>> = None;
+    let mut worker: Option<Worker> = None;
+    // Consecutive deaths or failed starts; a run killed at its deadline is the script's
+    // doing, not the worker's, and is replaced at once.
+    let mut failures = 0u32;
     loop {
-        // Holding the lock only while waiting: one idle worker takes the next job.
-        let job = match receiver.lock() {
-            Ok(rx) => rx.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        let Ok(job) = job else { return };
-        metrics.queued.dec();
-        metrics.busy.inc();
-        if runtime.is_none() {
-            runtime = match engine.new_runtime() {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!(engine = engine.name(), error = %e, "cannot create a runtime");
-                    None
+        if worker.is_none() {
+            if failures > 0 {
+                actix_rt::time::sleep(backoff(failures)).await;
+            }
+            match Worker::spawn(&spec).await {
+                Ok((started, confinement)) => {
+                    tracing::debug!(
+                        slot = n,
+                        pid = started.pid(),
+                        confined = confinement.confined(),
+                        "executor worker started"
+                    );
+                    worker = Some(started);
                 }
-            };
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(slot = n, error = %e, "cannot start an executor worker");
+                }
+            }
+        }
+        let Some(job) = next_job(&queue, &metrics).await else {
+            return;
+        };
+        let Some(current) = worker.as_mut() else {
+            job.finish(RunOutput::failed(
+                ErrorCode::Internal,
+                "no executor worker could be started",
+            ));
+            continue;
+        };
+        metrics.busy.inc();
+        let limits = job.request.limits;
+        // The deadline starts when the run reaches its worker, not when it was queued.
+        let deadline = tokio::time::Instant::now() + limits.timeout + kill_grace;
+        let result = match protocol::encode(&Request::Run(&job.request)) {
+            Ok(frame) => current.call(&frame, reply_limit(&limits), deadline).await,
+            Err(e) => Err(Failure::Protocol(format!("cannot encode the request: {e}"))),
+        };
+        metrics.busy.dec();
+        let output = match result {
+            Ok(Reply::Done(output)) => {
+                failures = 0;
+                if let Some(disposal) = output.disposed {
+                    metrics
+                        .terminations
+                        .with_label_values(&[disposal.as_str()])
+                        .inc();
+                }
+                output
+            }
+            Ok(_) => {
+                current.kill().await;
+                worker = None;
+                failures += 1;
+                metrics.terminations.with_label_values(&["protocol"]).inc();
+                RunOutput::failed(ErrorCode::Internal, "executor worker broke the protocol")
+            }
+            Err(Failure::Deadline) => {
+                tracing::warn!(
+                    slot = n,
+                    pid = current.pid(),
+                    timeout_ms = limits.timeout.as_millis() as u64,
+                    "run overstayed its deadline; executor worker killed"
+                );
+                worker = None;
+                metrics.terminations.with_label_values(&["killed"]).inc();
+                timed_out(&limits)
+            }
+            Err(Failure::Died(how)) => {
+                tracing::warn!(slot = n, pid = current.pid(), ended = %how, "executor worker died during a run");
+                worker = None;
+                failures += 1;
+                metrics.terminations.with_label_values(&["died"]).inc();
+                RunOutput::failed(ErrorCode::Internal, format!("executor worker died: {how}"))
+            }
+            Err(Failure::Protocol(e)) => {
+                tracing::error!(slot = n, error = %e, "executor worker broke the protocol; killed");
+                worker = None;
+                failures += 1;
+                metrics.terminations.with_label_values(&["protocol"]).inc();
+                RunOutput::failed(ErrorCode::Internal, "executor worker broke the protocol")
+            }
+        };
+        job.finish(output);
+    }
+}
+
+/// The mock engine runs here: it runs no untrusted code and finishes at once.
+async fn in_process_slot(engine: Arc<dyn Engine>, queue: Queue, metrics: ExecutorMetrics) {
+    let mut runtime: Option<Box<dyn EngineRuntime>> = None;
+    while let Some(job) = next_job(&queue, &metrics).await {
+        if runtime.is_none() {
+            runtime = engine.new_runtime().ok();
         }
         let output = match runtime.as_mut() {
             Some(rt) => rt.run(&job.request),
-            None => RunOutput::failed(ErrorCode::Internal, "no JavaScript runtime available"),
+            None => RunOutput::failed(ErrorCode::Internal, "no runtime available"),
         };
-        if output.poisoned {
-            // A runtime that hit a hard limit may hold garbage or a broken heap: replace it.
-            let reason = output
-                .result
-                .as_ref()
-                .err()
-                .map_or("internal", |e| e.code.as_str());
-            metrics.terminations.with_label_values(&[reason]).inc();
+        if output.disposed.is_some() {
             runtime = None;
         }
-        metrics.busy.dec();
-        outstanding.fetch_sub(1, Ordering::AcqRel);
-        // The caller may have gone away (client disconnected); the run still counted.
-        let _ = job.reply.send(output);
+        job.finish(output);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(6), Duration::from_millis(3200));
+        assert_eq!(backoff(7), Duration::from_secs(5));
+        assert_eq!(backoff(60), Duration::from_secs(5));
     }
 }

@@ -1,27 +1,30 @@
-//! The QuickJS-NG backend (`rquickjs`). One `Runtime` per worker thread; a fresh `Context`
-//! per execution (no state survives between runs or accounts). The deadline is enforced by
-//! the interrupt handler, the heap by the runtime's memory limit; a runtime that hit either
-//! is reported as poisoned so the pool replaces it.
+//! The QuickJS-NG backend (`rquickjs`). One `Runtime` per worker; a fresh `Context` per
+//! execution (no state survives between runs or accounts). The deadline is enforced by
+//! the interrupt handler (and, for C code that never calls it, by the server killing the
+//! worker process), the heap by the runtime's memory limit; a runtime that hit either, or
+//! that a run left with queued microtasks, is reported as disposed so the worker replaces
+//! it.
 //!
-//! Host API: `console.log/info/warn/error`, `Devpack` (an action queue plus helpers), the
-//! `params` global (a copy), and the standard built-ins. No network, files, timers or
-//! `require`.
+//! Host API (`host.rs`): `console.log/info/warn/error`, `Devpack` (an action queue plus
+//! helpers), the `params` global (a copy), and the standard built-ins except
+//! `FinalizationRegistry`. No network, files, timers or `require`. Every value handed to
+//! Rust is bounded by the run's limits before it is copied (`text.rs`).
 
-use super::engine::RunContext;
+mod host;
+mod text;
+
 use super::engine::{
-    normalise_output, Engine, EngineRuntime, ErrorCode, LogBuffer, QueuedAction, RunError,
-    RunOutput, RunRequest,
+    normalise_output, Disposal, Engine, EngineRuntime, ErrorCode, RunError, RunOutput, RunRequest,
 };
-use rquickjs::function::{Opt, Rest};
-use rquickjs::object::{Accessor, Property};
-use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Object, Runtime, Value};
+use host::HostState;
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Object, Runtime, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Native stack QuickJS may use; worker threads are spawned with more than this.
+/// Native stack QuickJS may use; the worker's main thread has more than this.
 pub const MAX_STACK_BYTES: usize = 1 << 20;
 
 /// Every fresh context leaves cyclic garbage (the built-ins reference each other) that
@@ -32,20 +35,6 @@ const GC_THRESHOLD_BYTES: usize = 8 << 20;
 /// Runs between explicit collections: about 1 MiB of context garbage. Counting is O(1);
 /// asking QuickJS how much is allocated walks the whole heap (~20 µs per run).
 const GC_EVERY_RUNS: u32 = 6;
-
-/// `Devpack` namespaces and the action type each method queues.
-const DEVPACK_ACTIONS: &[(&str, &[(&str, &str)])] = &[
-    (
-        "gasBank",
-        &[
-            ("ensureAccount", "gasbank.ensureAccount"),
-            ("withdraw", "gasbank.withdraw"),
-        ],
-    ),
-    ("oracle", &[("createRequest", "oracle.createRequest")]),
-    ("triggers", &[("register", "triggers.register")]),
-    ("automation", &[("schedule", "automation.schedule")]),
-];
 
 #[derive(Debug, Default)]
 pub struct QuickJs;
@@ -69,6 +58,7 @@ impl Engine for QuickJs {
         })));
         Ok(Box::new(QuickJsRuntime {
             runtime,
+            spare: None,
             runs_since_gc: 0,
             origin,
             deadline,
@@ -78,18 +68,12 @@ impl Engine for QuickJs {
 
 struct QuickJsRuntime {
     runtime: Runtime,
+    /// A fresh, unused context made between runs (`prepare`), taken by the next run.
+    spare: Option<Context>,
     /// Runs since the last explicit collection (their cyclic garbage is still allocated).
     runs_since_gc: u32,
     origin: Instant,
     deadline: Arc<AtomicU64>,
-}
-
-/// What host functions collect during one run.
-#[derive(Default)]
-struct HostState {
-    logs: LogBuffer,
-    actions: Vec<QueuedAction>,
-    too_many_actions: bool,
 }
 
 impl EngineRuntime for QuickJsRuntime {
@@ -114,6 +98,19 @@ impl EngineRuntime for QuickJsRuntime {
         self.runs_since_gc += 1;
         retry
     }
+
+    /// Building a context is most of a small run's work (docs/benchmarks.md); done here it
+    /// overlaps with the server's handling of the previous reply.
+    /// The periodic collection happens here too, before the spare exists, so it is off
+    /// the next run's clock and does not walk the spare.
+    fn prepare(&mut self) {
+        if self.runs_since_gc >= GC_EVERY_RUNS {
+            self.collect();
+        }
+        if self.spare.is_none() {
+            self.spare = Context::full(&self.runtime).ok();
+        }
+    }
 }
 
 impl QuickJsRuntime {
@@ -128,7 +125,11 @@ impl QuickJsRuntime {
         self.deadline
             .store(deadline.as_nanos() as u64, Ordering::Relaxed);
         let state = Rc::new(RefCell::new(HostState::default()));
-        let result = match Context::full(&self.runtime) {
+        let context = match self.spare.take() {
+            Some(context) => Ok(context),
+            None => Context::full(&self.runtime),
+        };
+        let result = match context {
             Ok(context) => context.with(|ctx| run_in(&ctx, request, &state)),
             Err(e) => Err(RunError {
                 code: ErrorCode::MemoryLimit,
@@ -147,22 +148,30 @@ impl QuickJsRuntime {
             }),
             other => other,
         };
-        let poisoned = matches!(&result, Err(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::MemoryLimit));
+        let disposed = match &result {
+            Err(e) if e.code == ErrorCode::Timeout => Some(Disposal::Timeout),
+            Err(e) if e.code == ErrorCode::MemoryLimit => Some(Disposal::MemoryLimit),
+            // Microtasks a run queued but did not wait for (a plain return value, or an
+            // error) would otherwise run in the next run that awaits, on its deadline.
+            // QuickJS cannot drop queued jobs, so the runtime goes with them.
+            _ if self.runtime.is_job_pending() => Some(Disposal::PendingJobs),
+            _ => None,
+        };
         // Host closures live in the context's heap until the next GC, so move the state out
         // rather than waiting for the last reference to go.
         let state = std::mem::take(&mut *state.borrow_mut());
-        let result = match result {
-            Ok(_) if state.too_many_actions => Err(RunError {
+        let result = match (result, state.refusal) {
+            (Ok(_), Some(refusal)) => Err(RunError {
                 code: ErrorCode::TooManyActions,
-                message: format!("more than {} Devpack actions", request.limits.max_actions),
+                message: refusal.message(&request.limits),
             }),
-            other => other,
+            (other, _) => other,
         };
         RunOutput {
             result,
             logs: state.logs.finish(),
             actions: state.actions,
-            poisoned,
+            disposed,
         }
     }
 }
@@ -183,27 +192,31 @@ fn memory_limit() -> RunError {
 
 /// Maps a caught exception: `out of memory` is the heap limit, anything else the script's
 /// own error (`Uncaught Error: boom`). Timeouts are recognised by the caller, which knows
-/// whether the deadline passed.
+/// whether the deadline passed. The name and message are read with a bound
+/// (`text::ERROR_BYTES`): a script cannot make the server copy a huge message.
 ///
 /// When the heap is so full that QuickJS cannot even allocate the `InternalError`, it
 /// throws `null` instead; a thrown `null` is therefore reported as `memory_limit` (a
 /// script that itself throws `null` is reported the same way: docs/api.md).
-fn caught(error: CaughtError<'_>) -> RunError {
-    if matches!(&error, CaughtError::Value(v) if v.is_null()) {
-        return memory_limit();
-    }
-    let (name, message) = match &error {
-        CaughtError::Exception(exception) => (
-            exception
-                .as_object()
-                .get::<_, String>("name")
-                .unwrap_or_else(|_| "Error".to_owned()),
-            exception.message().unwrap_or_default(),
-        ),
+fn caught<'js>(ctx: &Ctx<'js>, error: CaughtError<'js>) -> RunError {
+    let (name, message) = match error {
+        CaughtError::Value(value) if value.is_null() => return memory_limit(),
+        CaughtError::Exception(exception) => {
+            let object = exception.as_object();
+            let name = object
+                .get::<_, Value>("name")
+                .ok()
+                .and_then(|v| text::bounded_display(ctx, v, text::ERROR_BYTES).ok())
+                .unwrap_or_else(|| "Error".to_owned());
+            let message = object
+                .get::<_, Value>("message")
+                .ok()
+                .and_then(|v| text::bounded_display(ctx, v, text::ERROR_BYTES).ok())
+                .unwrap_or_default();
+            (name, message)
+        }
         CaughtError::Value(value) => {
-            let text = value
-                .get::<rquickjs::convert::Coerced<String>>()
-                .map(|c| c.0)
+            let text = text::bounded_display(ctx, value, text::ERROR_BYTES)
                 .unwrap_or_else(|_| "a non-error value".to_owned());
             return script_error(format!("Uncaught {text}"));
         }
@@ -215,38 +228,37 @@ fn caught(error: CaughtError<'_>) -> RunError {
     script_error(format!("Uncaught {name}: {message}"))
 }
 
+/// `.catch(ctx).map_err(…)` in one step.
+trait Caught<'js, T> {
+    fn or_run_error(self, ctx: &Ctx<'js>) -> Result<T, RunError>;
+}
+
+impl<'js, T> Caught<'js, T> for rquickjs::Result<T> {
+    fn or_run_error(self, ctx: &Ctx<'js>) -> Result<T, RunError> {
+        self.catch(ctx).map_err(|e| caught(ctx, e))
+    }
+}
+
 fn run_in<'js>(
     ctx: &Ctx<'js>,
     request: &RunRequest,
     state: &Rc<RefCell<HostState>>,
 ) -> Result<serde_json::Value, RunError> {
-    // Serialised once: parsed for the `params` global and again for the argument, so
+    // The params text is parsed for the `params` global and again for the argument, so
     // each is its own copy.
-    let params_json = request.params.to_string();
-    install_host(ctx, request, &params_json, state)
-        .catch(ctx)
-        .map_err(caught)?;
-    let source: Value = ctx
-        .eval(request.source.as_bytes())
-        .catch(ctx)
-        .map_err(caught)?;
+    let params_json = request.params.get();
+    host::install(ctx, request, params_json, state).or_run_error(ctx)?;
+    let source: Value = ctx.eval(request.source.as_bytes()).or_run_error(ctx)?;
     let mut value = source;
     if let Some(function) = value.as_function() {
-        let params = ctx
-            .json_parse(params_json.as_str())
-            .catch(ctx)
-            .map_err(caught)?;
-        let secrets = Object::new(ctx.clone()).catch(ctx).map_err(caught)?;
+        let params = ctx.json_parse(params_json).or_run_error(ctx)?;
+        let secrets = Object::new(ctx.clone()).or_run_error(ctx)?;
         for (name, plaintext) in &request.secrets {
             secrets
                 .set(name.as_str(), plaintext.as_str())
-                .catch(ctx)
-                .map_err(caught)?;
+                .or_run_error(ctx)?;
         }
-        value = function
-            .call((params, secrets))
-            .catch(ctx)
-            .map_err(caught)?;
+        value = function.call((params, secrets)).or_run_error(ctx)?;
     }
     if let Some(promise) = value.as_promise().cloned() {
         // Drain microtasks; no timers exist, so a promise still pending afterwards can
@@ -258,178 +270,32 @@ fn run_in<'js>(
                     "function returned a promise that did not settle".to_owned(),
                 ))
             }
-            Some(settled) => value = settled.catch(ctx).map_err(caught)?,
+            Some(settled) => value = settled.or_run_error(ctx)?,
         }
     }
     if value.is_undefined() {
         return Ok(serde_json::json!({}));
     }
-    let text = match ctx.json_stringify(value).catch(ctx).map_err(caught)? {
-        Some(text) => text
-            .to_string()
-            .map_err(|e| script_error(format!("output is not valid text: {e}")))?,
+    let json = match ctx.json_stringify(value).or_run_error(ctx)? {
+        Some(json) => json,
         None => return Err(script_error("output is not JSON-serialisable".to_owned())),
     };
-    if text.len() > request.limits.output_bytes {
-        return Err(RunError {
-            code: ErrorCode::OutputTooLarge,
-            message: format!(
-                "output is {} bytes; the limit is {} bytes",
-                text.len(),
-                request.limits.output_bytes
-            ),
-        });
-    }
+    // Measured inside the engine's heap; copied out only when it fits.
+    let text = match text::bounded(json, request.limits.output_bytes).or_run_error(ctx)? {
+        text::Bounded::Whole(text) => text,
+        text::Bounded::Cut { total, .. } => {
+            return Err(RunError {
+                code: ErrorCode::OutputTooLarge,
+                message: format!(
+                    "output is {total} bytes; the limit is {} bytes",
+                    request.limits.output_bytes
+                ),
+            })
+        }
+    };
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| script_error(format!("output is not valid JSON: {e}")))?;
     Ok(normalise_output(value))
-}
-
-/// One console entry: strings as-is, other values as JSON, else `String(v)`.
-fn format_arg<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> String {
-    if let Some(s) = value.as_string() {
-        return s.to_string().unwrap_or_default();
-    }
-    if let Ok(Some(json)) = ctx.json_stringify(value.clone()) {
-        if let Ok(text) = json.to_string() {
-            return text;
-        }
-    }
-    value
-        .get::<rquickjs::convert::Coerced<String>>()
-        .map(|c| c.0)
-        .unwrap_or_else(|_| "[unprintable]".to_owned())
-}
-
-fn install_host<'js>(
-    ctx: &Ctx<'js>,
-    request: &RunRequest,
-    params_json: &str,
-    state: &Rc<RefCell<HostState>>,
-) -> rquickjs::Result<()> {
-    let globals = ctx.globals();
-    let secrets = Rc::new(request.secrets.clone());
-    let console = Object::new(ctx.clone())?;
-    for level in ["log", "info", "warn", "error", "debug"] {
-        let (state, secrets, limits) = (state.clone(), secrets.clone(), request.limits);
-        let log = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
-            let line = args
-                .0
-                .into_iter()
-                .map(|v| format_arg(&ctx, v))
-                .collect::<Vec<_>>()
-                .join(" ");
-            state.borrow_mut().logs.push(line, &secrets, &limits);
-        })?;
-        console.set(level, log)?;
-    }
-    globals.set("console", console)?;
-    // Built on first use (most functions never touch it), then fixed as a read-only value
-    // so every access sees the same object.
-    let (ids, max_actions, devpack_state) = (
-        request.context.clone(),
-        request.limits.max_actions,
-        state.clone(),
-    );
-    let lazy = Accessor::new_get(move |ctx: Ctx<'js>| {
-        let devpack = devpack(&ctx, &ids, max_actions, &devpack_state)?;
-        ctx.globals()
-            .prop("Devpack", Property::from(devpack.clone()))?;
-        Ok::<_, rquickjs::Error>(devpack)
-    })
-    .configurable();
-    globals.prop("Devpack", lazy)?;
-    globals.set("params", ctx.json_parse(params_json)?)?;
-    Ok(())
-}
-
-/// `Devpack`, built from host functions and frozen (a script cannot replace a method).
-/// Built natively rather than from a JavaScript prelude: parsing a prelude in every fresh
-/// context cost about a fifth of a small execution (docs/benchmarks.md).
-fn devpack<'js>(
-    ctx: &Ctx<'js>,
-    ids: &RunContext,
-    max_actions: usize,
-    state: &Rc<RefCell<HostState>>,
-) -> rquickjs::Result<Object<'js>> {
-    let freeze: Function = ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
-    let frozen = |object: Object<'js>| -> rquickjs::Result<Object<'js>> {
-        freeze.call::<_, Value>((object.clone(),))?;
-        Ok(object)
-    };
-    let devpack = Object::new(ctx.clone())?;
-    devpack.set("version", "0.1.0")?;
-    let context = Object::new(ctx.clone())?;
-    context.set("functionId", ids.function_id.as_str())?;
-    context.set("accountId", ids.account_id.as_str())?;
-    context.set("executionId", ids.execution_id.as_str())?;
-    devpack.set("context", frozen(context)?)?;
-    for (namespace, methods) in DEVPACK_ACTIONS {
-        let object = Object::new(ctx.clone())?;
-        for (method, kind) in *methods {
-            let state = state.clone();
-            let queue = Function::new(
-                ctx.clone(),
-                move |ctx: Ctx<'js>, params: Opt<Value<'js>>| {
-                    enqueue(&ctx, &state, kind, params.0, max_actions)
-                },
-            )?;
-            object.set(*method, queue)?;
-        }
-        devpack.set(*namespace, frozen(object)?)?;
-    }
-    let respond = Object::new(ctx.clone())?;
-    for (method, success, key) in [("success", true, "data"), ("failure", false, "error")] {
-        let reply = Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, value: Opt<Value<'js>>, meta: Opt<Value<'js>>| {
-                let undefined = || Value::new_undefined(ctx.clone());
-                let out = Object::new(ctx.clone())?;
-                out.set("success", success)?;
-                out.set(key, value.0.unwrap_or_else(undefined))?;
-                out.set("meta", meta.0.unwrap_or_else(undefined))?;
-                Ok::<_, rquickjs::Error>(out)
-            },
-        )?;
-        respond.set(method, reply)?;
-    }
-    devpack.set("respond", frozen(respond)?)?;
-    frozen(devpack)
-}
-
-/// Queues one action and returns `{id, type}`; past the limit, the run is marked to fail
-/// with `too_many_actions`.
-fn enqueue<'js>(
-    ctx: &Ctx<'js>,
-    state: &Rc<RefCell<HostState>>,
-    kind: &str,
-    params: Option<Value<'js>>,
-    max_actions: usize,
-) -> rquickjs::Result<Object<'js>> {
-    let mut state = state.borrow_mut();
-    let id = format!("action_{}", state.actions.len() + 1);
-    if state.actions.len() >= max_actions {
-        state.too_many_actions = true;
-    } else {
-        let params = match params {
-            Some(value) if !value.is_undefined() => ctx
-                .json_stringify(value)?
-                .map(|s| s.to_string())
-                .transpose()?
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or(serde_json::Value::Null),
-            _ => serde_json::Value::Null,
-        };
-        state.actions.push(QueuedAction {
-            id: id.clone(),
-            kind: kind.to_owned(),
-            params,
-        });
-    }
-    let handle = Object::new(ctx.clone())?;
-    handle.set("id", id)?;
-    handle.set("type", kind)?;
-    Ok(handle)
 }
 
 #[cfg(test)]

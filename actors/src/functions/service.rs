@@ -43,6 +43,8 @@ pub struct ExecOptions {
     /// Whether a failed run emits `function.execution.failed`; runs started by an event
     /// trigger do not, so a failing handler cannot feed itself.
     pub failure_event: bool,
+    /// Wait for room in the executor instead of failing as busy (background work).
+    pub wait_for_room: bool,
 }
 
 impl Default for ExecOptions {
@@ -50,6 +52,7 @@ impl Default for ExecOptions {
         Self {
             execution_id: None,
             failure_event: true,
+            wait_for_room: false,
         }
     }
 }
@@ -238,12 +241,13 @@ impl FunctionsService {
         } else {
             self.resolver.resolve(account, names).await
         };
-        let mut output = match secrets {
-            Err(e) => RunOutput::failed(ErrorCode::SecretUnavailable, e.to_string()),
-            Ok(secrets) => {
+        let mut output = match (secrets, serde_json::value::to_raw_value(&params)) {
+            (Err(e), _) => RunOutput::failed(ErrorCode::SecretUnavailable, e.to_string()),
+            (_, Err(e)) => RunOutput::failed(ErrorCode::Internal, format!("params: {e}")),
+            (Ok(secrets), Ok(params_json)) => {
                 let request = RunRequest {
-                    source: function.source.as_str().into(),
-                    params: params.clone(),
+                    source: function.source.clone(),
+                    params: params_json,
                     secrets,
                     context: RunContext {
                         function_id: function.id.to_string(),
@@ -253,7 +257,11 @@ impl FunctionsService {
                     },
                     limits: self.limits_for(&function),
                 };
-                match self.executor.call(Execute(request)).await {
+                let execute = Execute {
+                    request,
+                    wait: options.wait_for_room,
+                };
+                match self.executor.call(execute).await {
                     Err(_) => return Err(ExecuteError::Unavailable),
                     Ok(Err(_busy)) => return Err(ExecuteError::Busy),
                     Ok(Ok(output)) => output,

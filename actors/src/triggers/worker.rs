@@ -204,6 +204,7 @@ impl TriggerWorker {
                 execution_id: claimed.firing.execution_id,
                 // An event-triggered run that fails emits no event: no loops.
                 failure_event: claimed.kind != TriggerType::Event,
+                ..ExecOptions::default()
             },
         });
         let result = crate::work::renewing(call, self.config.lease / 3, || {

@@ -18,7 +18,7 @@ fn limits() -> RunLimits {
 fn request(source: &str, params: serde_json::Value) -> RunRequest {
     RunRequest {
         source: source.into(),
-        params,
+        params: serde_json::value::to_raw_value(&params).unwrap(),
         secrets: BTreeMap::from([("API_KEY".to_owned(), "sk-secret-value".to_owned())]),
         context: RunContext {
             function_id: "f-1".into(),
@@ -121,7 +121,7 @@ fn limits_fail_the_run_and_poison_the_runtime() {
             "execution exceeded its 500 ms timeout".to_owned()
         )
     );
-    assert!(out.poisoned);
+    assert_eq!(out.disposed, Some(Disposal::Timeout));
 
     // A generous deadline: on a loaded machine filling 32 MiB may take longer than the
     // default 500 ms of these tests, and this case is about the heap, not the clock.
@@ -132,7 +132,7 @@ fn limits_fail_the_run_and_poison_the_runtime() {
     bomb.limits.timeout = Duration::from_secs(30);
     let out = QuickJs.new_runtime().unwrap().run(&bomb);
     assert_eq!(error(&out).0, ErrorCode::MemoryLimit, "{:?}", error(&out));
-    assert!(out.poisoned);
+    assert_eq!(out.disposed, Some(Disposal::MemoryLimit));
 
     let out = run("() => ({big: 'x'.repeat(10 * 1024 * 1024)})");
     assert_eq!(
@@ -142,7 +142,7 @@ fn limits_fail_the_run_and_poison_the_runtime() {
             "output is 10485770 bytes; the limit is 262144 bytes".to_owned()
         )
     );
-    assert!(!out.poisoned);
+    assert_eq!(out.disposed, None);
     assert_eq!(
         error(&run("() => { throw 'plain' }")),
         (ErrorCode::ScriptError, "Uncaught plain".to_owned())

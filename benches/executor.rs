@@ -115,6 +115,7 @@ fn throughput(c: &mut Criterion) {
                 queue: BATCH,
                 max_per_account: workers + BATCH,
                 kill_grace: Duration::from_millis(500),
+                health: Default::default(),
             },
             metrics,
         )

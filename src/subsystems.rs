@@ -46,7 +46,7 @@ pub async fn register(
     settings: &Settings,
     keys: Arc<KeyRing>,
     registry: &prometheus::Registry,
-    health: &Health,
+    health: &Arc<Health>,
 ) -> Result<Subsystems, StartupError> {
     let accounts_service = AccountsService::new(
         stores.accounts.clone(),
@@ -72,7 +72,7 @@ pub async fn register(
         SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
     });
     let executor_metrics = ExecutorMetrics::register(registry).map_err(anyhow::Error::new)?;
-    let executor_config = executor_config(settings)?;
+    let executor_config = executor_config(settings, health)?;
     health.set_sandbox(check_sandbox(&executor_config.backend).await?);
     // Its own thread: every run's pipe I/O and deadline is handled there, away from the
     // database futures of the other actors.
@@ -180,7 +180,7 @@ fn replica_id() -> String {
     )
 }
 
-fn executor_config(settings: &Settings) -> Result<PoolConfig, StartupError> {
+fn executor_config(settings: &Settings, health: &Arc<Health>) -> Result<PoolConfig, StartupError> {
     let e = &settings.executor;
     let backend = match e.mode {
         TeeMode::Js => Backend::Workers(WorkerSpec {
@@ -200,6 +200,7 @@ fn executor_config(settings: &Settings) -> Result<PoolConfig, StartupError> {
         queue: e.queue_size,
         max_per_account: e.max_per_account,
         kill_grace: e.kill_grace,
+        health: health.clone(),
     })
 }
 

@@ -323,3 +323,179 @@ async fn one_account_flooding_the_executor_leaves_room_for_others() {
         );
     }
 }
+
+#[actix_web::test]
+async fn hostile_text_and_nesting_fail_only_their_run() {
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default()
+            .env("EXEC_POOL_SIZE", "1")
+            .env("EXEC_LOG_LINES", "10"),
+    )
+    .await;
+    let run = |source: &'static str| {
+        let app = &app;
+        async move {
+            let path = function(app, "mallory", source, json!({})).await;
+            execute(app, &path, json!({})).await.json()
+        }
+    };
+    // Lone surrogates have no UTF-8 form: they become U+FFFD, in logs and in errors.
+    let record = run(r#"() => { console.log("a\ud800b"); throw new Error("\udc00x") }"#).await;
+    assert_eq!(record["logs"], json!(["a\u{FFFD}b"]));
+    assert_eq!(record["error"], "Uncaught Error: \u{FFFD}x");
+    assert_eq!(record["error_code"], "script_error");
+    // The same in the output, and U+0000, which PostgreSQL cannot store, likewise.
+    let record = run(r#"() => { console.log("n\0l"); return {s: "a\ud800b", n: "\0"} }"#).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(
+        record["output"],
+        json!({"s": "a\u{FFFD}b", "n": "\u{FFFD}"})
+    );
+    assert_eq!(record["logs"], json!(["n\u{FFFD}l"]));
+    // Nesting the server could not parse back is refused in the worker.
+    let record =
+        run("() => { let o = {}; for (let i = 0; i < 126; i++) o = {a: o}; return o }").await;
+    assert_eq!(record["error"], "output nests deeper than 100 levels");
+    let record = run("() => { let o = {}; for (let i = 0; i < 126; i++) o = {a: o}; Devpack.oracle.createRequest(o); return 1 }").await;
+    assert_eq!(
+        record["error"],
+        "Devpack action params nest deeper than 100 levels"
+    );
+    // A `toJSON` that logs does not get past the line limit.
+    let record = run(
+        r#"() => { const o = {toJSON() { console.log(o); return "x" }}; console.log(o); return 1 }"#,
+    )
+    .await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let logs = record["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 11, "{logs:?}");
+    assert!(logs[10].as_str().unwrap().ends_with("log lines dropped]"));
+    // Deep params from the caller are passed through untouched.
+    let mut params = json!({"leaf": 1});
+    for _ in 0..110 {
+        params = json!({ "a": params });
+    }
+    let path = function(&app, "alice", "(p) => ({ok: typeof p.a})", json!({})).await;
+    let record = execute(&app, &path, params).await.json();
+    assert_eq!(record["output"], json!({"ok": "object"}), "{record}");
+    // None of it cost a worker.
+    let metrics = app.get("/metrics").await.text();
+    assert!(!metrics.contains(r#"executor_terminations_total{reason="died"}"#));
+    assert!(!metrics.contains(r#"executor_terminations_total{reason="protocol"}"#));
+}
+
+#[actix_web::test]
+async fn accounts_take_turns_for_a_free_worker() {
+    // One worker; each account may hold 4 runs.
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default()
+            .env("EXEC_POOL_SIZE", "1")
+            .env("EXEC_QUEUE_SIZE", "8"),
+    )
+    .await;
+    let busy = "() => { const end = Date.now() + 200; while (Date.now() < end) {} return 1 }";
+    let flood = function(&app, "mallory", busy, json!({})).await;
+    let victim = function(&app, "alice", "(p) => ({v: p.v})", json!({})).await;
+    let flooding = futures_util::future::join_all((0..4).map(|_| execute(&app, &flood, json!({}))));
+    let late = async {
+        // Once the flood holds the worker and has three runs queued behind it.
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        execute(&app, &victim, json!({"v": 1})).await
+    };
+    let (flooded, victim) = tokio::join!(flooding, late);
+    let victim = victim.json();
+    assert_eq!(victim["status"], "succeeded", "{victim}");
+    let mut finished: Vec<String> = flooded
+        .iter()
+        .map(|r| r.json()["completed_at"].as_str().unwrap().to_owned())
+        .collect();
+    finished.sort();
+    let victim_done = victim["completed_at"].as_str().unwrap();
+    // First in first out would put the victim last; in turn it runs after the flood's
+    // second run at the latest.
+    assert!(
+        victim_done < finished[2].as_str(),
+        "the victim finished at {victim_done}, the flood at {finished:?}"
+    );
+}
+
+#[actix_web::test]
+async fn background_runs_wait_for_a_worker_instead_of_failing_busy() {
+    // One worker, no queue: an HTTP execute holding it leaves no room at all.
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default()
+            .env("EXEC_POOL_SIZE", "1")
+            .env("EXEC_QUEUE_SIZE", "0")
+            .env("WORK_POLL_INTERVAL", "100ms"),
+    )
+    .await;
+    let slow = function(
+        &app,
+        "mallory",
+        "() => { const end = Date.now() + 1000; while (Date.now() < end) {} return 1 }",
+        json!({}),
+    )
+    .await;
+    let account = app.create_account_id("alice").await;
+    let res = app
+        .post(
+            &format!("/accounts/{account}/functions"),
+            &json!({"name": "hook", "source": "(p) => ({got: p.n})"}),
+        )
+        .await;
+    let hook_fn = res.json()["id"].as_str().unwrap().to_owned();
+    let trigger = crate::triggers::webhook_trigger(&app, &account, &hook_fn).await;
+    let (trigger_id, secret) = (
+        trigger["id"].as_str().unwrap().to_owned(),
+        trigger["webhook_secret"].as_str().unwrap().to_owned(),
+    );
+    let body = br#"{"n": 7}"#;
+    let (held, accepted) = tokio::join!(execute(&app, &slow, json!({})), async {
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let signature = actors::triggers::webhook_signature(&secret, body);
+        crate::triggers::post_webhook(&app, &trigger_id, body, Some(&signature)).await
+    });
+    assert_eq!(held.json()["status"], "succeeded");
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let execution = accepted.json()["execution_id"].as_str().unwrap().to_owned();
+    let path = format!("/accounts/{account}/functions/executions/{execution}");
+    let mut record = app.get(&path).await;
+    for _ in 0..100 {
+        if record.status == 200 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        record = app.get(&path).await;
+    }
+    assert_eq!(record.json()["output"], json!({"got": 7}));
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metric(&metrics, "service_layer_executor_rejections_total 0"),
+        "the firing waited instead of being refused: {metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn what_a_long_run_leaves_in_the_heap_is_not_charged_to_the_next() {
+    let app = spawn_app_with(
+        Backend::Memory,
+        AppOptions::default().env("EXEC_POOL_SIZE", "1"),
+    )
+    .await;
+    // A million property names grow the runtime's atom table, which QuickJS never
+    // shrinks: on the same runtime, a 4 MiB run could no longer even create its context.
+    let attacker = function(
+        &app,
+        "mallory",
+        r#"() => { const o = {}; for (let i = 0; i < 1000000; i++) o["k" + i] = 1; return 1 }"#,
+        json!({"timeout_ms": 60000, "memory_mib": 200}),
+    )
+    .await;
+    let victim = function(&app, "alice", "(p) => ({v: p.v})", json!({"memory_mib": 4})).await;
+    let record = execute(&app, &attacker, json!({})).await.json();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    victim_succeeds(&app, &victim, 1).await;
+}

@@ -68,7 +68,7 @@ async fn executions_until(
 }
 
 /// A webhook trigger on `function` (its creation response, with the secret).
-async fn webhook_trigger(app: &TestApp, account: &str, function: &str) -> Value {
+pub(crate) async fn webhook_trigger(app: &TestApp, account: &str, function: &str) -> Value {
     let res = app
         .post(
             &format!("/accounts/{account}/triggers"),
@@ -79,7 +79,12 @@ async fn webhook_trigger(app: &TestApp, account: &str, function: &str) -> Value 
     res.json()
 }
 
-async fn post_webhook(app: &TestApp, trigger: &str, body: &[u8], signature: Option<&str>) -> Resp {
+pub(crate) async fn post_webhook(
+    app: &TestApp,
+    trigger: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Resp {
     let mut req = app
         .client
         .post(app.url(&format!("/webhooks/{trigger}")))

@@ -240,7 +240,11 @@ impl SchedulerService {
             account: claimed.account_id,
             id: claimed.function_id,
             params,
-            options: ExecOptions::default(),
+            // Background work waits its turn in the executor; it never fails as busy.
+            options: ExecOptions {
+                wait_for_room: true,
+                ..ExecOptions::default()
+            },
         });
         // Renew the lease every lease/3 while the function runs.
         let result = crate::work::renewing(call, self.config.lease / 3, || {

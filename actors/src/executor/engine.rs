@@ -130,6 +130,9 @@ pub enum Disposal {
     MemoryLimit,
     /// The run left microtasks queued; they must never run during another run.
     PendingJobs,
+    /// A long run: whatever it left in the heap (cyclic garbage, a grown atom table) is
+    /// not charged to the next run. Routine, not counted as a termination.
+    Recycled,
 }
 
 impl Disposal {
@@ -138,6 +141,7 @@ impl Disposal {
             Self::Timeout => "timeout",
             Self::MemoryLimit => "memory_limit",
             Self::PendingJobs => "pending_jobs",
+            Self::Recycled => "recycled",
         }
     }
 }
@@ -190,14 +194,16 @@ pub struct LogBuffer {
 }
 
 impl LogBuffer {
-    /// Whether another entry will be kept. When not, the entry is counted as dropped and
-    /// the caller must not format it.
-    pub fn admit(&mut self, limits: &RunLimits) -> bool {
+    /// Takes the place of the next entry, or counts it as dropped when the buffer is full
+    /// (the caller must then not format it). The place is taken before formatting, which
+    /// may run script code that logs in turn.
+    pub fn reserve(&mut self, limits: &RunLimits) -> Option<usize> {
         if self.lines.len() >= limits.log_lines {
             self.dropped += 1;
-            return false;
+            return None;
         }
-        true
+        self.lines.push(String::new());
+        Some(self.lines.len() - 1)
     }
 
     /// How much of an entry to capture: the line limit plus the longest secret, so a
@@ -207,10 +213,11 @@ impl LogBuffer {
         limits.log_line_bytes.saturating_add(longest)
     }
 
-    /// Adds an admitted entry. `cut` says the captured text stopped short of the whole
+    /// Fills a reserved entry. `cut` says the captured text stopped short of the whole
     /// entry, which is then marked truncated whatever its length after redaction.
-    pub fn push(
+    pub fn fill(
         &mut self,
+        slot: usize,
         mut line: String,
         cut: bool,
         secrets: &BTreeMap<String, String>,
@@ -221,7 +228,9 @@ impl LogBuffer {
             truncate_on_char(&mut line, limits.log_line_bytes);
             line.push_str("…[truncated]");
         }
-        self.lines.push(line);
+        if let Some(entry) = self.lines.get_mut(slot) {
+            *entry = line;
+        }
     }
 
     pub fn finish(mut self) -> Vec<String> {
@@ -295,8 +304,8 @@ mod tests {
         ]);
         let mut logs = LogBuffer::default();
         for line in ["pw hunter2 abc", "0123456789abcdef", "third", "fourth"] {
-            if logs.admit(&limits()) {
-                logs.push(line.to_owned(), false, &secrets, &limits());
+            if let Some(slot) = logs.reserve(&limits()) {
+                logs.fill(slot, line.to_owned(), false, &secrets, &limits());
             }
         }
         assert_eq!(
@@ -309,7 +318,8 @@ mod tests {
         );
         assert_eq!(LogBuffer::capture_bytes(&secrets, &limits()), 10 + 7);
         let mut cut = LogBuffer::default();
-        cut.push("short".to_owned(), true, &secrets, &limits());
+        let slot = cut.reserve(&limits()).unwrap();
+        cut.fill(slot, "short".to_owned(), true, &secrets, &limits());
         assert_eq!(cut.finish(), ["short…[truncated]"], "a cut entry says so");
     }
 }

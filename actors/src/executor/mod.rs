@@ -6,7 +6,8 @@
 //! - `worker.rs` + `sandbox.rs`: the worker process (`appserver --executor-worker`):
 //!   confines itself, then serves runs over its pipes (`protocol.rs`).
 //! - `process.rs`: one worker as the server sees it (spawn, call with a deadline, kill).
-//! - `pool.rs` + `admission.rs`: slots, the queue, the per-account share, deadlines.
+//! - `pool.rs`, `queue.rs`, `admission.rs`: slots and deadlines, the queue that serves
+//!   accounts in turn, the per-account share.
 //!
 //! The actor owns the pool; stopping the actor drops it, which kills the workers.
 
@@ -16,6 +17,7 @@ mod mock;
 mod pool;
 mod process;
 mod protocol;
+mod queue;
 mod quickjs;
 pub mod sandbox;
 pub mod worker;

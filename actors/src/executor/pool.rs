@@ -1,5 +1,5 @@
-//! The worker pool: `size` slots fed from one queue, behind bounded admission
-//! (`admission.rs`). Each slot owns one worker process (`process.rs`) for as long as it
+//! The worker pool: `size` slots fed from one queue that serves accounts in turn
+//! (`queue.rs`), behind bounded admission (`admission.rs`). Each slot owns one worker process (`process.rs`) for as long as it
 //! lives, replaces it when it is killed or dies, and owns every run's deadline: a run not
 //! answered `kill_grace` after its timeout has its worker killed and is recorded
 //! `timeout`, whatever the worker was doing.
@@ -10,15 +10,16 @@
 //! aborts them, which drops their workers, which kills the processes.
 
 use super::admission::{Admission, Busy, Permit};
-use super::engine::{Engine, EngineRuntime, ErrorCode, RunLimits, RunOutput, RunRequest};
+use super::engine::{Disposal, Engine, EngineRuntime, ErrorCode, RunLimits, RunOutput, RunRequest};
 use super::process::{Failure, Worker, WorkerSpec};
 use super::protocol::{self, Reply, Request};
+use super::queue::FairQueue;
 use super::ExecutorMetrics;
+use crate::health::{Health, Sandbox};
 use actix_rt::task::JoinHandle;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::oneshot;
 
 /// Where runs happen.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct PoolConfig {
     pub queue: usize,
     pub max_per_account: usize,
     pub kill_grace: Duration,
+    /// Where a worker that could not confine itself is reported (`/readyz` `sandbox`).
+    pub health: Arc<Health>,
 }
 
 pub struct Job {
@@ -54,11 +57,12 @@ impl Job {
     }
 }
 
-type Queue = Rc<Mutex<mpsc::UnboundedReceiver<Job>>>;
+/// The queue, shared by the pool (which fills it) and its slots (which take from it).
+/// Unbounded as a structure, bounded by admission: at most `size + queue` jobs exist.
+pub type Jobs = Arc<FairQueue<Job>>;
 
 pub struct Pool {
     admission: Arc<Admission>,
-    /// Unbounded channel, bounded by admission: at most `size + queue` jobs exist.
     jobs: Jobs,
     metrics: ExecutorMetrics,
     slots: Vec<JoinHandle<()>>,
@@ -66,6 +70,7 @@ pub struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        self.jobs.close();
         for slot in &self.slots {
             slot.abort();
         }
@@ -77,16 +82,16 @@ impl Pool {
     pub fn start(config: PoolConfig, metrics: ExecutorMetrics) -> Self {
         let size = config.size.max(1);
         let admission = Admission::new(size + config.queue, config.max_per_account);
-        let (jobs, receiver) = mpsc::unbounded_channel();
-        let queue: Queue = Rc::new(Mutex::new(receiver));
+        let jobs: Jobs = Arc::default();
         let slots = (0..size)
             .map(|n| {
-                let (queue, metrics) = (queue.clone(), metrics.clone());
+                let (queue, metrics) = (jobs.clone(), metrics.clone());
                 match &config.backend {
                     Backend::Workers(spec) => actix_rt::spawn(worker_slot(
                         n,
                         spec.clone(),
                         config.kill_grace,
+                        config.health.clone(),
                         queue,
                         metrics,
                     )),
@@ -127,9 +132,6 @@ impl Pool {
     }
 }
 
-/// The sending side of the pool's queue.
-pub type Jobs = mpsc::UnboundedSender<Job>;
-
 /// Queues an admitted run; `Busy` only if the pool has stopped.
 pub fn enqueue(
     jobs: &Jobs,
@@ -139,20 +141,21 @@ pub fn enqueue(
 ) -> Result<oneshot::Receiver<RunOutput>, Busy> {
     let (reply, receiver) = oneshot::channel();
     metrics.queued.inc();
+    let account = request.context.account_id.clone();
     let job = Job {
         request,
         reply,
         permit,
     };
-    if jobs.send(job).is_err() {
+    if jobs.push(&account, job).is_err() {
         metrics.queued.dec();
         return Err(Busy);
     }
     Ok(receiver)
 }
 
-async fn next_job(queue: &Queue, metrics: &ExecutorMetrics) -> Option<Job> {
-    let job = queue.lock().await.recv().await?;
+async fn next_job(queue: &Jobs, metrics: &ExecutorMetrics) -> Option<Job> {
+    let job = queue.pop().await?;
     metrics.queued.dec();
     Some(job)
 }
@@ -192,7 +195,8 @@ async fn worker_slot(
     n: usize,
     spec: WorkerSpec,
     kill_grace: Duration,
-    queue: Queue,
+    health: Arc<Health>,
+    queue: Jobs,
     metrics: ExecutorMetrics,
 ) {
     let mut worker: Option<Worker> = None;
@@ -206,12 +210,12 @@ async fn worker_slot(
             }
             match Worker::spawn(&spec).await {
                 Ok((started, confinement)) => {
-                    tracing::debug!(
-                        slot = n,
-                        pid = started.pid(),
-                        confined = confinement.confined(),
-                        "executor worker started"
-                    );
+                    tracing::debug!(slot = n, pid = started.pid(), "executor worker started");
+                    // The start-up check saw a confined worker; this one is not.
+                    if !confinement.confined() && health.sandbox() == Sandbox::Confined {
+                        tracing::warn!(slot = n, problems = %confinement.problems.join("; "), "an executor worker could not confine itself");
+                        health.set_sandbox(Sandbox::Degraded);
+                    }
                     worker = Some(started);
                 }
                 Err(e) => {
@@ -242,11 +246,12 @@ async fn worker_slot(
         let output = match result {
             Ok(Reply::Done(output)) => {
                 failures = 0;
-                if let Some(disposal) = output.disposed {
-                    metrics
+                match output.disposed {
+                    None | Some(Disposal::Recycled) => {}
+                    Some(disposal) => metrics
                         .terminations
                         .with_label_values(&[disposal.as_str()])
-                        .inc();
+                        .inc(),
                 }
                 output
             }
@@ -288,7 +293,7 @@ async fn worker_slot(
 }
 
 /// The mock engine runs here: it runs no untrusted code and finishes at once.
-async fn in_process_slot(engine: Arc<dyn Engine>, queue: Queue, metrics: ExecutorMetrics) {
+async fn in_process_slot(engine: Arc<dyn Engine>, queue: Jobs, metrics: ExecutorMetrics) {
     let mut runtime: Option<Box<dyn EngineRuntime>> = None;
     while let Some(job) = next_job(&queue, &metrics).await {
         if runtime.is_none() {

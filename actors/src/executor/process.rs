@@ -69,7 +69,9 @@ impl Worker {
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Nothing a worker prints may reach the server's log, where a compromised
+            // worker could forge lines; it reports through the protocol and its exit.
+            .stderr(Stdio::null())
             // Its own process group: a Ctrl-C meant for the server does not kill workers
             // mid-run; the server's shutdown and its death still do.
             .process_group(0)

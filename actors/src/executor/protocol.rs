@@ -95,11 +95,13 @@ pub async fn read_frame_async(
     if len > max {
         return Err(FrameError::TooLarge(len, max));
     }
-    let mut body = vec![0; len];
-    match input.read_exact(&mut body).await {
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
-        other => other.map(|_| body).map_err(FrameError::from),
+    // Grown as bytes arrive: a length prefix alone commits no memory.
+    let mut body = Vec::new();
+    input.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(FrameError::Closed);
     }
+    Ok(body)
 }
 
 /// Writes a ready frame (server side).

@@ -23,6 +23,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use text::Text;
 
 /// Native stack QuickJS may use; the worker's main thread has more than this.
 pub const MAX_STACK_BYTES: usize = 1 << 20;
@@ -35,6 +36,11 @@ const GC_THRESHOLD_BYTES: usize = 8 << 20;
 /// Runs between explicit collections: about 1 MiB of context garbage. Counting is O(1);
 /// asking QuickJS how much is allocated walks the whole heap (~20 µs per run).
 const GC_EVERY_RUNS: u32 = 6;
+/// A run this long may have left much more: cyclic garbage up to its memory limit, or an
+/// atom table grown by millions of property names (QuickJS never shrinks it). Its
+/// runtime is replaced rather than handed to the next run, which would pay for it. Short
+/// runs cannot allocate enough to matter; replacing a runtime costs far less than this.
+const RECYCLE_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 pub struct QuickJs;
@@ -85,18 +91,23 @@ impl EngineRuntime for QuickJsRuntime {
         if self.runs_since_gc >= GC_EVERY_RUNS {
             self.collect();
         }
-        let deadline = self.origin.elapsed() + request.limits.timeout;
+        let started = self.origin.elapsed();
+        let deadline = started + request.limits.timeout;
         let carried_garbage = self.runs_since_gc > 0;
-        let output = self.run_once(request, deadline);
+        let mut output = self.run_once(request, deadline);
         self.runs_since_gc += 1;
         let out_of_memory = matches!(&output.result, Err(e) if e.code == ErrorCode::MemoryLimit);
-        if !(out_of_memory && carried_garbage) {
-            return output;
+        if out_of_memory && carried_garbage {
+            self.collect();
+            output = self.run_once(request, deadline);
+            self.runs_since_gc += 1;
+            // The heap did run out once: start the next run on a fresh runtime anyway.
+            output.disposed = output.disposed.or(Some(Disposal::MemoryLimit));
         }
-        self.collect();
-        let retry = self.run_once(request, deadline);
-        self.runs_since_gc += 1;
-        retry
+        if output.disposed.is_none() && self.origin.elapsed() - started >= RECYCLE_AFTER {
+            output.disposed = Some(Disposal::Recycled);
+        }
+        output
     }
 
     /// Building a context is most of a small run's work (docs/benchmarks.md); done here it
@@ -161,10 +172,7 @@ impl QuickJsRuntime {
         // rather than waiting for the last reference to go.
         let state = std::mem::take(&mut *state.borrow_mut());
         let result = match (result, state.refusal) {
-            (Ok(_), Some(refusal)) => Err(RunError {
-                code: ErrorCode::TooManyActions,
-                message: refusal.message(&request.limits),
-            }),
+            (Ok(_), Some(refusal)) => Err(refusal.error(&request.limits)),
             (other, _) => other,
         };
         RunOutput {
@@ -198,44 +206,39 @@ fn memory_limit() -> RunError {
 /// When the heap is so full that QuickJS cannot even allocate the `InternalError`, it
 /// throws `null` instead; a thrown `null` is therefore reported as `memory_limit` (a
 /// script that itself throws `null` is reported the same way: docs/api.md).
-fn caught<'js>(ctx: &Ctx<'js>, error: CaughtError<'js>) -> RunError {
+fn caught<'js>(ctx: &Ctx<'js>, text: &Text<'js>, error: CaughtError<'js>) -> RunError {
+    let shown = |value: Value<'js>| text.bounded_display(ctx, value, text::ERROR_BYTES).ok();
     let (name, message) = match error {
         CaughtError::Value(value) if value.is_null() => return memory_limit(),
         CaughtError::Exception(exception) => {
             let object = exception.as_object();
-            let name = object
-                .get::<_, Value>("name")
-                .ok()
-                .and_then(|v| text::bounded_display(ctx, v, text::ERROR_BYTES).ok())
-                .unwrap_or_else(|| "Error".to_owned());
-            let message = object
-                .get::<_, Value>("message")
-                .ok()
-                .and_then(|v| text::bounded_display(ctx, v, text::ERROR_BYTES).ok())
-                .unwrap_or_default();
-            (name, message)
+            let name = object.get::<_, Value>("name").ok().and_then(shown);
+            let message = object.get::<_, Value>("message").ok().and_then(shown);
+            (
+                name.unwrap_or_else(|| "Error".to_owned()),
+                message.unwrap_or_default(),
+            )
         }
         CaughtError::Value(value) => {
-            let text = text::bounded_display(ctx, value, text::ERROR_BYTES)
-                .unwrap_or_else(|_| "a non-error value".to_owned());
-            return script_error(format!("Uncaught {text}"));
+            let shown = shown(value).unwrap_or_else(|| "a non-error value".to_owned());
+            return script_error(text::without_nul(format!("Uncaught {shown}")));
         }
         CaughtError::Error(e) => ("Error".to_owned(), e.to_string()),
     };
     if message == "out of memory" {
         return memory_limit();
     }
-    script_error(format!("Uncaught {name}: {message}"))
+    script_error(text::without_nul(format!("Uncaught {name}: {message}")))
 }
 
 /// `.catch(ctx).map_err(…)` in one step.
 trait Caught<'js, T> {
-    fn or_run_error(self, ctx: &Ctx<'js>) -> Result<T, RunError>;
+    fn or_run_error(self, ctx: &Ctx<'js>, text: &Text<'js>) -> Result<T, RunError>;
 }
 
 impl<'js, T> Caught<'js, T> for rquickjs::Result<T> {
-    fn or_run_error(self, ctx: &Ctx<'js>) -> Result<T, RunError> {
-        self.catch(ctx).map_err(|e| caught(ctx, e))
+    fn or_run_error(self, ctx: &Ctx<'js>, text: &Text<'js>) -> Result<T, RunError> {
+        self.catch(ctx).map_err(|e| caught(ctx, text, e))
     }
 }
 
@@ -245,20 +248,25 @@ fn run_in<'js>(
     state: &Rc<RefCell<HostState>>,
 ) -> Result<serde_json::Value, RunError> {
     // The params text is parsed for the `params` global and again for the argument, so
-    // each is its own copy.
+    // each is its own copy. Setting up fails only when the heap is already full.
     let params_json = request.params.get();
-    host::install(ctx, request, params_json, state).or_run_error(ctx)?;
-    let source: Value = ctx.eval(request.source.as_bytes()).or_run_error(ctx)?;
+    let text = Text::capture(ctx).map_err(|_| memory_limit())?;
+    let _release = text.releasing();
+    let text = &text;
+    host::install(ctx, text, request, params_json, state).map_err(|_| memory_limit())?;
+    let source: Value = ctx
+        .eval(request.source.as_bytes())
+        .or_run_error(ctx, text)?;
     let mut value = source;
     if let Some(function) = value.as_function() {
-        let params = ctx.json_parse(params_json).or_run_error(ctx)?;
-        let secrets = Object::new(ctx.clone()).or_run_error(ctx)?;
+        let params = ctx.json_parse(params_json).or_run_error(ctx, text)?;
+        let secrets = Object::new(ctx.clone()).or_run_error(ctx, text)?;
         for (name, plaintext) in &request.secrets {
             secrets
                 .set(name.as_str(), plaintext.as_str())
-                .or_run_error(ctx)?;
+                .or_run_error(ctx, text)?;
         }
-        value = function.call((params, secrets)).or_run_error(ctx)?;
+        value = function.call((params, secrets)).or_run_error(ctx, text)?;
     }
     if let Some(promise) = value.as_promise().cloned() {
         // Drain microtasks; no timers exist, so a promise still pending afterwards can
@@ -270,19 +278,22 @@ fn run_in<'js>(
                     "function returned a promise that did not settle".to_owned(),
                 ))
             }
-            Some(settled) => value = settled.or_run_error(ctx)?,
+            Some(settled) => value = settled.or_run_error(ctx, text)?,
         }
     }
     if value.is_undefined() {
         return Ok(serde_json::json!({}));
     }
-    let json = match ctx.json_stringify(value).or_run_error(ctx)? {
+    let json = match ctx.json_stringify(value).or_run_error(ctx, text)? {
         Some(json) => json,
         None => return Err(script_error("output is not JSON-serialisable".to_owned())),
     };
     // Measured inside the engine's heap; copied out only when it fits.
-    let text = match text::bounded(json, request.limits.output_bytes).or_run_error(ctx)? {
-        text::Bounded::Whole(text) => text,
+    let json = match text
+        .bounded(json, request.limits.output_bytes)
+        .or_run_error(ctx, text)?
+    {
+        text::Bounded::Whole(json) => json,
         text::Bounded::Cut { total, .. } => {
             return Err(RunError {
                 code: ErrorCode::OutputTooLarge,
@@ -293,9 +304,16 @@ fn run_in<'js>(
             })
         }
     };
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| script_error(format!("output is not valid JSON: {e}")))?;
-    Ok(normalise_output(value))
+    match text::parse_json(&json) {
+        Ok(value) => Ok(normalise_output(value)),
+        Err(text::JsonError::TooDeep) => Err(script_error(format!(
+            "output nests deeper than {} levels",
+            text::MAX_DEPTH
+        ))),
+        Err(text::JsonError::Invalid(e)) => {
+            Err(script_error(format!("output is not valid JSON: {e}")))
+        }
+    }
 }
 
 #[cfg(test)]

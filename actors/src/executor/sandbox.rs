@@ -31,9 +31,16 @@ impl Confinement {
 #[derive(Debug)]
 pub struct ParentGone;
 
+/// The only descriptors the worker reads and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipes {
+    pub input: i32,
+    pub output: i32,
+}
+
 /// Confines the calling process. `parent` is the server's pid: if the worker has already
 /// been reparented, the server is gone and the worker must exit.
-pub fn confine(address_space: u64, parent: u32) -> Result<Confinement, ParentGone> {
+pub fn confine(address_space: u64, parent: u32, pipes: Pipes) -> Result<Confinement, ParentGone> {
     use rustix::process::{self, Resource, Rlimit, Signal};
     let mut problems = Vec::new();
     let mut step = |name: &str, result: Result<(), String>| {
@@ -67,30 +74,29 @@ pub fn confine(address_space: u64, parent: u32) -> Result<Confinement, ParentGon
         "no new privileges",
         rustix::thread::set_no_new_privs(true).map_err(|e| e.to_string()),
     );
-    step("seccomp filter", install_filter());
+    let pid = process::getpid().as_raw_pid();
+    step("seccomp filter", install_filter(pipes, pid));
     Ok(Confinement { problems })
 }
 
-fn install_filter() -> Result<(), String> {
-    let program = filter()?;
+fn install_filter(pipes: Pipes, pid: i32) -> Result<(), String> {
+    let program = filter(pipes, pid)?;
     seccompiler::apply_filter(&program).map_err(|e| e.to_string())
 }
 
-/// The allow-list. Memory is managed with `brk`/`mmap` (never executable), the pipe is
-/// read and written, time is read (the interrupt handler, `Date`), and the process may
-/// exit. `getrandom` seeds hash tables; `futex` and `sched_yield` serve the allocator's
-/// locks in a single thread.
-pub fn filter() -> Result<seccompiler::BpfProgram, String> {
+/// The allow-list. Memory is managed with `brk`/`mmap` (never executable), the two pipes
+/// are read and written (no other descriptor, inherited or not: not even stdout, so
+/// nothing printed by mistake can corrupt the protocol), time is read (the interrupt
+/// handler, `Date`), and the process may exit, or signal itself (`abort`). `getrandom`
+/// seeds hash tables; `futex` and `sched_yield` serve the allocator's locks in a single
+/// thread.
+pub fn filter(pipes: Pipes, pid: i32) -> Result<seccompiler::BpfProgram, String> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
         SeccompRule, TargetArch,
     };
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
     let plain = [
-        libc::SYS_read,
-        libc::SYS_readv,
-        libc::SYS_write,
-        libc::SYS_writev,
         libc::SYS_close,
         libc::SYS_brk,
         libc::SYS_munmap,
@@ -126,6 +132,19 @@ pub fn filter() -> Result<seccompiler::BpfProgram, String> {
     };
     rules.insert(libc::SYS_mmap, vec![not_executable()?]);
     rules.insert(libc::SYS_mprotect, vec![not_executable()?]);
+    let first_argument_is = |value: i32| {
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value as u64)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(|e| e.to_string())
+    };
+    for call in [libc::SYS_read, libc::SYS_readv] {
+        rules.insert(call, vec![first_argument_is(pipes.input)?]);
+    }
+    for call in [libc::SYS_write, libc::SYS_writev] {
+        rules.insert(call, vec![first_argument_is(pipes.output)?]);
+    }
+    // `abort` signals its own process; nothing else may be signalled.
+    rules.insert(libc::SYS_tgkill, vec![first_argument_is(pid)?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -171,7 +190,11 @@ pub fn probe() -> BTreeMap<String, String> {
 mod tests {
     #[test]
     fn the_filter_compiles_for_this_machine() {
-        let program = super::filter().unwrap();
+        let pipes = super::Pipes {
+            input: 3,
+            output: 4,
+        };
+        let program = super::filter(pipes, 42).unwrap();
         assert!(program.len() > 20, "{} instructions", program.len());
     }
 

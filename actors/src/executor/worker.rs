@@ -11,7 +11,7 @@ use super::protocol::{self, FrameError, Reply, Request, MAX_REQUEST_BYTES};
 use super::{sandbox, MockEngine, QuickJs};
 use std::ffi::OsString;
 use std::io::{BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// The hidden command-line flag that selects worker mode.
 pub const FLAG: &str = "--executor-worker";
@@ -43,7 +43,11 @@ pub fn main(args: &[OsString]) -> u8 {
         eprintln!("executor worker: cannot open its pipes");
         return 1;
     };
-    let Ok(confinement) = sandbox::confine(address_space, parent) else {
+    let pipes = sandbox::Pipes {
+        input: input.as_raw_fd(),
+        output: output.as_raw_fd(),
+    };
+    let Ok(confinement) = sandbox::confine(address_space, parent, pipes) else {
         // The server is already gone: nobody is waiting for this worker.
         return 0;
     };
@@ -75,6 +79,7 @@ pub fn serve(
     if let Some(rt) = runtime.as_mut() {
         rt.prepare();
     }
+    let mut dispose = false;
     loop {
         let frame = match protocol::read_frame(&mut input, MAX_REQUEST_BYTES) {
             Ok(frame) => frame,
@@ -90,14 +95,16 @@ pub fn serve(
                         "no JavaScript runtime available in the worker",
                     ),
                 };
-                if output.disposed.is_some() {
-                    runtime = None;
-                }
+                dispose = output.disposed.is_some();
                 Reply::Done(output)
             }
             Request::Probe => Reply::Probe(sandbox::probe()),
         };
         protocol::write_message(&mut output, &reply)?;
+        // Freeing a large heap takes time: only once the server has its answer.
+        if std::mem::take(&mut dispose) {
+            runtime = None;
+        }
         // Between runs, while the server reads the reply: a replaced runtime, and the next
         // run's context, are ready before the next request arrives.
         if runtime.is_none() {

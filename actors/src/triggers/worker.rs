@@ -204,7 +204,8 @@ impl TriggerWorker {
                 execution_id: claimed.firing.execution_id,
                 // An event-triggered run that fails emits no event: no loops.
                 failure_event: claimed.kind != TriggerType::Event,
-                ..ExecOptions::default()
+                // Background work waits its turn in the executor; it never fails as busy.
+                wait_for_room: true,
             },
         });
         let result = crate::work::renewing(call, self.config.lease / 3, || {

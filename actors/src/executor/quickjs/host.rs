@@ -5,8 +5,10 @@
 //! Host functions never hold the state borrowed while they call back into the engine:
 //! formatting a value may run the script's own `toString` or `toJSON`, which may log.
 
-use super::text::{self, Bounded};
-use crate::executor::engine::{LogBuffer, QueuedAction, RunContext, RunLimits, RunRequest};
+use super::text::{self, Bounded, Text, MAX_DEPTH};
+use crate::executor::engine::{
+    ErrorCode, LogBuffer, QueuedAction, RunContext, RunError, RunLimits, RunRequest,
+};
 use rquickjs::function::{Opt, Rest};
 use rquickjs::object::{Accessor, Property};
 use rquickjs::{Ctx, Function, Object, Value};
@@ -28,22 +30,34 @@ const DEVPACK_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("automation", &[("schedule", "automation.schedule")]),
 ];
 
-/// Why queued actions fail the run with `too_many_actions`.
+/// Why queued actions fail a run that otherwise succeeded.
 #[derive(Debug, Clone, Copy)]
 pub enum Refusal {
     TooMany,
     ParamsTooLarge,
+    ParamsTooDeep,
 }
 
 impl Refusal {
-    pub fn message(self, limits: &RunLimits) -> String {
-        match self {
-            Self::TooMany => format!("more than {} Devpack actions", limits.max_actions),
-            Self::ParamsTooLarge => format!(
-                "Devpack action params exceed the output limit of {} bytes together",
-                limits.output_bytes
+    pub fn error(self, limits: &RunLimits) -> RunError {
+        let (code, message) = match self {
+            Self::TooMany => (
+                ErrorCode::TooManyActions,
+                format!("more than {} Devpack actions", limits.max_actions),
             ),
-        }
+            Self::ParamsTooLarge => (
+                ErrorCode::TooManyActions,
+                format!(
+                    "Devpack action params exceed the output limit of {} bytes together",
+                    limits.output_bytes
+                ),
+            ),
+            Self::ParamsTooDeep => (
+                ErrorCode::ScriptError,
+                format!("Devpack action params nest deeper than {MAX_DEPTH} levels"),
+            ),
+        };
+        RunError { code, message }
     }
 }
 
@@ -58,8 +72,10 @@ pub struct HostState {
     pub refusal: Option<Refusal>,
 }
 
+/// Installs the host API. `text` was captured from this context before any script ran.
 pub fn install<'js>(
     ctx: &Ctx<'js>,
+    text: &Text<'js>,
     request: &RunRequest,
     params_json: &str,
     state: &Rc<RefCell<HostState>>,
@@ -72,8 +88,9 @@ pub fn install<'js>(
     let console = Object::new(ctx.clone())?;
     for level in ["log", "info", "warn", "error", "debug"] {
         let (state, secrets, limits) = (state.clone(), secrets.clone(), request.limits);
+        let text = text.clone();
         let log = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
-            log_entry(&ctx, args.0, &state, &secrets, &limits)
+            log_entry(&ctx, &text, args.0, &state, &secrets, &limits)
         })?;
         console.set(level, log)?;
     }
@@ -81,8 +98,9 @@ pub fn install<'js>(
     // Built on first use (most functions never touch it), then fixed as a read-only value
     // so every access sees the same object.
     let (ids, limits, devpack_state) = (request.context.clone(), request.limits, state.clone());
+    let devpack_text = text.clone();
     let lazy = Accessor::new_get(move |ctx: Ctx<'js>| {
-        let devpack = devpack(&ctx, &ids, limits, &devpack_state)?;
+        let devpack = devpack(&ctx, &devpack_text, &ids, limits, &devpack_state)?;
         ctx.globals()
             .prop("Devpack", Property::from(devpack.clone()))?;
         Ok::<_, rquickjs::Error>(devpack)
@@ -94,17 +112,19 @@ pub fn install<'js>(
 }
 
 /// One console entry: arguments joined by a space, formatted only while the entry still
-/// has room; a full buffer only counts the entry.
+/// has room; a full buffer only counts the entry. The entry's place is taken before any
+/// argument is formatted, so a `toJSON` that logs cannot get past the line limit.
 fn log_entry<'js>(
     ctx: &Ctx<'js>,
+    text: &Text<'js>,
     args: Vec<Value<'js>>,
     state: &Rc<RefCell<HostState>>,
     secrets: &BTreeMap<String, String>,
     limits: &RunLimits,
 ) -> rquickjs::Result<()> {
-    if !state.borrow_mut().logs.admit(limits) {
+    let Some(slot) = state.borrow_mut().logs.reserve(limits) else {
         return Ok(());
-    }
+    };
     let budget = LogBuffer::capture_bytes(secrets, limits);
     let mut line = String::new();
     let mut cut = false;
@@ -120,7 +140,7 @@ fn log_entry<'js>(
             line.push_str("[unprintable]");
             continue;
         };
-        match text::bounded(string, budget.saturating_sub(line.len()))? {
+        match text.bounded(string, budget.saturating_sub(line.len()))? {
             Bounded::Whole(text) => line.push_str(&text),
             Bounded::Cut { prefix, .. } => {
                 line.push_str(&prefix);
@@ -129,7 +149,11 @@ fn log_entry<'js>(
             }
         }
     }
-    state.borrow_mut().logs.push(line, cut, secrets, limits);
+    let line = text::without_nul(line);
+    state
+        .borrow_mut()
+        .logs
+        .fill(slot, line, cut, secrets, limits);
     Ok(())
 }
 
@@ -138,6 +162,7 @@ fn log_entry<'js>(
 /// context cost about a fifth of a small execution (docs/benchmarks.md).
 fn devpack<'js>(
     ctx: &Ctx<'js>,
+    text: &Text<'js>,
     ids: &RunContext,
     limits: RunLimits,
     state: &Rc<RefCell<HostState>>,
@@ -157,11 +182,11 @@ fn devpack<'js>(
     for (namespace, methods) in DEVPACK_ACTIONS {
         let object = Object::new(ctx.clone())?;
         for (method, kind) in *methods {
-            let state = state.clone();
+            let (state, text) = (state.clone(), text.clone());
             let queue = Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>, params: Opt<Value<'js>>| {
-                    enqueue(&ctx, &state, kind, params.0, &limits)
+                    enqueue(&ctx, &text, &state, kind, params.0, &limits)
                 },
             )?;
             object.set(*method, queue)?;
@@ -189,9 +214,10 @@ fn devpack<'js>(
 
 /// Queues one action and returns `{id, type}`. Past the action limit, or when the params
 /// of all actions together would pass the output limit, the run is marked to fail with
-/// `too_many_actions` and nothing more is copied.
+/// `too_many_actions` and nothing more is copied; params nested too deeply fail it too.
 fn enqueue<'js>(
     ctx: &Ctx<'js>,
+    text: &Text<'js>,
     state: &Rc<RefCell<HostState>>,
     kind: &str,
     params: Option<Value<'js>>,
@@ -217,22 +243,24 @@ fn enqueue<'js>(
             .output_bytes
             .saturating_sub(state.borrow().action_bytes);
         let params = match json {
-            None => Some((serde_json::Value::Null, 0)),
-            Some(json) => match text::bounded(json, room)? {
-                Bounded::Whole(text) => Some((
-                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-                    text.len(),
-                )),
-                Bounded::Cut { .. } => None,
+            None => Ok((serde_json::Value::Null, 0)),
+            Some(json) => match text.bounded(json, room)? {
+                Bounded::Whole(json) => match text::parse_json(&json) {
+                    Ok(value) => Ok((value, json.len())),
+                    Err(text::JsonError::TooDeep) => Err(Refusal::ParamsTooDeep),
+                    // `JSON.stringify` output always parses; should it not, queue nothing.
+                    Err(text::JsonError::Invalid(_)) => Ok((serde_json::Value::Null, 0)),
+                },
+                Bounded::Cut { .. } => Err(Refusal::ParamsTooLarge),
             },
         };
         let mut state = state.borrow_mut();
         match params {
-            None => refused(&mut state, Refusal::ParamsTooLarge),
-            Some(_) if state.actions.len() >= limits.max_actions => {
+            Err(refusal) => refused(&mut state, refusal),
+            Ok(_) if state.actions.len() >= limits.max_actions => {
                 refused(&mut state, Refusal::TooMany)
             }
-            Some((params, bytes)) => {
+            Ok((params, bytes)) => {
                 let id = format!("action_{}", state.actions.len() + 1);
                 state.action_bytes += bytes;
                 state.actions.push(QueuedAction {

@@ -142,7 +142,13 @@ fn limits_fail_the_run_and_poison_the_runtime() {
             "output is 10485770 bytes; the limit is 262144 bytes".to_owned()
         )
     );
-    assert_eq!(out.disposed, None);
+    assert!(
+        !matches!(
+            out.disposed,
+            Some(Disposal::Timeout | Disposal::MemoryLimit)
+        ),
+        "a refused output does not poison the runtime"
+    );
     assert_eq!(
         error(&run("() => { throw 'plain' }")),
         (ErrorCode::ScriptError, "Uncaught plain".to_owned())
@@ -230,4 +236,22 @@ fn garbage_from_earlier_runs_never_fails_a_run() {
     small.limits.timeout = Duration::from_secs(30);
     let out = rt.run(&small);
     assert_eq!(out.result.unwrap(), json!({"n": 4 * 1024 * 1024}));
+}
+
+#[test]
+fn a_runtime_is_freed_cleanly_after_any_run() {
+    // QuickJS asserts, when a runtime is freed, that no object outlived it; a host
+    // function holding a JS value from Rust would break that and abort the worker.
+    for source in [
+        "() => { console.log('a\\ud800', {x: 1}); Devpack.oracle.createRequest({}); return 1 }",
+        "() => { for (let i = 0; i < 5; i++) Promise.resolve().then(() => console.log(i)); return 1 }",
+        "() => { throw new Error('\\udc00') }",
+        "async () => { await null; console.log('x'); return 2 }",
+    ] {
+        let mut rt = QuickJs.new_runtime().unwrap();
+        rt.prepare();
+        let out = rt.run(&request(source, json!({})));
+        assert!(!out.logs.is_empty() || out.result.is_err() || out.disposed.is_some());
+        drop(rt);
+    }
 }

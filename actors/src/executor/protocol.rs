@@ -95,8 +95,8 @@ pub async fn read_frame_async(
     if len > max {
         return Err(FrameError::TooLarge(len, max));
     }
-    // Grown as bytes arrive: a length prefix alone commits no memory.
-    let mut body = Vec::new();
+    // Grown as bytes arrive: a length prefix alone commits little memory.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
     input.take(len as u64).read_to_end(&mut body).await?;
     if body.len() < len {
         return Err(FrameError::Closed);

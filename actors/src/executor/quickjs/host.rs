@@ -85,14 +85,15 @@ pub fn install<'js>(
     // on this runtime: they would run there, inside another account's execution.
     globals.set("FinalizationRegistry", rquickjs::Undefined)?;
     let secrets = Rc::new(request.secrets.clone());
+    let (state_ref, limits, log_text) = (state.clone(), request.limits, text.clone());
+    // One function serves every level: they all append an entry the same way, and each
+    // function made here is made again for every run.
+    let log = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
+        log_entry(&ctx, &log_text, args.0, &state_ref, &secrets, &limits)
+    })?;
     let console = Object::new(ctx.clone())?;
     for level in ["log", "info", "warn", "error", "debug"] {
-        let (state, secrets, limits) = (state.clone(), secrets.clone(), request.limits);
-        let text = text.clone();
-        let log = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
-            log_entry(&ctx, &text, args.0, &state, &secrets, &limits)
-        })?;
-        console.set(level, log)?;
+        console.set(level, log.clone())?;
     }
     globals.set("console", console)?;
     // Built on first use (most functions never touch it), then fixed as a read-only value

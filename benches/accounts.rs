@@ -59,9 +59,11 @@ fn get_account(c: &mut Criterion) {
             "--log-level",
             "error",
         ];
-        let settings = service_layer::settings::load(args, &|_| None)
+        let mut settings = service_layer::settings::load(args, &|_| None)
             .unwrap()
             .settings;
+        // This process is the bench harness: JavaScript workers are the real binary.
+        settings.executor.worker_program = Some(env!("CARGO_BIN_EXE_appserver").into());
         let app = service_layer::startup::Application::build(settings)
             .await
             .unwrap();

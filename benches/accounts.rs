@@ -1,18 +1,23 @@
 //! Cost of the actor layer on a read (BRIEF §3: "the API must not become slower because
 //! of actors"). Three ways to fetch one account from the memory store:
 //!   service_direct  the plain service call (the floor)
-//!   through_actor   the same call as a message through the supervised accounts actor
+//!   actor_local     the same call as a message to an accounts actor on the caller's
+//!                   thread (the cost of the message alone)
+//!   through_actor   the same call as a message to the supervised accounts actor on its
+//!                   own thread, through the narrow handle HTTP handlers hold
 //!   http_loopback   a full authenticated HTTP GET over loopback to the real application
 //! Run: `cargo bench --bench accounts`; numbers and ratios go in docs/benchmarks.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use actix::Actor as _;
-use actors::accounts::{AccountsActor, AccountsService, GetAccount, Metadata, NewAccount, Owner};
+use actors::accounts::tokens::TokensService;
+use actors::accounts::{
+    AccountsActor, AccountsHandle, AccountsService, GetAccount, Metadata, NewAccount, Owner,
+};
 use actors::health::Health;
 use actors::metrics::ActorMetrics;
-use actors::store::Stores;
+use actors::stores::Stores;
 use actors::supervisor::{RestartPolicy, Supervisor};
-use actors::tokens::TokensService;
 use actors::SystemClock;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
@@ -22,7 +27,7 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 
 fn get_account(c: &mut Criterion) {
     let sys = actix_rt::System::new();
-    let (service, handle, id) = sys.block_on(async {
+    let (service, handle, local, id) = sys.block_on(async {
         let stores = Stores::memory();
         let service = AccountsService::new(stores.accounts.clone(), Arc::new(SystemClock));
         let account = service
@@ -41,12 +46,24 @@ fn get_account(c: &mut Criterion) {
         );
         let actor_service = service.clone();
         let tokens = TokensService::new(stores.tokens.clone(), Arc::new(SystemClock));
-        let handle = supervisor.add("accounts", move |exit| {
-            AccountsActor::new(actor_service.clone(), tokens.clone(), exit).start()
+        let (local_service, local_tokens) = (service.clone(), tokens.clone());
+        let local = supervisor.add("accounts_local", move |exit| {
+            AccountsActor::new(local_service.clone(), local_tokens.clone(), exit).start()
         });
+        let local: Arc<dyn AccountsHandle> = Arc::new(local);
+        // As in the server: the actor on its own thread, reached through the narrow
+        // handle the HTTP handlers hold.
+        let arbiter = actix::Arbiter::new().handle();
+        let handle = supervisor.add("accounts", move |exit| {
+            let (service, tokens) = (actor_service.clone(), tokens.clone());
+            AccountsActor::start_in_arbiter(&arbiter, move |_| {
+                AccountsActor::new(service, tokens, exit)
+            })
+        });
+        let handle: Arc<dyn AccountsHandle> = Arc::new(handle);
         supervisor.start();
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        (service, handle, account.id)
+        (service, handle, local, account.id)
     });
 
     let (client, url) = sys.block_on(async {
@@ -87,8 +104,11 @@ fn get_account(c: &mut Criterion) {
     group.bench_function("service_direct", |b| {
         b.iter(|| sys.block_on(service.get(id)).unwrap());
     });
+    group.bench_function("actor_local", |b| {
+        b.iter(|| sys.block_on(local.ask(GetAccount(id))).unwrap());
+    });
     group.bench_function("through_actor", |b| {
-        b.iter(|| sys.block_on(handle.call(GetAccount(id))).unwrap().unwrap());
+        b.iter(|| sys.block_on(handle.ask(GetAccount(id))).unwrap());
     });
     group.bench_function("http_loopback", |b| {
         b.iter(|| {

@@ -5,8 +5,9 @@
 //! in-flight requests drained (up to `SHUTDOWN_TIMEOUT`) → actors stopped in reverse
 //! start order.
 
+use crate::error::StartupError;
 use crate::http::{self, auth::Auth, extract::BodyLimit, request::Inflight, state::AppState};
-use crate::settings::{Command, Invocation, Settings};
+use crate::settings::{Command, ExposeSecret, Invocation, Settings};
 use crate::subsystems;
 use actix::{Actor, Addr, Arbiter};
 use actix_web::middleware::from_fn;
@@ -18,7 +19,8 @@ use actors::health::{Health, Phase};
 use actors::metrics::ActorMetrics;
 use actors::secrets::{SecretsActor, SecretsService};
 use actors::store::postgres::ConnectError;
-use actors::store::{migrations, PgOptions, Stores};
+use actors::store::{migrations, PgOptions};
+use actors::stores::Stores;
 use actors::supervisor::{ActorHandle, RestartPolicy, Shutdown, Supervisor, WaitStarted};
 use actors::triggers::TriggersService;
 use actors::SystemClock;
@@ -26,26 +28,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-/// Why the process could not start or keep running; decides the exit status.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// A configuration problem: exit 2.
-    #[error("{0}")]
-    Config(String),
-    /// A runtime failure (database unreachable, migration failed, port taken): exit 1.
-    #[error(transparent)]
-    Runtime(#[from] anyhow::Error),
-}
-
-impl StartupError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Config(_) => 2,
-            Self::Runtime(_) => 1,
-        }
-    }
-}
 
 /// Runs what the command line asked for and returns the exit status.
 pub async fn run(invocation: Invocation) -> u8 {
@@ -94,7 +76,7 @@ async fn migrate_only(settings: &Settings) -> Result<(), StartupError> {
         println!("nothing to migrate: memory mode (DATABASE_URL is not set)");
         return Ok(());
     };
-    let pool = connect(settings, dsn.expose()).await?;
+    let pool = connect(settings, dsn.expose_secret()).await?;
     let applied = migrate(&pool).await?;
     println!(
         "applied {} migration(s){}; the database is up to date ({} known)",
@@ -115,10 +97,10 @@ fn key_ring(settings: &Settings) -> Result<KeyRing, StartupError> {
         .secrets
         .previous_keys
         .iter()
-        .map(|k| Key::from_bytes(k.expose()).map_err(StartupError::Config))
+        .map(|k| Key::from_bytes(k.expose_secret()).map_err(StartupError::Config))
         .collect::<Result<Vec<_>, _>>()?;
     let current = match &settings.secrets.encryption_key {
-        Some(key) => Key::from_bytes(key.expose()).map_err(StartupError::Config)?,
+        Some(key) => Key::from_bytes(key.expose_secret()).map_err(StartupError::Config)?,
         None => {
             tracing::warn!("SECRET_ENCRYPTION_KEY is not set: secrets are encrypted with a random key that lives only as long as this process");
             Key::generate()
@@ -136,7 +118,7 @@ async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
         ));
     };
     let keys = Arc::new(key_ring(settings)?);
-    let pool = connect(settings, dsn.expose()).await?;
+    let pool = connect(settings, dsn.expose_secret()).await?;
     let stores = Stores::postgres(pool);
     let service = SecretsService::new(stores.secrets, keys.clone(), Arc::new(SystemClock));
     let report = service
@@ -172,7 +154,7 @@ async fn open_stores(settings: &Settings) -> Result<Stores, StartupError> {
         tracing::warn!("memory mode: data lives in this process only and is lost when it stops (set DATABASE_URL for PostgreSQL)");
         return Ok(Stores::memory());
     };
-    let pool = connect(settings, dsn.expose()).await?;
+    let pool = connect(settings, dsn.expose_secret()).await?;
     if settings.database.migrate {
         migrate(&pool).await?;
     } else {
@@ -186,7 +168,7 @@ fn warn_about_settings(settings: &Settings) {
         .auth
         .api_tokens
         .iter()
-        .filter(|t| t.expose().chars().count() < Settings::SHORT_TOKEN)
+        .filter(|t| t.expose_secret().chars().count() < Settings::SHORT_TOKEN)
         .count();
     if short > 0 {
         tracing::warn!(
@@ -225,10 +207,8 @@ impl Application {
             settings.supervisor.restart_window,
         );
         let mut supervisor = Supervisor::new(health.clone(), actor_metrics, policy);
-        let services = Arbiter::new();
         let subsystems = subsystems::register(
             &mut supervisor,
-            &services.handle(),
             &stores,
             &settings,
             keys,
@@ -263,24 +243,22 @@ impl Application {
             .map_err(anyhow::Error::new)?;
 
         let auth = Auth::new(
-            settings.auth.api_tokens.iter().map(|t| t.expose().as_str()),
+            settings.auth.api_tokens.iter().map(|t| t.expose_secret()),
             settings.auth.disabled,
             settings.auth.metrics_require_token,
         )
-        .with_account_tokens(subsystems.accounts.clone())
+        .with_account_tokens(Arc::new(subsystems.accounts.clone()))
         .with_rate_limit(
             settings.server.rate_limit_rps,
             settings.server.rate_limit_burst,
         );
         let state = web::Data::new(AppState {
-            accounts: subsystems.accounts.clone(),
-            secrets: subsystems.secrets.clone(),
-            functions: subsystems.functions,
-            automation: subsystems.automation,
-            triggers: subsystems.triggers,
-            default_max_attempts: i32::try_from(settings.automation.max_attempts)
-                .unwrap_or(5)
-                .clamp(1, 20),
+            accounts: Arc::new(subsystems.accounts.clone()),
+            secrets: Arc::new(subsystems.secrets.clone()),
+            functions: Arc::new(subsystems.functions),
+            automation: Arc::new(subsystems.automation),
+            triggers: Arc::new(subsystems.triggers),
+            default_max_attempts: settings.automation.max_attempts,
             limit_maxima: subsystems::exec_defaults(&settings).maxima,
             metrics_require_token: settings.auth.metrics_require_token,
             health: health.clone(),
@@ -318,9 +296,7 @@ impl Application {
             server,
             health,
             supervisor,
-            arbiters: std::iter::once(services)
-                .chain(subsystems.arbiters)
-                .collect(),
+            arbiters: subsystems.arbiters,
             shutdown: Arc::new(Notify::new()),
             auth_disabled: settings.auth.disabled,
             accounts: subsystems.accounts,

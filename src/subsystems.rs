@@ -1,27 +1,31 @@
 //! Registers every subsystem actor with the root supervisor, in start order (stopped in
 //! reverse): accounts (and tokens), secrets, executor, functions, triggers, automation,
-//! events, scheduler.
-//! Each factory starts its actor on the arbiter given here, and the supervisor calls it
-//! again after a crash.
+//! events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
+//! triggers thread and `scheduler` on the automation thread, beside the actors whose
+//! tables they work. Each factory starts its actor on that arbiter, and the supervisor
+//! calls it again after a crash.
 
+use crate::error::StartupError;
 use crate::settings::{Settings, TeeMode};
-use crate::startup::StartupError;
-use actix::{Actor, Arbiter, ArbiterHandle};
+use actix::{Actor, Arbiter};
+use actors::accounts::tokens::TokensService;
 use actors::accounts::{AccountsActor, AccountsService};
 use actors::automation::{
     AutomationActor, AutomationMetrics, AutomationService, SchedulerActor, SchedulerConfig,
     SchedulerService,
 };
 use actors::crypto::KeyRing;
+use actors::devpack::Devpack;
 use actors::executor::{
     Backend, ExecutorActor, ExecutorMetrics, MockEngine, PoolConfig, WorkerSpec,
 };
-use actors::functions::{ExecDefaults, FunctionsActor, FunctionsService, LimitMaxima};
+use actors::functions::{
+    ExecDefaults, FunctionsActor, FunctionsDeps, FunctionsService, LimitMaxima,
+};
 use actors::health::{Health, Sandbox};
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
-use actors::store::Stores;
+use actors::stores::Stores;
 use actors::supervisor::{ActorHandle, Supervisor};
-use actors::tokens::TokensService;
 use actors::triggers::{
     EventsActor, TriggerMetrics, TriggerWorker, TriggersActor, TriggersService, WorkerConfig,
 };
@@ -35,19 +39,28 @@ pub struct Subsystems {
     pub functions: ActorHandle<FunctionsActor>,
     pub automation: ActorHandle<AutomationActor>,
     pub triggers: ActorHandle<TriggersActor>,
-    /// Arbiters made here (the executor's); stopped with the application.
+    /// One arbiter (OS thread) per subsystem; stopped with the application.
     pub arbiters: Vec<Arbiter>,
+}
+
+/// A subsystem's own thread: its actors' messages and database futures are handled
+/// there, so a slow subsystem does not delay another's.
+fn thread(arbiters: &mut Vec<Arbiter>) -> actix::ArbiterHandle {
+    let arbiter = Arbiter::new();
+    let handle = arbiter.handle();
+    arbiters.push(arbiter);
+    handle
 }
 
 pub async fn register(
     supervisor: &mut Supervisor,
-    services: &ArbiterHandle,
     stores: &Stores,
     settings: &Settings,
     keys: Arc<KeyRing>,
     registry: &prometheus::Registry,
     health: &Arc<Health>,
 ) -> Result<Subsystems, StartupError> {
+    let mut arbiters = Vec::new();
     let accounts_service = AccountsService::new(
         stores.accounts.clone(),
         Arc::new(SystemClock) as Arc<dyn actors::Clock>,
@@ -56,7 +69,7 @@ pub async fn register(
         stores.tokens.clone(),
         Arc::new(SystemClock) as Arc<dyn actors::Clock>,
     );
-    let arbiter = services.clone();
+    let arbiter = thread(&mut arbiters);
     let accounts = supervisor.add("accounts", move |exit| {
         let (service, tokens) = (accounts_service.clone(), tokens_service.clone());
         AccountsActor::start_in_arbiter(&arbiter, move |_| {
@@ -66,7 +79,7 @@ pub async fn register(
     let secrets_service =
         SecretsService::new(stores.secrets.clone(), keys.clone(), Arc::new(SystemClock));
     report_unknown_keys(&secrets_service).await;
-    let arbiter = services.clone();
+    let arbiter = thread(&mut arbiters);
     let secrets = supervisor.add("secrets", move |exit| {
         let service = secrets_service.clone();
         SecretsActor::start_in_arbiter(&arbiter, move |_| SecretsActor::new(service, exit))
@@ -74,10 +87,8 @@ pub async fn register(
     let executor_metrics = ExecutorMetrics::register(registry).map_err(anyhow::Error::new)?;
     let executor_config = executor_config(settings, health)?;
     health.set_sandbox(check_sandbox(&executor_config.backend).await?);
-    // Its own thread: every run's pipe I/O and deadline is handled there, away from the
-    // database futures of the other actors.
-    let executor_arbiter = Arbiter::new();
-    let arbiter = executor_arbiter.handle();
+    // Every run's pipe I/O and deadline is handled on the executor's thread.
+    let arbiter = thread(&mut arbiters);
     let pool_metrics = executor_metrics.clone();
     let executor = supervisor.add("executor", move |exit| {
         let (config, metrics) = (executor_config.clone(), pool_metrics.clone());
@@ -86,15 +97,20 @@ pub async fn register(
         })
     });
     let functions_service = FunctionsService::new(
-        stores.functions.clone(),
-        stores.secrets.clone(),
-        SecretResolver::Actor(secrets.clone()),
-        executor,
+        FunctionsDeps {
+            store: stores.functions.clone(),
+            secret_store: stores.secrets.clone(),
+            resolver: SecretResolver::Actor(Arc::new(secrets.clone())),
+            executor,
+            actions: Arc::new(Devpack {
+                job_max_attempts: settings.automation.max_attempts,
+            }),
+            clock: Arc::new(SystemClock),
+        },
         exec_defaults(settings),
-        Arc::new(SystemClock),
         executor_metrics,
     );
-    let arbiter = services.clone();
+    let arbiter = thread(&mut arbiters);
     let functions = supervisor.add("functions", move |exit| {
         let service = functions_service.clone();
         FunctionsActor::start_in_arbiter(&arbiter, move |_| FunctionsActor::new(service, exit))
@@ -102,11 +118,13 @@ pub async fn register(
     let replica = replica_id();
     let worker = TriggerWorker::new(
         stores.firings.clone(),
-        functions.clone(),
+        stores.events.clone(),
+        Arc::new(functions.clone()),
         Arc::new(SystemClock),
         replica.clone(),
         WorkerConfig {
             poll: settings.work.poll_interval,
+            tick: settings.automation.tick,
             lease: settings.work.lease,
             drain: settings.server.shutdown_timeout,
         },
@@ -119,7 +137,9 @@ pub async fn register(
         Arc::new(SystemClock),
     )
     .waking(worker.waker());
-    let arbiter = services.clone();
+    // The triggers subsystem's thread: its CRUD actor and its `events` worker.
+    let arbiter = thread(&mut arbiters);
+    let triggers_arbiter = arbiter.clone();
     let triggers = supervisor.add("triggers", move |exit| {
         let service = triggers_service.clone();
         TriggersActor::start_in_arbiter(&arbiter, move |_| TriggersActor::new(service, exit))
@@ -129,20 +149,20 @@ pub async fn register(
         stores.functions.clone(),
         Arc::new(SystemClock),
     );
-    let arbiter = services.clone();
+    // The automation subsystem's thread: its CRUD actor and its `scheduler`.
+    let arbiter = thread(&mut arbiters);
+    let automation_arbiter = arbiter.clone();
     let automation = supervisor.add("automation", move |exit| {
         let service = automation_service.clone();
         AutomationActor::start_in_arbiter(&arbiter, move |_| AutomationActor::new(service, exit))
     });
-    let arbiter = services.clone();
-    let events_worker = worker.clone();
     supervisor.add("events", move |exit| {
-        let worker = events_worker.clone();
-        EventsActor::start_in_arbiter(&arbiter, move |_| EventsActor::new(worker, exit))
+        let worker = worker.clone();
+        EventsActor::start_in_arbiter(&triggers_arbiter, move |_| EventsActor::new(worker, exit))
     });
     let scheduler_service = SchedulerService::new(
         stores.scheduler.clone(),
-        functions.clone(),
+        Arc::new(functions.clone()),
         Arc::new(SystemClock),
         replica,
         SchedulerConfig {
@@ -153,12 +173,12 @@ pub async fn register(
             retry_max_delay: settings.automation.retry_max_delay,
         },
         AutomationMetrics::register(registry).map_err(anyhow::Error::new)?,
-        worker,
     );
-    let arbiter = services.clone();
     supervisor.add("scheduler", move |exit| {
         let service = scheduler_service.clone();
-        SchedulerActor::start_in_arbiter(&arbiter, move |_| SchedulerActor::new(service, exit))
+        SchedulerActor::start_in_arbiter(&automation_arbiter, move |_| {
+            SchedulerActor::new(service, exit)
+        })
     });
     Ok(Subsystems {
         accounts,
@@ -166,7 +186,7 @@ pub async fn register(
         functions,
         automation,
         triggers,
-        arbiters: vec![executor_arbiter],
+        arbiters,
     })
 }
 
@@ -236,9 +256,6 @@ pub fn exec_defaults(settings: &Settings) -> ExecDefaults {
         log_lines: e.log_lines as usize,
         log_line_bytes: e.log_line_bytes as usize,
         max_actions: e.max_actions as usize,
-        job_max_attempts: i32::try_from(settings.automation.max_attempts)
-            .unwrap_or(5)
-            .clamp(1, 20),
         maxima: LimitMaxima {
             timeout_ms: e.max_timeout.as_millis() as u64,
             memory_mib: e.max_memory >> 20,

@@ -121,12 +121,12 @@ impl Key {
 
     /// A fresh random 32-byte key (memory mode without a configured key).
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(bytes.as_mut());
         Self {
-            id: KeyId::of(&bytes),
+            id: KeyId::of(bytes.as_ref()),
             cipher: Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(GenericArray::from_slice(
-                &bytes,
+                bytes.as_ref(),
             )))),
         }
     }
@@ -261,27 +261,15 @@ pub fn webhook_aad(trigger: crate::ids::TriggerId) -> String {
     format!("webhook:v1:{trigger}")
 }
 
-/// HMAC-SHA256 (RFC 2104) over `message`. Written out rather than pulling in a crate: it
-/// is a dozen lines over `sha2`, and the RFC 4231 vectors in the tests pin it down.
+/// HMAC-SHA256 (RFC 2104) over `message`.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{Hmac, Mac};
+    // `new_from_slice` accepts keys of any length (longer ones are hashed first).
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key) else {
+        unreachable!("HMAC takes keys of every length")
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Decodes key text (§3.9): `base64:<text>` (standard alphabet, padding optional),

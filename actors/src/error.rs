@@ -72,3 +72,172 @@ impl From<tokio_postgres::Error> for StoreError {
         }
     }
 }
+
+/// The contract's error codes (CONTRACT.md §1.2) that domain errors carry. The HTTP edge
+/// maps each to its status in one place (`src/http/error.rs`); nothing here knows status
+/// codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    ValidationFailed,
+    InvalidRequest,
+    InvalidSignature,
+    NotFound,
+    Conflict,
+    VersionMismatch,
+    InvalidState,
+    LimitExceeded,
+    InsufficientFunds,
+    ExecutorBusy,
+    ServiceUnavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "validation_failed",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidSignature => "invalid_signature",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::VersionMismatch => "version_mismatch",
+            Self::InvalidState => "invalid_state",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::ExecutorBusy => "executor_busy",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// An error that knows its contract code and what the client may be told. Every
+/// subsystem's error implements it (in the style of meilisearch's `ErrorCode`), so the
+/// HTTP edge maps all of them the same way.
+pub trait ErrorCode: std::error::Error + Send + Sync + 'static {
+    fn code(&self) -> Code;
+
+    /// What the client is told; `Internal` errors are never shown (the edge logs them).
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl ErrorCode for ValidationError {
+    fn code(&self) -> Code {
+        Code::ValidationFailed
+    }
+}
+
+impl ErrorCode for StoreError {
+    fn code(&self) -> Code {
+        match self {
+            Self::NotFound => Code::NotFound,
+            Self::Conflict(_) => Code::Conflict,
+            Self::VersionMismatch(_) => Code::VersionMismatch,
+            Self::InvalidState(_) => Code::InvalidState,
+            Self::Unavailable(_) => Code::ServiceUnavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Unavailable(_) => "database unavailable; retry shortly".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ErrorCode for crate::supervisor::Unavailable {
+    fn code(&self) -> Code {
+        Code::ServiceUnavailable
+    }
+
+    fn message(&self) -> String {
+        format!("the {} service is restarting; retry shortly", self.0)
+    }
+}
+
+/// Declares a subsystem's error: `NotFound` naming the resource, a validation failure,
+/// a conflict, a state conflict, the store's own failures and an unavailable actor, plus
+/// any variants the subsystem adds with their codes. `From<StoreError>` keeps the store's code;
+/// `StoreError::NotFound` must be named first with `.or_not_found("what")`.
+#[macro_export]
+macro_rules! subsystem_error {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident $(($($field:ty),*))? => $code:expr),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $name {
+            #[error("{0} not found")]
+            NotFound(&'static str),
+            #[error(transparent)]
+            Invalid(#[from] $crate::error::ValidationError),
+            #[error("{0}")]
+            Conflict(String),
+            #[error("{0}")]
+            InvalidState(String),
+            #[error(transparent)]
+            Store(#[from] $crate::error::StoreError),
+            /// The actor that should answer is restarting or stopped.
+            #[error(transparent)]
+            Unavailable(#[from] $crate::supervisor::Unavailable),
+            $($(#[$vmeta])* $variant $(($($field),*))?,)*
+        }
+
+        impl $crate::error::ErrorCode for $name {
+            fn code(&self) -> $crate::error::Code {
+                #[allow(unused_variables)]
+                match self {
+                    Self::NotFound(_) => $crate::error::Code::NotFound,
+                    Self::Invalid(_) => $crate::error::Code::ValidationFailed,
+                    Self::Conflict(_) => $crate::error::Code::Conflict,
+                    Self::InvalidState(_) => $crate::error::Code::InvalidState,
+                    Self::Store(e) => $crate::error::ErrorCode::code(e),
+                    Self::Unavailable(e) => $crate::error::ErrorCode::code(e),
+                    $(Self::$variant $(($($crate::subsystem_error!(@ignore $field)),*))? => $code,)*
+                }
+            }
+
+            fn message(&self) -> String {
+                match self {
+                    Self::Store(e) => $crate::error::ErrorCode::message(e),
+                    Self::Unavailable(e) => $crate::error::ErrorCode::message(e),
+                    other => other.to_string(),
+                }
+            }
+        }
+
+        impl From<$crate::error::Lookup> for $name {
+            fn from(lookup: $crate::error::Lookup) -> Self {
+                match lookup {
+                    $crate::error::Lookup::NotFound(what) => Self::NotFound(what),
+                    $crate::error::Lookup::Store(e) => Self::Store(e),
+                }
+            }
+        }
+    };
+    (@ignore $t:ty) => { _ };
+}
+
+/// A store failure whose `NotFound` names the missing resource: what
+/// [`OrNotFound::or_not_found`] gives, turned into any subsystem's error by `?`.
+#[derive(Debug)]
+pub enum Lookup {
+    NotFound(&'static str),
+    Store(StoreError),
+}
+
+/// Names the resource of a store's `NotFound`.
+pub trait OrNotFound<T> {
+    fn or_not_found(self, what: &'static str) -> Result<T, Lookup>;
+}
+
+impl<T> OrNotFound<T> for Result<T, StoreError> {
+    fn or_not_found(self, what: &'static str) -> Result<T, Lookup> {
+        self.map_err(|e| match e {
+            StoreError::NotFound => Lookup::NotFound(what),
+            other => Lookup::Store(other),
+        })
+    }
+}

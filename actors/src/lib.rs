@@ -1,9 +1,27 @@
 //! Domain core of service-layer: domain types, actor messages, actors, and the store traits
 //! with their memory and PostgreSQL implementations.
 //!
+//! The map, top down (each room imports only rooms below it; `structure_tests.rs` fails
+//! on a circle or on a reach into another subsystem's store module):
+//!
+//! ```text
+//! composition  stores (every store for one storage mode)   devpack (Devpack actions)
+//! subsystems   triggers, automation ─▶ functions ─▶ secrets, executor, events,
+//!              accounts (+ accounts::tokens)
+//! shared       store (MemoryDb, Tx, pool, migrations), supervisor (handles, Ask),
+//!              error (Code, ErrorCode, subsystem_error!), schedule, crypto, work, page,
+//!              ids, clock, health, metrics, validate, patch, duration
+//! ```
+//!
+//! A subsystem folder: `domain.rs` (types and the parsing of requests into them),
+//! `service.rs` (rules), `actor.rs` (messages, a thin actor), `memory.rs`/`postgres.rs`
+//! (its tables, private), `mod.rs` (store trait, its error, its handle trait, and the
+//! transaction API other rooms may use). docs/ARCHITECTURE.md has the table owners and
+//! the request and Devpack flows.
+//!
 //! Architecture invariant: this crate never depends on actix-web. The HTTP edge (the root
-//! `service-layer` package) converts requests into the domain types defined here and sends
-//! messages to the actors; nothing in here knows about status codes or JSON DTOs.
+//! `service-layer` package) turns requests into the input types defined here and sends
+//! messages to the actors; nothing in here knows about status codes or headers.
 
 /// Implements `Handler<Traced<$msg>>` for an actor with a `service` (or named) field: the service
 /// call runs as a future inside the caller's span, so the mailbox never waits on I/O.
@@ -48,6 +66,7 @@ pub mod accounts;
 pub mod automation;
 pub mod clock;
 pub mod crypto;
+pub mod devpack;
 pub mod duration;
 pub mod error;
 pub mod events;
@@ -61,8 +80,10 @@ pub mod patch;
 pub mod schedule;
 pub mod secrets;
 pub mod store;
+pub mod stores;
+#[cfg(test)]
+mod structure_tests;
 pub mod supervisor;
-pub mod tokens;
 pub mod triggers;
 pub mod validate;
 pub mod work;

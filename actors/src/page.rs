@@ -12,10 +12,24 @@ pub const MAX_LIMIT: u32 = 500;
 pub const DEFAULT_LIMIT: u32 = 50;
 
 /// The position after which a page starts: the sort key and id of the last item seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered as lists are: by `at`, then by `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PageKey {
     pub at: DateTime<Utc>,
     pub id: Uuid,
+}
+
+impl PageKey {
+    /// Before every key.
+    pub const MIN: Self = Self {
+        at: DateTime::<Utc>::MIN_UTC,
+        id: Uuid::nil(),
+    };
+    /// After every key.
+    pub const MAX: Self = Self {
+        at: DateTime::<Utc>::MAX_UTC,
+        id: Uuid::max(),
+    };
 }
 
 /// Which items to return: at most `limit` items strictly after `after`.

@@ -192,6 +192,32 @@ impl Field {
 }
 
 impl Schedule {
+    /// The occurrence to dispatch next after dispatching `scheduled_for` (or "now" when
+    /// unset) at `now` (CONTRACT.md §3.4): past `max(scheduled_for, now)`, so after
+    /// downtime a schedule fires once, not once per missed occurrence, and `@every` keeps
+    /// its phase (the previous occurrence + d, skipping steps already past). Shared by
+    /// jobs and cron triggers.
+    pub fn next_dispatch(
+        &self,
+        scheduled_for: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let scheduled_for = scheduled_for.unwrap_or(now);
+        match self {
+            Self::Every(d) => {
+                let step = chrono::Duration::from_std(*d).ok()?;
+                let mut next = scheduled_for.checked_add_signed(step)?;
+                if next <= now {
+                    let behind = (now - next).num_microseconds()? / step.num_microseconds()?.max(1);
+                    next = next
+                        .checked_add_signed(step.checked_mul(i32::try_from(behind + 1).ok()?)?)?;
+                }
+                Some(next)
+            }
+            Self::Cron(_) => self.next_after(scheduled_for.max(now)),
+        }
+    }
+
     /// Parses schedule text; the error reads well after `schedule: `.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();

@@ -130,27 +130,88 @@ impl<A: Actor<Context = Context<A>>> ActorHandle<A> {
         M::Result: Send,
         A: Handler<Traced<M>>,
     {
-        if self.health.actor(self.name) != Some(ActorStatus::Running) {
-            return Err(Unavailable(self.name));
-        }
-        let addr = self
-            .slot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or(Unavailable(self.name))?;
-        addr.send(Traced {
+        self.send(msg).await
+    }
+
+    /// As [`Self::call`], as a future that does not borrow the handle (the span and the
+    /// address are taken now).
+    fn send<M>(
+        &self,
+        msg: M,
+    ) -> impl std::future::Future<Output = Result<M::Result, Unavailable>> + Send + 'static
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<Traced<M>>,
+    {
+        let name = self.name;
+        let addr = if self.health.actor(name) == Some(ActorStatus::Running) {
+            self.addr()
+        } else {
+            None
+        };
+        let traced = Traced {
             msg,
             span: tracing::Span::current(),
-        })
-        .await
-        .map_err(|_| Unavailable(self.name))
+        };
+        async move {
+            let addr = addr.ok_or(Unavailable(name))?;
+            addr.send(traced).await.map_err(|_| Unavailable(name))
+        }
     }
 
     /// The current address, if the actor is up (tests and fire-and-forget callers).
     pub fn addr(&self) -> Option<Addr<A>> {
         self.slot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// A message whose reply is `Result<Ok, Error>`, where the error can also say that the
+/// actor was unavailable: what every subsystem message is.
+pub trait Request: Message<Result = Result<Self::Ok, Self::Error>> + Send + 'static {
+    type Ok: Send + 'static;
+    type Error: From<Unavailable> + Send + 'static;
+}
+
+impl<M, T, E> Request for M
+where
+    M: Message<Result = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: From<Unavailable> + Send + 'static,
+{
+    type Ok = T;
+    type Error = E;
+}
+
+/// A narrow handle: "send this message, get its reply". Callers hold `dyn Ask<M>` (or a
+/// subsystem's bundle of them, see [`handle_trait!`](crate::handle_trait)) rather than a
+/// concrete actor type, so a test can put anything behind it. An unavailable actor comes
+/// back as the message's own error, so callers see one `Result`.
+pub trait Ask<M: Request>: Send + Sync {
+    fn ask(&self, msg: M) -> BoxFuture<'static, Result<M::Ok, M::Error>>;
+}
+
+impl<A, M> Ask<M> for ActorHandle<A>
+where
+    A: Actor<Context = Context<A>> + Handler<Traced<M>>,
+    M: Request,
+{
+    fn ask(&self, msg: M) -> BoxFuture<'static, Result<M::Ok, M::Error>> {
+        let sent = self.send(msg);
+        Box::pin(async move { sent.await? })
+    }
+}
+
+/// Declares a subsystem's handle trait: one `Ask` per message the edge may send, with a
+/// blanket impl so an [`ActorHandle`] (or a test double) is one.
+#[macro_export]
+macro_rules! handle_trait {
+    ($(#[$meta:meta])* $name:ident: $($msg:ty),+ $(,)?) => {
+        $(#[$meta])*
+        pub trait $name: $($crate::supervisor::Ask<$msg> +)+ {}
+
+        impl<T: ?Sized $(+ $crate::supervisor::Ask<$msg>)+> $name for T {}
+    };
 }
 
 /// What the supervisor needs to (re)start and stop one child, whatever its actor type.

@@ -5,26 +5,25 @@
 use crate::error::StoreError;
 use chrono::{DateTime, Utc};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Default, Debug)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(TaskTracker);
 
 impl InFlight {
     /// Runs `work` on the current arbiter, counted until it completes.
     pub fn spawn(&self, work: impl Future<Output = ()> + 'static) {
-        let count = self.0.clone();
-        count.fetch_add(1, Ordering::AcqRel);
-        actix_rt::spawn(async move {
-            work.await;
-            count.fetch_sub(1, Ordering::AcqRel);
-        });
+        actix_rt::spawn(self.0.track_future(work));
+    }
+
+    /// `work`, counted until it completes, for the caller to run (in an actor's context).
+    pub fn track<F: Future>(&self, work: F) -> impl Future<Output = F::Output> {
+        self.0.track_future(work)
     }
 
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.0.len()
     }
 
     /// [`InFlight::drain`], warning about what is left: it keeps its lease until
@@ -41,10 +40,11 @@ impl InFlight {
 
     /// Waits until nothing is in flight or `deadline` passes; returns what is left.
     pub async fn drain(&self, deadline: Duration) -> usize {
-        let started = Instant::now();
-        while self.count() > 0 && started.elapsed() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.0.close();
+        // Woken by the last task's exit, not by polling.
+        // Left closed: a second drain (a repeated stop) then returns as soon as the work
+        // is done instead of waiting for a close that already happened.
+        let _ = tokio::time::timeout(deadline, self.0.wait()).await;
         self.count()
     }
 }

@@ -1,7 +1,6 @@
 //! `/accounts` routes: thin handlers that turn DTOs into domain types, send a message to
-//! the accounts actor and map the reply.
+//! the accounts subsystem and shape the reply.
 
-use super::ask;
 use super::auth::{AccountPath, AdminOnly, Caller};
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
@@ -66,7 +65,7 @@ pub async fn create(
         owner: Owner::parse(body.owner.as_deref().unwrap_or_default())?,
         metadata: Metadata::parse(body.metadata.unwrap_or_default())?,
     };
-    let account = ask(&state.accounts, CreateAccount(new), "account").await?;
+    let account = state.accounts.ask(CreateAccount(new)).await?;
     Ok(HttpResponse::Created().json(AccountBody::from(account)))
 }
 
@@ -77,7 +76,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(LIST_SCOPE)?;
     let only = caller.only_account();
-    let accounts = ask(&state.accounts, ListAccounts { page, only }, "account").await?;
+    let accounts = state.accounts.ask(ListAccounts { page, only }).await?;
     Ok(HttpResponse::Ok().json(ListBody::new(accounts, LIST_SCOPE, AccountBody::from)))
 }
 
@@ -86,7 +85,7 @@ pub async fn get(
     state: web::Data<AppState>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = ask(&state.accounts, GetAccount(id), "account").await?;
+    let account = state.accounts.ask(GetAccount(id)).await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -98,7 +97,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let owner = match body.owner {
         Patch::Missing => None,
-        Patch::Null => return Err(ApiError::Validation("owner: must not be null".to_owned())),
+        Patch::Null => return Err(ApiError::validation("owner: must not be null")),
         Patch::Value(owner) => Some(Owner::parse(&owner)?),
     };
     let metadata = match body.metadata {
@@ -107,7 +106,7 @@ pub async fn update(
         Patch::Value(map) => Some(Metadata::parse(map)?),
     };
     let changes = AccountChanges { owner, metadata };
-    let account = ask(&state.accounts, UpdateAccount { id, changes }, "account").await?;
+    let account = state.accounts.ask(UpdateAccount { id, changes }).await?;
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
@@ -117,6 +116,6 @@ pub async fn delete(
     state: web::Data<AppState>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    ask(&state.accounts, DeleteAccount(id), "account").await?;
+    state.accounts.ask(DeleteAccount(id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -15,9 +15,8 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError};
-use actors::accounts::AccountsActor;
-use actors::supervisor::ActorHandle;
-use actors::tokens::{VerifyToken, TOKEN_PREFIX};
+use actors::accounts::tokens::{VerifyToken, TOKEN_PREFIX};
+use actors::supervisor::Ask;
 use actors::AccountId;
 use sha2::{Digest, Sha256};
 use std::future::{ready, Ready};
@@ -66,7 +65,7 @@ pub struct Auth {
     disabled: bool,
     metrics_public: bool,
     /// Verifies account tokens; `None` accepts admin tokens only.
-    accounts: Option<ActorHandle<AccountsActor>>,
+    accounts: Option<std::sync::Arc<dyn Ask<VerifyToken>>>,
     /// Per-credential request rate limit; `None` when off.
     limiter: Option<std::sync::Arc<RateLimiter>>,
 }
@@ -104,7 +103,7 @@ impl Auth {
     }
 
     /// Accept account tokens, verified by the accounts actor.
-    pub fn with_account_tokens(mut self, accounts: ActorHandle<AccountsActor>) -> Self {
+    pub fn with_account_tokens(mut self, accounts: std::sync::Arc<dyn Ask<VerifyToken>>) -> Self {
         self.accounts = Some(accounts);
         self
     }
@@ -148,10 +147,7 @@ impl Auth {
         }
         match &self.accounts {
             Some(accounts) if token.starts_with(TOKEN_PREFIX) => {
-                let account = accounts
-                    .call(VerifyToken { hash: presented })
-                    .await?
-                    .map_err(|e| ApiError::from_store(e, "token"))?;
+                let account = accounts.ask(VerifyToken { hash: presented }).await?;
                 Ok(account.map(|id| (Caller::Account(id), credential)))
             }
             _ => Ok(None),

@@ -1,98 +1,100 @@
 //! The one HTTP error type and its code table (CONTRACT.md §1.2). Every error body is
 //! `{"error": "<message>", "code": "<code>"}`; 5xx messages are opaque and the cause chain
 //! goes to the log, once, here.
+//!
+//! Domain errors arrive as any subsystem's error (each implements
+//! [`actors::error::ErrorCode`]) and become [`ApiError::Domain`] through one `From`; the
+//! status of each contract code is decided in [`status`] and nowhere else. The other
+//! variants are what only the HTTP edge can find wrong (credentials, methods, bodies).
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use actors::{StoreError, ValidationError};
+use actors::error::{Code, ErrorCode};
 use std::fmt;
 
 #[derive(Debug)]
 pub enum ApiError {
-    /// Malformed or empty JSON, unknown field or parameter, wrong type, bad cursor.
-    InvalidRequest(String),
-    /// A value breaks a rule of the contract.
-    Validation(String),
+    /// An error with a contract code and a message the client may read.
+    Domain {
+        code: Code,
+        message: String,
+    },
     Unauthorized,
-    /// A webhook's `X-Webhook-Signature` is missing or wrong.
-    InvalidSignature,
     Forbidden,
-    /// What was not found, e.g. `account not found` or `no route for GET /x`.
-    NotFound(String),
     /// The `Allow` header value, e.g. `GET, POST`.
     MethodNotAllowed(&'static str),
-    Conflict(String),
-    /// `If-Match` named another version.
-    VersionMismatch(String),
-    InvalidState(String),
     PayloadTooLarge(usize),
     /// The credential's request budget is spent; seconds until the next request fits.
     RateLimited(u64),
     UnsupportedMediaType,
-    /// The executor pool and its queue are full.
-    ExecutorBusy,
-    /// The subsystem's actor is restarting or failed.
-    ServiceUnavailable(String),
     /// Anything unexpected; the cause is logged, the client sees `internal error`.
     Internal(anyhow::Error),
 }
 
-impl ApiError {
-    pub fn not_found(what: &str) -> Self {
-        Self::NotFound(format!("{what} not found"))
+/// The status of each contract code: the code table.
+fn status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidRequest | Code::ValidationFailed => StatusCode::BAD_REQUEST,
+        Code::InvalidSignature => StatusCode::UNAUTHORIZED,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::Conflict | Code::VersionMismatch | Code::InvalidState | Code::LimitExceeded => {
+            StatusCode::CONFLICT
+        }
+        Code::InsufficientFunds => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::ExecutorBusy | Code::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
 
-    /// Maps a store failure, naming the resource for a 404.
-    pub fn from_store(err: StoreError, what: &str) -> Self {
-        match err {
-            StoreError::NotFound => Self::not_found(what),
-            StoreError::Conflict(msg) => Self::Conflict(msg),
-            StoreError::VersionMismatch(msg) => Self::VersionMismatch(msg),
-            StoreError::InvalidState(msg) => Self::InvalidState(msg),
-            StoreError::Unavailable(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "database unavailable");
-                Self::ServiceUnavailable("database unavailable; retry shortly".to_owned())
-            }
-            StoreError::Internal(cause) => Self::Internal(cause),
+impl ApiError {
+    fn domain(code: Code, message: impl Into<String>) -> Self {
+        Self::Domain {
+            code,
+            message: message.into(),
         }
     }
 
-    /// `(status, code)` for each variant: the code table.
+    /// Malformed or empty JSON, unknown field or parameter, wrong type, bad cursor.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::domain(Code::InvalidRequest, message)
+    }
+
+    /// A value breaks a rule of the contract (`field: rule`).
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::domain(Code::ValidationFailed, message)
+    }
+
+    /// `<what> not found`, e.g. for an id in the path that cannot exist.
+    pub fn not_found(what: &str) -> Self {
+        Self::domain(Code::NotFound, format!("{what} not found"))
+    }
+
+    /// A 404 with its whole message (unknown routes).
+    pub fn no_route(message: String) -> Self {
+        Self::domain(Code::NotFound, message)
+    }
+
+    /// `(status, code)` of this error.
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            Self::Domain { code, .. } => (status(*code), code.as_str()),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::InvalidSignature => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::VersionMismatch(_) => (StatusCode::CONFLICT, "version_mismatch"),
-            Self::InvalidState(_) => (StatusCode::CONFLICT, "invalid_state"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            Self::ExecutorBusy => (StatusCode::SERVICE_UNAVAILABLE, "executor_busy"),
-            Self::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Self::InvalidRequest(m)
-            | Self::Validation(m)
-            | Self::NotFound(m)
-            | Self::Conflict(m)
-            | Self::VersionMismatch(m)
-            | Self::InvalidState(m)
-            | Self::ServiceUnavailable(m) => m.clone(),
+            Self::Domain { message, .. } => message.clone(),
             Self::Unauthorized => "missing or invalid bearer token".to_owned(),
-            Self::InvalidSignature => "webhook signature missing or wrong".to_owned(),
             Self::Forbidden => "this route needs an admin token".to_owned(),
             Self::MethodNotAllowed(allow) => format!("method not allowed; allowed: {allow}"),
             Self::PayloadTooLarge(limit) => {
@@ -101,33 +103,44 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 "request body must be sent as application/json".to_owned()
             }
-            Self::ExecutorBusy => {
-                "all executors are busy and the queue is full; retry shortly".to_owned()
-            }
             Self::RateLimited(_) => "too many requests for this credential; retry later".to_owned(),
             Self::Internal(_) => "internal error".to_owned(),
         }
     }
 }
 
+/// Every subsystem's error, mapped the same way. A 5xx keeps its cause for the log and
+/// shows the client only what the error's `message` allows.
+impl<E: ErrorCode> From<E> for ApiError {
+    fn from(err: E) -> Self {
+        match err.code() {
+            Code::Internal => Self::Internal(anyhow::Error::new(err)),
+            Code::ServiceUnavailable => {
+                if std::error::Error::source(&err).is_some() {
+                    tracing::error!(error = %chain(&err), "service unavailable");
+                }
+                Self::domain(Code::ServiceUnavailable, err.message())
+            }
+            code => Self::domain(code, err.message()),
+        }
+    }
+}
+
+/// `error: cause: cause…`, for the log.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message())
-    }
-}
-
-impl From<ValidationError> for ApiError {
-    fn from(err: ValidationError) -> Self {
-        Self::Validation(err.to_string())
-    }
-}
-
-impl From<actors::supervisor::Unavailable> for ApiError {
-    fn from(err: actors::supervisor::Unavailable) -> Self {
-        Self::ServiceUnavailable(format!(
-            "the {} service is restarting; retry shortly",
-            err.0
-        ))
     }
 }
 
@@ -157,10 +170,16 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed(allow) => {
                 res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
             }
-            Self::ServiceUnavailable(_) => {
+            Self::Domain {
+                code: Code::ServiceUnavailable,
+                ..
+            } => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
-            Self::ExecutorBusy => {
+            Self::Domain {
+                code: Code::ExecutorBusy,
+                ..
+            } => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             Self::RateLimited(seconds) => {
@@ -172,5 +191,73 @@ impl ResponseError for ApiError {
             error: &message,
             code,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actors::automation::AutomationError;
+    use actors::StoreError;
+
+    fn answer(err: impl Into<ApiError>) -> (StatusCode, String, String) {
+        let err = err.into();
+        let (status, code) = err.code();
+        (status, code.to_owned(), err.message())
+    }
+
+    #[test]
+    fn subsystem_errors_map_through_the_code_table() {
+        let cases = [
+            (
+                AutomationError::NotFound("job"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "job not found",
+            ),
+            (
+                AutomationError::Conflict("taken".into()),
+                StatusCode::CONFLICT,
+                "conflict",
+                "taken",
+            ),
+            (
+                actors::ValidationError::new("name", "is required").into(),
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "name: is required",
+            ),
+            (
+                StoreError::VersionMismatch("at 2".into()).into(),
+                StatusCode::CONFLICT,
+                "version_mismatch",
+                "at 2",
+            ),
+            (
+                StoreError::Unavailable(anyhow::anyhow!("pool timed out")).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "database unavailable; retry shortly",
+            ),
+            (
+                actors::supervisor::Unavailable("automation").into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the automation service is restarting; retry shortly",
+            ),
+            (
+                StoreError::Internal(anyhow::anyhow!("secret detail")).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
+        ];
+        for (err, status, code, message) in cases {
+            assert_eq!(
+                answer(err),
+                (status, code.to_owned(), message.to_owned()),
+                "each code has one status and internal causes stay hidden"
+            );
+        }
     }
 }

@@ -50,7 +50,7 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<web::BytesMut, 
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
-            .map_err(|e| ApiError::InvalidRequest(format!("could not read request body: {e}")))?;
+            .map_err(|e| ApiError::invalid_request(format!("could not read request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -64,7 +64,7 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         None => {
-            return Err(ApiError::InvalidRequest(
+            return Err(ApiError::invalid_request(
                 "request body must be a JSON object".to_owned(),
             ))
         }
@@ -74,9 +74,9 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return Err(
                 match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
                     Ok(_) => {
-                        ApiError::InvalidRequest("request body must be a JSON object".to_owned())
+                        ApiError::invalid_request("request body must be a JSON object".to_owned())
                     }
-                    Err(e) => ApiError::InvalidRequest(format!("malformed JSON: {e}")),
+                    Err(e) => ApiError::invalid_request(format!("malformed JSON: {e}")),
                 },
             );
         }
@@ -86,7 +86,7 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::InvalidRequest(format!("malformed JSON: {inner}"))
+            ApiError::invalid_request(format!("malformed JSON: {inner}"))
         } else {
             let message = strip_position(&inner.to_string());
             // For an unknown field the path ends with the field itself, which the message
@@ -99,9 +99,9 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 path
             };
             if at == "." || at.is_empty() {
-                ApiError::InvalidRequest(message)
+                ApiError::invalid_request(message)
             } else {
-                ApiError::InvalidRequest(format!("{at}: {message}"))
+                ApiError::invalid_request(format!("{at}: {message}"))
             }
         }
     })?;
@@ -205,9 +205,9 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
                     let path = e.path().to_string();
                     let inner = e.into_inner().to_string();
                     if path == "." {
-                        ApiError::InvalidRequest(format!("query: {inner}"))
+                        ApiError::invalid_request(format!("query: {inner}"))
                     } else {
-                        ApiError::InvalidRequest(format!("{path}: {inner}"))
+                        ApiError::invalid_request(format!("{path}: {inner}"))
                     }
                 }),
         )

@@ -6,14 +6,14 @@ use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonOrEmpty, NoParams, Query};
 use super::json::timestamp;
+use super::list_under_account;
 use super::pagination::{ListBody, ListQuery};
 use super::state::AppState;
-use super::{ask, list_under_account};
 use actix_web::{web, HttpResponse};
 use actors::functions::{
-    ActionRecord, CreateFunction, DeleteFunction, ExecuteError, ExecuteFunction, Execution,
-    Function, FunctionDraft, FunctionLimits, GetExecution, GetFunction, ListExecutions,
-    ListFunctions, ReplaceFunction,
+    ActionRecord, CreateFunction, DeleteFunction, ExecuteFunction, Execution, Function,
+    FunctionDraft, FunctionLimits, GetExecution, GetFunction, ListExecutions, ListFunctions,
+    ReplaceFunction,
 };
 use actors::ids::{ExecutionId, FunctionId};
 use serde::{Deserialize, Serialize};
@@ -123,14 +123,6 @@ impl FunctionInput {
     }
 }
 
-/// A function named in a request body (jobs, triggers): unknown or malformed is a
-/// validation error of that field, not a 404.
-pub fn function_ref(raw: &str) -> Result<FunctionId, actors::ValidationError> {
-    FunctionId::parse(raw.trim()).ok_or_else(|| {
-        actors::ValidationError::new("function_id", "function not found in this account")
-    })
-}
-
 fn function_id(raw: &str) -> Result<FunctionId, ApiError> {
     FunctionId::parse(raw).ok_or_else(|| ApiError::not_found("function"))
 }
@@ -146,12 +138,10 @@ pub async fn create(
     JsonBody(body): JsonBody<FunctionInput>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = body.draft(&state)?;
-    let function = ask(
-        &state.functions,
-        CreateFunction { account, draft },
-        "account",
-    )
-    .await??;
+    let function = state
+        .functions
+        .ask(CreateFunction { account, draft })
+        .await?;
     Ok(HttpResponse::Created().json(FunctionBody::from(function)))
 }
 
@@ -162,11 +152,10 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     list_under_account(
         &state,
-        &state.functions,
         account,
         &params,
         "functions",
-        |page| ListFunctions { account, page },
+        |page| state.functions.ask(ListFunctions { account, page }),
         FunctionBody::from,
     )
     .await
@@ -179,7 +168,7 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = function_id(&path.1)?;
-    let function = ask(&state.functions, GetFunction { account, id }, "function").await?;
+    let function = state.functions.ask(GetFunction { account, id }).await?;
     Ok(HttpResponse::Ok().json(FunctionBody::from(function)))
 }
 
@@ -192,12 +181,10 @@ pub async fn replace(
 ) -> Result<HttpResponse, ApiError> {
     let id = function_id(&path.1)?;
     let draft = body.draft(&state)?;
-    let function = ask(
-        &state.functions,
-        ReplaceFunction { account, id, draft },
-        "function",
-    )
-    .await??;
+    let function = state
+        .functions
+        .ask(ReplaceFunction { account, id, draft })
+        .await?;
     Ok(HttpResponse::Ok().json(FunctionBody::from(function)))
 }
 
@@ -208,7 +195,7 @@ pub async fn delete(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = function_id(&path.1)?;
-    ask(&state.functions, DeleteFunction { account, id }, "function").await?;
+    state.functions.ask(DeleteFunction { account, id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -226,14 +213,7 @@ pub async fn execute(
         params: Value::Object(params),
         options: actors::functions::ExecOptions::default(),
     };
-    let execution = match state.functions.call(message).await? {
-        Ok(execution) => execution,
-        Err(ExecuteError::Busy) => return Err(ApiError::ExecutorBusy),
-        Err(ExecuteError::Unavailable) => {
-            return Err(actors::supervisor::Unavailable("executor").into())
-        }
-        Err(ExecuteError::Store(e)) => return Err(ApiError::from_store(e, "function")),
-    };
+    let execution = state.functions.ask(message).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Execution-Status", execution.status.as_str()))
         .json(ExecutionBody::from(execution)))
@@ -248,16 +228,14 @@ pub async fn list_executions(
     let function = function_id(&path.1)?;
     let scope = format!("accounts/{account}/functions/{function}/executions");
     let page = params.page(&scope)?;
-    let executions = ask(
-        &state.functions,
-        ListExecutions {
+    let executions = state
+        .functions
+        .ask(ListExecutions {
             account,
             function,
             page,
-        },
-        "function",
-    )
-    .await?;
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(ListBody::new(executions, &scope, ExecutionBody::from)))
 }
 
@@ -269,16 +247,14 @@ pub async fn get_execution(
 ) -> Result<HttpResponse, ApiError> {
     let function = Some(function_id(&path.1)?);
     let id = execution_id(&path.2)?;
-    let execution = ask(
-        &state.functions,
-        GetExecution {
+    let execution = state
+        .functions
+        .ask(GetExecution {
             account,
             id,
             function,
-        },
-        "execution",
-    )
-    .await?;
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(ExecutionBody::from(execution)))
 }
 
@@ -289,15 +265,13 @@ pub async fn get_any_execution(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = execution_id(&path.1)?;
-    let execution = ask(
-        &state.functions,
-        GetExecution {
+    let execution = state
+        .functions
+        .ask(GetExecution {
             account,
             id,
             function: None,
-        },
-        "execution",
-    )
-    .await?;
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(ExecutionBody::from(execution)))
 }

@@ -19,51 +19,32 @@ pub mod tokens;
 pub mod triggers;
 
 use actix_web::{web, HttpRequest};
-use actors::supervisor::{ActorHandle, Traced};
+use actors::accounts::GetAccount;
+use actors::page::{Page, PageRequest};
 use error::ApiError;
-
-/// Sends `msg` to a subsystem actor and maps both failure layers (actor unavailable →
-/// 503, store error → its API error, naming `what` for a 404).
-pub async fn ask<A, M, R>(actor: &ActorHandle<A>, msg: M, what: &str) -> Result<R, ApiError>
-where
-    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Traced<M>>,
-    M: actix::Message<Result = Result<R, actors::StoreError>> + Send + 'static,
-    R: Send + 'static,
-{
-    actor
-        .call(msg)
-        .await?
-        .map_err(|e| ApiError::from_store(e, what))
-}
+use std::future::Future;
 
 /// Lists a collection under an account (`/accounts/{id}/<collection>`): 404 for an
-/// unknown account, the page decoded for this list's cursor scope, the actor's page
-/// wrapped with its next cursor.
-pub async fn list_under_account<A, M, T, B>(
+/// unknown account, the page decoded for this list's cursor scope, `list`'s page wrapped
+/// with its next cursor.
+pub async fn list_under_account<T, B, E, F>(
     state: &state::AppState,
-    actor: &ActorHandle<A>,
     account: actors::AccountId,
     params: &pagination::ListParams,
     collection: &str,
-    message: impl FnOnce(actors::page::PageRequest) -> M,
+    list: impl FnOnce(PageRequest) -> F,
     body: impl Fn(T) -> B,
 ) -> Result<actix_web::HttpResponse, ApiError>
 where
-    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Traced<M>>,
-    M: actix::Message<Result = Result<actors::page::Page<T>, actors::StoreError>> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = Result<Page<T>, E>>,
+    ApiError: From<E>,
     B: serde::Serialize,
 {
     let scope = format!("accounts/{account}/{collection}");
     let page = params.page(&scope)?;
     // 404 for an account that does not exist (the list would otherwise be empty).
-    ask(
-        &state.accounts,
-        actors::accounts::GetAccount(account),
-        "account",
-    )
-    .await?;
-    let items = ask(actor, message(page), "account").await?;
+    state.accounts.ask(GetAccount(account)).await?;
+    let items = list(page).await?;
     Ok(actix_web::HttpResponse::Ok().json(pagination::ListBody::new(items, &scope, body)))
 }
 
@@ -76,7 +57,7 @@ fn not_allowed(allow: &'static str) -> actix_web::Route {
 
 /// Unknown paths: 404 in the usual JSON shape.
 pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
+    Err(ApiError::no_route(format!(
         "no route for {} {}",
         req.method(),
         req.path()

@@ -27,7 +27,7 @@ impl ListParams {
             Some(text) => match text.trim().parse::<u64>() {
                 Ok(n) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
                 _ => {
-                    return Err(ApiError::InvalidRequest(format!(
+                    return Err(ApiError::invalid_request(format!(
                         "limit: must be a positive integer, got {text:?}"
                     )))
                 }
@@ -46,7 +46,7 @@ impl ListParams {
 pub type ListQuery = Query<ListParams>;
 
 fn bad_cursor() -> ApiError {
-    ApiError::InvalidRequest("cursor: not a cursor of this list".to_owned())
+    ApiError::invalid_request("cursor: not a cursor of this list".to_owned())
 }
 
 pub fn encode(scope: &str, key: &PageKey) -> String {

@@ -1,52 +1,49 @@
-//! Optional per-credential token bucket (`RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`). Buckets are
-//! keyed by the SHA-256 of the presented token and created only for credentials that
-//! authenticated, so their number is bounded by the number of valid tokens. Limits are
-//! per replica (each process refills its own buckets).
+//! Optional per-credential rate limit (`RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`): governor's
+//! keyed GCRA limiter, keyed by the SHA-256 of the presented credential. Keys are made
+//! only for credentials that authenticated, and keys whose state has gone back to "fresh"
+//! are evicted as requests come in, so the map holds at most the credentials active within
+//! one burst period. Limits are per replica (each process keeps its own state).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
+/// Evict stale keys once per this many checks: amortised O(1) per request.
+const EVICT_EVERY: u32 = 1024;
 
 pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<[u8; 32], Bucket>>,
+    limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+    checks: AtomicU32,
 }
 
 impl RateLimiter {
     /// `None` when the limit is off (`rps = 0`).
     pub fn new(rps: u32, burst: u32) -> Option<Self> {
-        (rps > 0).then(|| Self {
-            per_second: f64::from(rps),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::default(),
+        let rps = NonZeroU32::new(rps)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Some(Self {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_second(rps).allow_burst(burst)),
+            checks: AtomicU32::new(0),
         })
     }
 
-    /// Takes one token for `credential`, or says how long until one is available.
+    /// Takes one request for `credential`, or says how long until one is allowed.
     pub fn take(&self, credential: [u8; 32]) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(credential).or_insert(Bucket {
-            tokens: self.burst,
-            refilled: now,
-        });
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.per_second,
-            ))
+        if self.checks.fetch_add(1, Ordering::Relaxed) % EVICT_EVERY == EVICT_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
         }
+        self.limiter
+            .check_key(&credential)
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
+    /// Credentials with state (tests check the eviction).
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.limiter.len()
     }
 }
 
@@ -68,5 +65,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(limiter.take([1; 32]).is_ok(), "refilled");
         assert!(RateLimiter::new(0, 10).is_none());
+    }
+
+    #[test]
+    fn idle_credentials_are_forgotten() {
+        let limiter = RateLimiter::new(1000, 1).unwrap();
+        for i in 0..(EVICT_EVERY - 1) {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            assert!(limiter.take(key).is_ok());
+        }
+        assert_eq!(limiter.keys(), (EVICT_EVERY - 1) as usize);
+        // Every bucket refills within 1 ms; the next check evicts them all.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(limiter.take([0xff; 32]).is_ok());
+        assert!(
+            limiter.keys() <= 1,
+            "{} credentials still held after they went idle",
+            limiter.keys()
+        );
     }
 }

@@ -5,9 +5,9 @@ use super::auth::AccountPath;
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
 use super::json::timestamp;
+use super::list_under_account;
 use super::pagination::ListQuery;
 use super::state::AppState;
-use super::{ask, list_under_account};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::secrets::{
@@ -58,7 +58,7 @@ fn secret_name(raw: &str) -> Result<SecretName, ApiError> {
 }
 
 fn value(raw: Option<String>) -> Result<SecretValue, ApiError> {
-    let raw = raw.ok_or_else(|| ApiError::Validation("value: is required".to_owned()))?;
+    let raw = raw.ok_or_else(|| ApiError::validation("value: is required"))?;
     Ok(SecretValue::parse(raw)?)
 }
 
@@ -81,7 +81,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         .filter(|v| *v >= 1)
         .map(Some)
         .ok_or_else(|| {
-            ApiError::InvalidRequest(format!(
+            ApiError::invalid_request(format!(
                 "If-Match: expected a version such as 3 or \"3\", got {text:?}"
             ))
         })
@@ -95,16 +95,14 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let name = SecretName::parse(body.name.as_deref().unwrap_or_default())?;
     let value = value(body.value)?;
-    let meta = ask(
-        &state.secrets,
-        CreateSecret {
+    let meta = state
+        .secrets
+        .ask(CreateSecret {
             account,
             name,
             value,
-        },
-        "account",
-    )
-    .await?;
+        })
+        .await?;
     Ok(HttpResponse::Created().json(SecretBody::from(meta)))
 }
 
@@ -115,11 +113,10 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     list_under_account(
         &state,
-        &state.secrets,
         account,
         &params,
         "secrets",
-        |page| ListSecrets { account, page },
+        |page| state.secrets.ask(ListSecrets { account, page }),
         SecretBody::from,
     )
     .await
@@ -132,7 +129,7 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let name = secret_name(&path.1)?;
-    let meta = ask(&state.secrets, GetSecret { account, name }, "secret").await?;
+    let meta = state.secrets.ask(GetSecret { account, name }).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", meta.version))
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(HttpResponse::Ok()
@@ -151,17 +148,15 @@ pub async fn update(
     let name = secret_name(&path.1)?;
     let if_match = if_match(&req)?;
     let value = value(body.value)?;
-    let meta = ask(
-        &state.secrets,
-        UpdateSecret {
+    let meta = state
+        .secrets
+        .ask(UpdateSecret {
             account,
             name,
             value,
             if_match,
-        },
-        "secret",
-    )
-    .await?;
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(SecretBody::from(meta)))
 }
 
@@ -174,15 +169,13 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let name = secret_name(&path.1)?;
     let if_match = if_match(&req)?;
-    ask(
-        &state.secrets,
-        DeleteSecret {
+    state
+        .secrets
+        .ask(DeleteSecret {
             account,
             name,
             if_match,
-        },
-        "secret",
-    )
-    .await?;
+        })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,24 +1,28 @@
-//! What every handler can reach: actor handles, health, metrics registry, auth.
-//! Built once in `startup.rs` and shared by all HTTP workers.
+//! What every handler can reach: a narrow handle per subsystem, health, metrics registry,
+//! auth. Built once in `startup.rs` and shared by all HTTP workers.
+//!
+//! Each handle is a `dyn` bundle of the messages the edge may send that subsystem (see
+//! `actors::supervisor::Ask`), so handlers name no actor type and a test can put any
+//! implementation behind one.
 
 use super::auth::Auth;
-use actors::accounts::AccountsActor;
-use actors::automation::AutomationActor;
-use actors::functions::{FunctionsActor, LimitMaxima};
+use actors::accounts::AccountsHandle;
+use actors::automation::AutomationHandle;
+use actors::functions::{FunctionsHandle, LimitMaxima};
 use actors::health::Health;
-use actors::secrets::SecretsActor;
-use actors::supervisor::ActorHandle;
-use actors::triggers::TriggersActor;
+use actors::secrets::SecretsHandle;
+use actors::triggers::TriggersHandle;
 use std::sync::Arc;
 
 pub struct AppState {
     /// Accounts and their API tokens.
-    pub accounts: ActorHandle<AccountsActor>,
-    pub secrets: ActorHandle<SecretsActor>,
-    pub functions: ActorHandle<FunctionsActor>,
-    pub automation: ActorHandle<AutomationActor>,
-    pub triggers: ActorHandle<TriggersActor>,
-    /// `AUTOMATION_MAX_ATTEMPTS`: a job's `max_attempts` when the body names none.
+    pub accounts: Arc<dyn AccountsHandle>,
+    pub secrets: Arc<dyn SecretsHandle>,
+    pub functions: Arc<dyn FunctionsHandle>,
+    pub automation: Arc<dyn AutomationHandle>,
+    pub triggers: Arc<dyn TriggersHandle>,
+    /// `AUTOMATION_MAX_ATTEMPTS` (1–20, checked at load): a job's `max_attempts` when the
+    /// body names none.
     pub default_max_attempts: i32,
     /// Largest per-function limits (validation of function bodies).
     pub limit_maxima: LimitMaxima,

@@ -5,12 +5,14 @@ use super::auth::{AccountPath, AdminOnly};
 use super::error::ApiError;
 use super::extract::{JsonBody, NoParams, Query};
 use super::json::timestamp;
+use super::list_under_account;
 use super::pagination::ListQuery;
 use super::state::AppState;
-use super::{ask, list_under_account};
 use actix_web::{web, HttpResponse};
+use actors::accounts::tokens::{
+    ApiToken, DeleteToken, GetToken, IssueToken, ListTokens, TokenName,
+};
 use actors::ids::TokenId;
-use actors::tokens::{ApiToken, DeleteToken, GetToken, IssueToken, ListTokens, TokenName};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -65,22 +67,20 @@ pub async fn create(
             DateTime::parse_from_rfc3339(text.trim())
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| {
-                    ApiError::Validation(format!(
+                    ApiError::validation(format!(
                         "expires_at: expected an RFC 3339 timestamp, got {text:?}"
                     ))
                 })
         })
         .transpose()?;
-    let issued = ask(
-        &state.accounts,
-        IssueToken {
+    let issued = state
+        .accounts
+        .ask(IssueToken {
             account,
             name,
             expires_at,
-        },
-        "account",
-    )
-    .await??;
+        })
+        .await?;
     let mut body = TokenBody::from(issued.token);
     body.token = Some(issued.value);
     Ok(HttpResponse::Created().json(body))
@@ -94,11 +94,10 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     list_under_account(
         &state,
-        &state.accounts,
         account,
         &params,
         "tokens",
-        |page| ListTokens { account, page },
+        |page| state.accounts.ask(ListTokens { account, page }),
         TokenBody::from,
     )
     .await
@@ -112,7 +111,7 @@ pub async fn get(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = token_id(&path.1)?;
-    let token = ask(&state.accounts, GetToken { account, id }, "token").await?;
+    let token = state.accounts.ask(GetToken { account, id }).await?;
     Ok(HttpResponse::Ok().json(TokenBody::from(token)))
 }
 
@@ -124,6 +123,6 @@ pub async fn delete(
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = token_id(&path.1)?;
-    ask(&state.accounts, DeleteToken { account, id }, "token").await?;
+    state.accounts.ask(DeleteToken { account, id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }

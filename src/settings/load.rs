@@ -5,9 +5,11 @@
 use super::table::{def, Def, Kind, TABLE};
 use super::values;
 use super::*;
+use actors::automation::MAX_ATTEMPTS;
 use clap::{Arg, ArgAction, ArgMatches};
 use config::{Config, ConfigBuilder, FileFormat, ValueKind};
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 
 /// What the process was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +314,18 @@ impl Layers {
         self.bounded(env, n, min)
     }
 
+    /// An integer that must lie in `range` (exit 2 outside it: nothing is clamped).
+    fn int_in(&self, env: &str, range: RangeInclusive<i32>) -> Result<i32, SettingsError> {
+        let n = self.with_default(env, values::integer)?;
+        match i32::try_from(n) {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(invalid(
+                def(env),
+                format!("must be {}-{}", range.start(), range.end()),
+            )),
+        }
+    }
+
     fn bounded<T: TryFrom<u64>>(&self, env: &str, n: u64, min: u64) -> Result<T, SettingsError> {
         if n < min {
             return Err(invalid(def(env), format!("must be at least {min}")));
@@ -324,19 +338,19 @@ impl Layers {
         self.bounded(env, n, 1)
     }
 
-    fn secret(&self, env: &str) -> Result<Option<Secret<String>>, SettingsError> {
-        Ok(self.text(env)?.map(Secret::new))
+    fn secret(&self, env: &str) -> Result<Option<SecretString>, SettingsError> {
+        Ok(self.text(env)?.map(SecretString::from))
     }
 
     /// Key text decoded to bytes of one of `sizes` (§3.9).
-    fn key(&self, env: &str, sizes: &[usize]) -> Result<Option<Secret<Vec<u8>>>, SettingsError> {
+    fn key(&self, env: &str, sizes: &[usize]) -> Result<Option<SecretSlice<u8>>, SettingsError> {
         Ok(self
             .parsed(env, |text| actors::crypto::parse_key_text(text, sizes))?
-            .map(Secret::new))
+            .map(SecretSlice::from))
     }
 
     /// A comma-separated list of keys.
-    fn keys(&self, env: &str, sizes: &[usize]) -> Result<Vec<Secret<Vec<u8>>>, SettingsError> {
+    fn keys(&self, env: &str, sizes: &[usize]) -> Result<Vec<SecretSlice<u8>>, SettingsError> {
         let Some(text) = self.text(env)? else {
             return Ok(Vec::new());
         };
@@ -345,7 +359,7 @@ impl Layers {
             .enumerate()
             .map(|(i, item)| {
                 actors::crypto::parse_key_text(item, sizes)
-                    .map(Secret::new)
+                    .map(SecretSlice::from)
                     .map_err(|e| invalid(def(env), format!("key {}: {e}", i + 1)))
             })
             .collect()
@@ -358,7 +372,12 @@ impl Layers {
     fn settings(&self, command: Command) -> Result<Settings, SettingsError> {
         let server = self.server()?;
         let auth = AuthSettings {
-            api_tokens: self.api_tokens.iter().cloned().map(Secret::new).collect(),
+            api_tokens: self
+                .api_tokens
+                .iter()
+                .cloned()
+                .map(SecretString::from)
+                .collect(),
             disabled: self.bool("AUTH_DISABLED")?,
             metrics_require_token: self.bool("METRICS_REQUIRE_TOKEN")?,
         };
@@ -398,7 +417,7 @@ impl Layers {
             executor: self.executor()?,
             automation: AutomationSettings {
                 tick: self.interval("AUTOMATION_TICK")?,
-                max_attempts: self.int("AUTOMATION_MAX_ATTEMPTS", 1)?,
+                max_attempts: self.int_in("AUTOMATION_MAX_ATTEMPTS", MAX_ATTEMPTS)?,
                 retry_base: self.interval("AUTOMATION_RETRY_BASE")?,
                 retry_max_delay: self.interval("AUTOMATION_RETRY_MAX_DELAY")?,
             },

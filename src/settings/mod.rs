@@ -4,7 +4,8 @@
 //!
 //! Every invalid value is an error naming the setting (`invalid LOG_FORMAT (--log-format,
 //! log.format): …`) and the process exits with status 2. Credentials are wrapped in
-//! [`Secret`], so `Debug` output, and therefore logs, never show them.
+//! [`SecretString`] or [`SecretSlice`], so `Debug` output, and therefore logs, never show
+//! them.
 
 mod load;
 mod secret;
@@ -12,7 +13,7 @@ pub mod table;
 pub mod values;
 
 pub use load::{load, Command, Invocation, SettingsError};
-pub use secret::Secret;
+pub use secret::{ExposeSecret, SecretSlice, SecretString};
 
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// `None` selects memory mode.
-    pub dsn: Option<Secret<String>>,
+    pub dsn: Option<SecretString>,
     pub max_connections: usize,
     pub connect_timeout: Duration,
     pub migrate: bool,
@@ -56,7 +57,7 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
-    pub api_tokens: Vec<Secret<String>>,
+    pub api_tokens: Vec<SecretString>,
     pub disabled: bool,
     pub metrics_require_token: bool,
 }
@@ -77,8 +78,8 @@ pub struct LogSettings {
 /// Decoded key bytes (16, 24 or 32), validated at load.
 #[derive(Debug, Clone)]
 pub struct SecretsSettings {
-    pub encryption_key: Option<Secret<Vec<u8>>>,
-    pub previous_keys: Vec<Secret<Vec<u8>>>,
+    pub encryption_key: Option<SecretSlice<u8>>,
+    pub previous_keys: Vec<SecretSlice<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +117,8 @@ pub struct ExecutorSettings {
 #[derive(Debug, Clone)]
 pub struct AutomationSettings {
     pub tick: Duration,
-    pub max_attempts: u32,
+    /// 1–20, checked at load.
+    pub max_attempts: i32,
     pub retry_base: Duration,
     pub retry_max_delay: Duration,
 }
@@ -130,7 +132,7 @@ pub struct WorkSettings {
 #[derive(Debug, Clone)]
 pub struct PricefeedSettings {
     pub fetch_url: Option<String>,
-    pub fetch_key: Option<Secret<String>>,
+    pub fetch_key: Option<SecretString>,
     pub tick: Duration,
     pub fetch_timeout: Duration,
     pub allow_private_sources: bool,
@@ -141,7 +143,7 @@ pub struct PricefeedSettings {
 pub struct ResolverSettings {
     /// `None` disables the background dispatcher/settler.
     pub resolver_url: Option<String>,
-    pub resolver_key: Option<Secret<String>>,
+    pub resolver_key: Option<SecretString>,
     pub poll_interval: Duration,
     pub max_attempts: u32,
     /// `None` = requests never expire (`0` in the settings).
@@ -156,7 +158,7 @@ pub struct HttpClientSettings {
 #[derive(Debug, Clone)]
 pub struct RandomSettings {
     /// A 32-byte Ed25519 seed, validated at load.
-    pub signing_key: Option<Secret<Vec<u8>>>,
+    pub signing_key: Option<SecretSlice<u8>>,
 }
 
 #[derive(Debug, Clone)]

@@ -112,7 +112,7 @@ pub static TABLE: &[Def] = &[
     def!("EXEC_MAX_PER_ACCOUNT", "executor"."max_per_account", Some("exec-max-per-account"), None, Int, "Runs one account may have running or queued (default: half of pool + queue)"),
     // automation
     def!("AUTOMATION_TICK", "automation"."tick", Some("automation-tick"), Some("1s"), Duration, "How often the scheduler looks for due jobs"),
-    def!("AUTOMATION_MAX_ATTEMPTS", "automation"."max_attempts", Some("automation-max-attempts"), Some("5"), Int, "Default attempts per job run"),
+    def!("AUTOMATION_MAX_ATTEMPTS", "automation"."max_attempts", Some("automation-max-attempts"), Some("5"), Int, "Default attempts per job run (1-20)"),
     def!("AUTOMATION_RETRY_BASE", "automation"."retry_base", Some("automation-retry-base"), Some("1s"), Duration, "First retry delay (doubles per attempt)"),
     def!("AUTOMATION_RETRY_MAX_DELAY", "automation"."retry_max_delay", Some("automation-retry-max-delay"), Some("60s"), Duration, "Longest retry delay"),
     // work

@@ -63,12 +63,18 @@ pub fn list(text: &str) -> Vec<String> {
 /// An absolute `http://` or `https://` URL with a host.
 pub fn http_url(text: &str) -> Result<String, String> {
     let text = text.trim();
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-        .ok_or_else(|| format!("expected an absolute http(s) URL, got {text:?}"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains(char::is_whitespace) {
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("expected an absolute http(s) URL, got {text:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("expected an absolute http(s) URL, got {text:?}"));
+    }
+    // WHATWG parsing reads `http:///x` as `http://x/`; an operator who wrote three
+    // slashes forgot the host, so the text itself must name one.
+    let authority = text
+        .get(url.scheme().len()..)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .unwrap_or_default();
+    if url.host_str().is_none_or(str::is_empty) || authority.starts_with(['/', '\\']) {
         return Err(format!("URL {text:?} has no valid host"));
     }
     Ok(text.to_owned())

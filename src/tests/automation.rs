@@ -188,6 +188,14 @@ async fn job_validation_changes_nothing(backend: Backend) {
             "validation_failed",
             "schedule: expected 5 cron fields (minute hour day-of-month month day-of-week), got 1",
         );
+    // In a PATCH an empty schedule is a bad schedule, not a missing one.
+    app.patch(&path, &json!({"schedule": " "}))
+        .await
+        .assert_error(
+            400,
+            "validation_failed",
+            "schedule: expected 5 cron fields (minute hour day-of-month month day-of-week), got 0",
+        );
     assert_eq!(
         app.get(&path).await.json(),
         job,

@@ -288,7 +288,7 @@ pub struct TestApp {
     pub accounts: actors::supervisor::ActorHandle<actors::accounts::AccountsActor>,
     pub secrets: actors::supervisor::ActorHandle<actors::secrets::SecretsActor>,
     shutdown: Arc<Notify>,
-    stopped: actix_rt::task::JoinHandle<Result<(), service_layer::startup::StartupError>>,
+    stopped: actix_rt::task::JoinHandle<Result<(), service_layer::error::StartupError>>,
     arbiters: Vec<actix::ArbiterHandle>,
 }
 

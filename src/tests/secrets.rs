@@ -37,7 +37,7 @@ async fn put_if_match(app: &TestApp, path: &str, if_match: &str, value: &str) ->
 }
 
 fn resolver(app: &TestApp) -> SecretResolver {
-    SecretResolver::Actor(app.secrets.clone())
+    SecretResolver::Actor(std::sync::Arc::new(app.secrets.clone()))
 }
 
 fn names(list: &[&str]) -> Vec<SecretName> {

@@ -1,6 +1,8 @@
 //! Settings layering and validation through the public loader (pure: no process state).
 
-use service_layer::settings::{load, Command, Invocation, LogFormat, SettingsError, TeeMode};
+use service_layer::settings::{
+    load, Command, ExposeSecret, Invocation, LogFormat, SettingsError, TeeMode,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -159,7 +161,7 @@ fn precedence_defaults_file_env_flags() {
         .auth
         .api_tokens
         .iter()
-        .map(|t| t.expose().as_str())
+        .map(|t| t.expose_secret())
         .collect();
     assert_eq!(tokens, ["file-token", "env-a", "env-b", "flag-a", "flag-b"]);
 }
@@ -242,6 +244,24 @@ fn invalid_values_name_the_setting() {
         "invalid EXEC_WORKER_MEMORY (--exec-worker-memory, executor.worker_memory): must be larger than EXEC_MAX_MEMORY (the worker needs room besides the heap)"
     );
     assert!(with(&["--exec-max-per-account", "0"]).ends_with("must be at least 1"));
+    // The contract's range, enforced at load rather than clamped later.
+    for outside in ["0", "21"] {
+        assert_eq!(
+            with(&["--automation-max-attempts", outside]),
+            "invalid AUTOMATION_MAX_ATTEMPTS (--automation-max-attempts, automation.max_attempts): must be 1-20"
+        );
+    }
+    assert_eq!(
+        run(
+            &["--api-tokens", "t", "--automation-max-attempts", "20"],
+            &[]
+        )
+        .unwrap()
+        .settings
+        .automation
+        .max_attempts,
+        20
+    );
     assert!(with(&["--exec-kill-grace", "0"]).ends_with("must be greater than 0"));
     assert!(with(&["--work-lease", "0"]).ends_with("must be greater than 0"));
     assert!(with(&["--tls-cert", "/c.pem"])
@@ -349,7 +369,7 @@ fn secrets_are_redacted_in_debug_output() {
     }
     assert!(debug.contains("[REDACTED]"));
     assert_eq!(
-        s.database.dsn.unwrap().expose(),
+        s.database.dsn.unwrap().expose_secret(),
         "postgres://u:hunter2@db/x"
     );
 }
@@ -434,7 +454,7 @@ fn key_material_is_parsed_at_load() {
     )
     .unwrap()
     .settings;
-    assert_eq!(s.secrets.encryption_key.unwrap().expose().len(), 16);
+    assert_eq!(s.secrets.encryption_key.unwrap().expose_secret().len(), 16);
     // PostgreSQL needs a key (except to migrate); memory mode does not.
     assert_eq!(
         err(&["--dsn", "postgres://x@h/db"], &[t]),

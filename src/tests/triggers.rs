@@ -698,6 +698,7 @@ async fn webhooks_are_rate_limited_per_trigger() {
 /// leased far ahead so the app's own workers leave them alone.)
 #[actix_web::test]
 async fn postgres_purge_keeps_open_work() {
+    use actors::events::{EventStore, PgEventStore};
     use actors::triggers::{FiringStore, PgTriggerStore};
     let app = spawn_app(Backend::Postgres).await;
     let (account, function) = function_with(&app, "() => 1").await;
@@ -744,13 +745,16 @@ async fn postgres_purge_keeps_open_work() {
     .await
     .unwrap();
     let now = chrono::Utc::now();
-    let purged = PgTriggerStore::new(pool)
-        .purge(
-            now - chrono::Duration::hours(24),
-            now - chrono::Duration::days(7),
-        )
+    // Delivered events are kept a day, finished firings a week.
+    let events = PgEventStore::new(pool.clone())
+        .purge(now - chrono::Duration::hours(24))
         .await
         .unwrap();
+    let firings = PgTriggerStore::new(pool)
+        .purge(now - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    let purged = (events, firings);
     assert_eq!(purged, (1, 1));
     let left: Vec<String> = db
         .query(
@@ -970,6 +974,9 @@ async fn devpack_actions_apply_all_or_nothing(backend: Backend) {
         ("() => { Devpack.automation.schedule({name: 'x', schedule: '61 * * * *'}) }", "devpack action action_1 (automation.schedule) failed: schedule: minute 61 out of range 0-59"),
         ("() => { Devpack.automation.schedule({schedule: '@daily'}) }", "devpack action action_1 (automation.schedule) failed: name: is required"),
         ("() => { Devpack.triggers.register({type: 'webhook'}) }", "devpack action action_1 (triggers.register) failed: type: must be cron or event"),
+        ("() => { Devpack.triggers.register({type: 'bogus'}) }", "devpack action action_1 (triggers.register) failed: type: must be cron or event"),
+        ("() => { Devpack.triggers.register({type: 'webhook', rule: 'x'}) }", "devpack action action_1 (triggers.register) failed: type: must be cron or event"),
+        ("() => { Devpack.triggers.register({rule: '61 * * * *', config: {'': 'x'}}) }", "devpack action action_1 (triggers.register) failed: rule: minute 61 out of range 0-59"),
         ("() => { Devpack.triggers.register({type: 'event', rule: 'nope.never'}) }", "devpack action action_1 (triggers.register) failed: rule: unknown event \"nope.never\"; expected one of pricefeed.updated, oracle.request.completed, oracle.request.failed, gasbank.withdrawal.settled, function.execution.failed, automation.job.failed"),
         ("() => { Devpack.triggers.register({rule: '@daily', extra: 1}) }", "devpack action action_1 (triggers.register) failed: invalid params: unknown field `extra`, expected one of `type`, `rule`, `config`, `enabled`"),
         ("() => { Devpack.triggers.register({rule: '@daily'}); Devpack.gasBank.ensureAccount({wallet: 'w'}) }", "devpack action action_2 (gasbank.ensureAccount) failed: not available: the gas bank subsystem does not apply Devpack actions in this build yet"),

@@ -2,12 +2,11 @@
 //! returns a future (the mailbox never waits on a database round trip) run inside the
 //! caller's span.
 
-use super::{Account, AccountChanges, AccountsService, NewAccount};
-use crate::error::StoreError;
+use super::tokens::TokensService;
+use super::{Account, AccountChanges, AccountsError, AccountsService, NewAccount};
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
 use crate::supervisor::ExitGuard;
-use crate::tokens::TokensService;
 use actix::prelude::*;
 
 pub struct AccountsActor {
@@ -40,15 +39,15 @@ impl Actor for AccountsActor {
 stop_on_request!(AccountsActor);
 
 #[derive(Message)]
-#[rtype(result = "Result<Account, StoreError>")]
+#[rtype(result = "Result<Account, AccountsError>")]
 pub struct CreateAccount(pub NewAccount);
 
 #[derive(Message)]
-#[rtype(result = "Result<Account, StoreError>")]
+#[rtype(result = "Result<Account, AccountsError>")]
 pub struct GetAccount(pub AccountId);
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<Account>, StoreError>")]
+#[rtype(result = "Result<Page<Account>, AccountsError>")]
 pub struct ListAccounts {
     pub page: PageRequest,
     /// Restricts the list to one account (account-scoped callers).
@@ -56,14 +55,14 @@ pub struct ListAccounts {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Account, StoreError>")]
+#[rtype(result = "Result<Account, AccountsError>")]
 pub struct UpdateAccount {
     pub id: AccountId,
     pub changes: AccountChanges,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), AccountsError>")]
 pub struct DeleteAccount(pub AccountId);
 
 forward!(AccountsActor, CreateAccount, |svc, m| svc.create(m.0));

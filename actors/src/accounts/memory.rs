@@ -3,10 +3,27 @@
 use super::{Account, AccountChanges, AccountStore};
 use crate::error::StoreError;
 use crate::ids::AccountId;
-use crate::page::{Page, PageRequest};
-use crate::store::MemoryDb;
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::store::{MemoryDb, Row, Table};
 use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// `app_accounts`: by id and in list order `(created_at, id)`.
+#[derive(Debug, Default)]
+pub(super) struct AccountTable {
+    by_id: HashMap<AccountId, Account>,
+    order: BTreeMap<PageKey, AccountId>,
+}
+
+impl Table for AccountTable {
+    /// Accounts hang off nothing.
+    fn cascade(&mut self, _: Row, _: &mut Vec<Row>) {}
+
+    fn contains(&self, row: Row) -> bool {
+        matches!(row, Row::Account(id) if self.by_id.contains_key(&id))
+    }
+}
 
 pub struct MemoryAccountStore {
     db: Arc<MemoryDb>,
@@ -21,14 +38,18 @@ impl MemoryAccountStore {
 #[async_trait::async_trait]
 impl AccountStore for MemoryAccountStore {
     async fn insert(&self, account: &Account) -> Result<(), StoreError> {
-        self.db.lock().accounts.insert(account.clone());
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<AccountTable>();
+        table.order.insert(account.page_key(), account.id);
+        table.by_id.insert(account.id, account.clone());
         Ok(())
     }
 
     async fn get(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.db
-            .lock()
-            .accounts
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<AccountTable>()
+            .by_id
             .get(&id)
             .cloned()
             .ok_or(StoreError::NotFound)
@@ -39,15 +60,29 @@ impl AccountStore for MemoryAccountStore {
         page: PageRequest,
         only: Option<AccountId>,
     ) -> Result<Page<Account>, StoreError> {
-        let tables = self.db.lock();
-        let after = page.after.map(|k| (k.at, AccountId::from(k.id)));
-        let rows: Vec<Account> = tables
-            .accounts
-            .iter_after(after)
-            .filter(|a| only.is_none_or(|id| a.id == id))
-            .take(page.fetch_limit() as usize)
-            .cloned()
-            .collect();
+        use std::ops::Bound;
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<AccountTable>();
+        let lower = match page.after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let rows: Vec<Account> = match only {
+            // One account: at most one row, found by id.
+            Some(id) => table
+                .by_id
+                .get(&id)
+                .filter(|a| page.after.is_none_or(|after| a.page_key() > after))
+                .cloned()
+                .into_iter()
+                .collect(),
+            None => table
+                .order
+                .range((lower, Bound::Unbounded))
+                .take(page.fetch_limit() as usize)
+                .filter_map(|(_, id)| table.by_id.get(id).cloned())
+                .collect(),
+        };
         Ok(Page::from_overfetch(rows, &page))
     }
 
@@ -57,8 +92,12 @@ impl AccountStore for MemoryAccountStore {
         changes: &AccountChanges,
         now: DateTime<Utc>,
     ) -> Result<Account, StoreError> {
-        let mut tables = self.db.lock();
-        let account = tables.accounts.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let mut tables = self.db.lock().await;
+        let account = tables
+            .get::<AccountTable>()
+            .by_id
+            .get_mut(&id)
+            .ok_or(StoreError::NotFound)?;
         if let Some(owner) = &changes.owner {
             account.owner = owner.as_str().to_owned();
         }
@@ -70,10 +109,11 @@ impl AccountStore for MemoryAccountStore {
     }
 
     async fn delete(&self, id: AccountId) -> Result<(), StoreError> {
-        self.db
-            .lock()
-            .delete_account(&id)
-            .map(|_| ())
-            .ok_or(StoreError::NotFound)
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<AccountTable>();
+        let account = table.by_id.remove(&id).ok_or(StoreError::NotFound)?;
+        table.order.remove(&account.page_key());
+        tables.cascade(Row::Account(id));
+        Ok(())
     }
 }

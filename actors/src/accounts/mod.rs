@@ -1,16 +1,19 @@
-//! Accounts: the tenants everything else hangs off. Deleting an account removes everything
-//! under it (a cascade in both stores).
+//! Accounts: the tenants everything else hangs off, and the API tokens that act for them
+//! (`tokens`). Deleting an account removes everything under it (a cascade in both stores).
 
 mod actor;
 mod domain;
+mod error;
 mod memory;
 mod postgres;
 mod service;
+pub mod tokens;
 
 pub use actor::{
     AccountsActor, CreateAccount, DeleteAccount, GetAccount, ListAccounts, UpdateAccount,
 };
 pub use domain::{Account, AccountChanges, Metadata, NewAccount, Owner};
+pub use error::AccountsError;
 pub use memory::MemoryAccountStore;
 pub use postgres::PgAccountStore;
 pub use service::AccountsService;
@@ -19,6 +22,21 @@ use crate::error::StoreError;
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
 use chrono::{DateTime, Utc};
+use tokens::{DeleteToken, GetToken, IssueToken, ListTokens, VerifyToken};
+
+crate::handle_trait!(
+    /// What the HTTP edge may ask of the accounts subsystem (accounts and their tokens).
+    AccountsHandle: CreateAccount,
+    GetAccount,
+    ListAccounts,
+    UpdateAccount,
+    DeleteAccount,
+    IssueToken,
+    ListTokens,
+    GetToken,
+    DeleteToken,
+    VerifyToken,
+);
 
 /// Persistence of accounts. Implemented by [`MemoryAccountStore`] and [`PgAccountStore`],
 /// which behave identically (ordering, cascades, errors) except for durability.

@@ -1,9 +1,9 @@
 //! Account business logic as a plain struct, so it is testable without an actor system.
 //! The actor in `actor.rs` is a thin adapter over it.
 
-use super::{Account, AccountChanges, AccountStore, NewAccount};
+use super::{Account, AccountChanges, AccountStore, AccountsError, NewAccount};
 use crate::clock::Clock;
-use crate::error::StoreError;
+use crate::error::OrNotFound;
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ impl AccountsService {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn create(&self, new: NewAccount) -> Result<Account, StoreError> {
+    pub async fn create(&self, new: NewAccount) -> Result<Account, AccountsError> {
         let now = self.clock.now();
         let account = Account {
             id: AccountId::generate(),
@@ -35,8 +35,8 @@ impl AccountsService {
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %id))]
-    pub async fn get(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.store.get(id).await
+    pub async fn get(&self, id: AccountId) -> Result<Account, AccountsError> {
+        Ok(self.store.get(id).await.or_not_found("account")?)
     }
 
     #[tracing::instrument(skip_all)]
@@ -44,8 +44,8 @@ impl AccountsService {
         &self,
         page: PageRequest,
         only: Option<AccountId>,
-    ) -> Result<Page<Account>, StoreError> {
-        self.store.list(page, only).await
+    ) -> Result<Page<Account>, AccountsError> {
+        Ok(self.store.list(page, only).await?)
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %id))]
@@ -53,13 +53,17 @@ impl AccountsService {
         &self,
         id: AccountId,
         changes: AccountChanges,
-    ) -> Result<Account, StoreError> {
-        self.store.update(id, &changes, self.clock.now()).await
+    ) -> Result<Account, AccountsError> {
+        Ok(self
+            .store
+            .update(id, &changes, self.clock.now())
+            .await
+            .or_not_found("account")?)
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %id))]
-    pub async fn delete(&self, id: AccountId) -> Result<(), StoreError> {
-        self.store.delete(id).await?;
+    pub async fn delete(&self, id: AccountId) -> Result<(), AccountsError> {
+        self.store.delete(id).await.or_not_found("account")?;
         tracing::info!(account_id = %id, "account deleted with everything under it");
         Ok(())
     }

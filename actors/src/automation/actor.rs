@@ -1,7 +1,7 @@
-//! The automation actor: a thin adapter from messages to [`AutomationService`].
+//! The automation actor: job CRUD and runs, a thin adapter from messages to
+//! [`AutomationService`].
 
-use super::{AutomationService, Job, JobChanges, NewJob, Run};
-use crate::error::{StoreError, ValidationError};
+use super::{AutomationError, AutomationService, Job, JobPatch, NewJob, Run};
 use crate::ids::{AccountId, JobId};
 use crate::page::{Page, PageRequest};
 use crate::supervisor::ExitGuard;
@@ -29,43 +29,43 @@ impl Actor for AutomationActor {
 stop_on_request!(AutomationActor);
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<Job, ValidationError>, StoreError>")]
+#[rtype(result = "Result<Job, AutomationError>")]
 pub struct CreateJob {
     pub account: AccountId,
     pub job: NewJob,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Job, StoreError>")]
+#[rtype(result = "Result<Job, AutomationError>")]
 pub struct GetJob {
     pub account: AccountId,
     pub id: JobId,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<Job>, StoreError>")]
+#[rtype(result = "Result<Page<Job>, AutomationError>")]
 pub struct ListJobs {
     pub account: AccountId,
     pub page: PageRequest,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<Job, ValidationError>, StoreError>")]
+#[rtype(result = "Result<Job, AutomationError>")]
 pub struct UpdateJob {
     pub account: AccountId,
     pub id: JobId,
-    pub changes: JobChanges,
+    pub patch: JobPatch,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), AutomationError>")]
 pub struct DeleteJob {
     pub account: AccountId,
     pub id: JobId,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<Run>, StoreError>")]
+#[rtype(result = "Result<Page<Run>, AutomationError>")]
 pub struct ListRuns {
     pub account: AccountId,
     pub job: JobId,
@@ -78,7 +78,7 @@ forward!(AutomationActor, GetJob, |svc, m| svc.get(m.account, m.id));
 forward!(AutomationActor, ListJobs, |svc, m| svc
     .list(m.account, m.page));
 forward!(AutomationActor, UpdateJob, |svc, m| svc
-    .update(m.account, m.id, m.changes));
+    .update(m.account, m.id, m.patch));
 forward!(AutomationActor, DeleteJob, |svc, m| svc
     .delete(m.account, m.id));
 forward!(AutomationActor, ListRuns, |svc, m| svc

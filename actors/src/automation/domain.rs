@@ -1,7 +1,17 @@
-//! Automation job and run types.
+//! Automation job and run types, and the parsing of job requests: an HTTP body and a
+//! Devpack `automation.schedule` action both become a [`JobInput`] (raw text and
+//! options), which [`NewJob::parse`] or [`JobPatch::parse`] turns into checked values
+//! before anything else sees them.
 
+use crate::error::ValidationError;
 use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
+use crate::patch::Patch;
+use crate::schedule::Schedule;
+use crate::validate;
 use chrono::{DateTime, Utc};
+
+/// Attempts of one run: 1–20 (CONTRACT.md §2.5).
+pub const MAX_ATTEMPTS: std::ops::RangeInclusive<i32> = 1..=20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverlapPolicy {
@@ -35,8 +45,7 @@ pub struct Job {
     pub function_id: FunctionId,
     pub name: String,
     pub description: String,
-    /// The schedule as given (validated when saved).
-    pub schedule: String,
+    pub schedule: Schedule,
     pub enabled: bool,
     pub overlap_policy: OverlapPolicy,
     pub max_attempts: i32,
@@ -54,6 +63,205 @@ impl crate::page::Keyed for Job {
             at: self.created_at,
             id: *self.id.as_uuid(),
         }
+    }
+}
+
+/// A job as requested, before any check: every field as given (HTTP body or Devpack
+/// params), absent fields `None`. It is also the shape of the HTTP body.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobInput {
+    pub function_id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub enabled: Option<bool>,
+    pub overlap_policy: Option<String>,
+    pub max_attempts: Option<i64>,
+}
+
+/// A job whose every field follows the contract.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub function_id: FunctionId,
+    pub name: String,
+    pub description: String,
+    pub schedule: Schedule,
+    pub enabled: bool,
+    pub overlap_policy: OverlapPolicy,
+    pub max_attempts: i32,
+}
+
+fn function_ref(raw: &str) -> Result<FunctionId, ValidationError> {
+    FunctionId::parse(raw.trim())
+        .ok_or_else(|| ValidationError::new("function_id", "function not found in this account"))
+}
+
+fn name(raw: &str) -> Result<String, ValidationError> {
+    validate::trimmed("name", raw, 1, 128)
+}
+
+fn description(raw: &str) -> Result<String, ValidationError> {
+    validate::trimmed("description", raw, 0, 1024)
+}
+
+fn schedule(raw: &str) -> Result<Schedule, ValidationError> {
+    match raw.trim() {
+        "" => Err(ValidationError::new("schedule", "is required")),
+        text => Schedule::parse(text).map_err(|e| ValidationError::new("schedule", e)),
+    }
+}
+
+fn overlap(raw: &str) -> Result<OverlapPolicy, ValidationError> {
+    OverlapPolicy::parse(raw)
+        .ok_or_else(|| ValidationError::new("overlap_policy", "must be skip or allow"))
+}
+
+fn max_attempts(n: i64) -> Result<i32, ValidationError> {
+    match i32::try_from(n) {
+        Ok(n) if MAX_ATTEMPTS.contains(&n) => Ok(n),
+        _ => Err(ValidationError::new("max_attempts", "must be 1-20")),
+    }
+}
+
+impl NewJob {
+    /// Checks a requested job; `default_attempts` (`AUTOMATION_MAX_ATTEMPTS`, already in
+    /// range) applies when none is given.
+    pub fn parse(input: JobInput, default_attempts: i32) -> Result<Self, ValidationError> {
+        let function_id = input
+            .function_id
+            .as_deref()
+            .ok_or_else(|| ValidationError::new("function_id", "is required"))
+            .and_then(function_ref)?;
+        Ok(Self {
+            function_id,
+            name: name(input.name.as_deref().unwrap_or_default())?,
+            description: description(input.description.as_deref().unwrap_or_default())?,
+            schedule: match input.schedule.as_deref() {
+                None => return Err(ValidationError::new("schedule", "is required")),
+                Some(text) => schedule(text)?,
+            },
+            enabled: input.enabled.unwrap_or(true),
+            overlap_policy: input
+                .overlap_policy
+                .as_deref()
+                .map(overlap)
+                .transpose()?
+                .unwrap_or(OverlapPolicy::Skip),
+            max_attempts: input
+                .max_attempts
+                .map(max_attempts)
+                .transpose()?
+                .unwrap_or(default_attempts),
+        })
+    }
+
+    /// The job as stored when created at `now`, its first `next_run` computed.
+    pub fn into_job(self, account: AccountId, now: DateTime<Utc>) -> Job {
+        Job {
+            id: JobId::generate(),
+            account_id: account,
+            function_id: self.function_id,
+            name: self.name,
+            description: self.description,
+            next_run: self
+                .enabled
+                .then(|| self.schedule.next_after(now))
+                .flatten(),
+            schedule: self.schedule,
+            enabled: self.enabled,
+            overlap_policy: self.overlap_policy,
+            max_attempts: self.max_attempts,
+            last_run: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A PATCH as requested: omitted fields `Missing`, `null` fields `Null`. It is also the
+/// shape of the HTTP body.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobPatchInput {
+    pub function_id: Patch<String>,
+    pub name: Patch<String>,
+    pub description: Patch<String>,
+    pub schedule: Patch<String>,
+    pub enabled: Patch<bool>,
+    pub overlap_policy: Patch<String>,
+    pub max_attempts: Patch<i64>,
+    pub next_run: Patch<String>,
+}
+
+/// A checked PATCH; `None`/`Missing` leaves a field unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct JobPatch {
+    pub function_id: Option<FunctionId>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub schedule: Option<Schedule>,
+    pub enabled: Option<bool>,
+    pub overlap_policy: Option<OverlapPolicy>,
+    pub max_attempts: Option<i32>,
+    /// A timestamp sets the next dispatch once; `Null` recomputes from the schedule.
+    pub next_run: Patch<DateTime<Utc>>,
+}
+
+impl JobPatch {
+    pub fn parse(input: JobPatchInput) -> Result<Self, ValidationError> {
+        Ok(Self {
+            function_id: input
+                .function_id
+                .required("function_id")?
+                .as_deref()
+                .map(function_ref)
+                .transpose()?,
+            name: input
+                .name
+                .required("name")?
+                .as_deref()
+                .map(name)
+                .transpose()?,
+            description: match input.description {
+                Patch::Missing => None,
+                Patch::Null => Some(String::new()),
+                Patch::Value(d) => Some(description(&d)?),
+            },
+            schedule: input
+                .schedule
+                .required("schedule")?
+                .as_deref()
+                // No "is required" here: an empty schedule in a PATCH is a bad schedule.
+                .map(|text| Schedule::parse(text).map_err(|e| ValidationError::new("schedule", e)))
+                .transpose()?,
+            enabled: input.enabled.required("enabled")?,
+            overlap_policy: input
+                .overlap_policy
+                .required("overlap_policy")?
+                .as_deref()
+                .map(overlap)
+                .transpose()?,
+            max_attempts: input
+                .max_attempts
+                .required("max_attempts")?
+                .map(max_attempts)
+                .transpose()?,
+            next_run: match input.next_run {
+                Patch::Missing => Patch::Missing,
+                Patch::Null => Patch::Null,
+                Patch::Value(text) => Patch::Value(
+                    DateTime::parse_from_rfc3339(text.trim())
+                        .map(|t| crate::clock::truncate_micros(t.with_timezone(&Utc)))
+                        .map_err(|_| {
+                            ValidationError::new(
+                                "next_run",
+                                format!("expected an RFC 3339 timestamp, got {text:?}"),
+                            )
+                        })?,
+                ),
+            },
+        })
     }
 }
 

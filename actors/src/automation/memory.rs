@@ -1,11 +1,158 @@
-//! In-memory [`JobStore`], inside the shared [`MemoryDb`] so deletes cascade.
+//! In-memory [`JobStore`] and [`SchedulerStore`]: jobs in list order per account with a
+//! case-insensitive name index, runs with their lease per job; runs go with their job,
+//! jobs with their function or account.
 
-use super::{Job, JobStore, Run};
+use super::{
+    Advanced, AttemptEnd, ClaimedRun, Job, JobStore, Plan, Run, RunStatus, SchedulerStore, Start,
+};
 use crate::error::StoreError;
-use crate::ids::{AccountId, JobId};
-use crate::page::{Page, PageRequest};
-use crate::store::MemoryDb;
+use crate::events::Event;
+use crate::ids::{AccountId, JobId, RunId};
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::store::memory::AccountRows;
+use crate::store::{MemoryDb, MemoryTx, Row, Table, Tx};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+/// A run with the scheduler's bookkeeping (not part of the API shape).
+#[derive(Debug, Clone)]
+struct RunRow {
+    run: Run,
+    next_attempt_at: Option<DateTime<Utc>>,
+    lease_owner: Option<String>,
+    lease_until: Option<DateTime<Utc>>,
+}
+
+/// `app_automation_jobs` and `app_automation_runs`.
+#[derive(Debug, Default)]
+struct JobTable {
+    jobs: AccountRows<JobId, Job>,
+    /// `(account, lower(name))`: names are unique per account, case-insensitively.
+    names: HashMap<(AccountId, String), JobId>,
+    runs: HashMap<RunId, RunRow>,
+    /// `(job, scheduled_for, id)`: a job's runs in list order.
+    by_job: BTreeMap<(JobId, PageKey), RunId>,
+    /// Runs that are `running`.
+    running: HashSet<RunId>,
+}
+
+impl JobTable {
+    fn name_key(job: &Job) -> (AccountId, String) {
+        (job.account_id, job.name.to_lowercase())
+    }
+
+    fn remove_job(&mut self, id: &JobId) -> Option<Job> {
+        let job = self.jobs.remove(id)?;
+        self.names.remove(&Self::name_key(&job));
+        let runs: Vec<_> = self
+            .by_job
+            .range((*id, PageKey::MIN)..)
+            .take_while(|((job, _), _)| job == id)
+            .map(|(key, run)| (*key, *run))
+            .collect();
+        for (key, run) in runs {
+            self.by_job.remove(&key);
+            self.runs.remove(&run);
+            self.running.remove(&run);
+        }
+        Some(job)
+    }
+
+    fn insert_run(&mut self, run: Run) {
+        self.by_job.insert((run.job_id, run.page_key()), run.id);
+        if run.status == RunStatus::Running {
+            self.running.insert(run.id);
+        }
+        self.runs.insert(
+            run.id,
+            RunRow {
+                run,
+                next_attempt_at: None,
+                lease_owner: None,
+                lease_until: None,
+            },
+        );
+    }
+
+    fn has_run(&self, job: JobId, scheduled_for: DateTime<Utc>) -> bool {
+        self.by_job
+            .range(
+                (
+                    job,
+                    PageKey {
+                        at: scheduled_for,
+                        id: uuid::Uuid::nil(),
+                    },
+                )..,
+            )
+            .next()
+            .is_some_and(|((j, key), _)| *j == job && key.at == scheduled_for)
+    }
+
+    fn busy(&self, job: JobId) -> bool {
+        self.running
+            .iter()
+            .any(|run| self.runs.get(run).is_some_and(|r| r.run.job_id == job))
+    }
+
+    /// The lease of `run`, if `owner` holds it.
+    fn owned(&mut self, run: RunId, owner: &str) -> Option<&mut RunRow> {
+        self.runs
+            .get_mut(&run)
+            .filter(|r| r.lease_owner.as_deref() == Some(owner))
+    }
+}
+
+impl Table for JobTable {
+    fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>) {
+        let gone: Vec<JobId> = match parent {
+            Row::Account(account) => self.jobs.ids_of(account).collect(),
+            Row::Function(account, function) => self
+                .jobs
+                .ids_of(account)
+                .filter(|id| self.jobs.get(id).is_some_and(|j| j.function_id == function))
+                .collect(),
+            Row::Job(..) | Row::Trigger(..) => Vec::new(),
+        };
+        for id in gone {
+            if let Some(job) = self.remove_job(&id) {
+                removed.push(Row::Job(job.account_id, id));
+            }
+        }
+    }
+
+    fn contains(&self, row: Row) -> bool {
+        matches!(row, Row::Job(account, id) if self.jobs.get_in(account, &id).is_some())
+    }
+}
+
+fn conflict(name: &str) -> StoreError {
+    StoreError::Conflict(format!("job \"{name}\" already exists"))
+}
+
+/// Inserts a job in a memory transaction, checking what the foreign keys and the unique
+/// name index check in PostgreSQL.
+pub(super) fn insert_job(tx: &mut MemoryTx<'_>, job: &Job) -> Result<(), StoreError> {
+    if !tx
+        .tables()
+        .exists(Row::Function(job.account_id, job.function_id))
+    {
+        return Err(StoreError::NotFound);
+    }
+    let table = tx.get::<JobTable>();
+    let key = JobTable::name_key(job);
+    if table.names.contains_key(&key) {
+        return Err(conflict(&job.name));
+    }
+    table.names.insert(key, job.id);
+    table.jobs.insert(job.account_id, job.id, job.clone());
+    let id = job.id;
+    tx.on_rollback(move |tables| {
+        tables.get::<JobTable>().remove_job(&id);
+    });
+    Ok(())
+}
 
 pub struct MemoryJobStore {
     db: Arc<MemoryDb>,
@@ -17,77 +164,62 @@ impl MemoryJobStore {
     }
 }
 
-fn conflict(name: &str) -> StoreError {
-    StoreError::Conflict(format!("job \"{name}\" already exists"))
-}
-
 #[async_trait::async_trait]
 impl JobStore for MemoryJobStore {
     async fn create(&self, job: &Job) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        if tables.accounts.get(&job.account_id).is_none()
-            || !tables.functions.contains_key(&job.function_id)
-        {
-            return Err(StoreError::NotFound);
-        }
-        let clash = tables
-            .jobs
-            .values()
-            .any(|j| j.account_id == job.account_id && j.name.eq_ignore_ascii_case(&job.name));
-        if clash {
-            return Err(conflict(&job.name));
-        }
-        tables.jobs.insert(job.id, job.clone());
-        Ok(())
+        let mut tx = Tx::Memory(self.db.begin().await);
+        super::insert_job(&mut tx, job).await?;
+        tx.commit().await
     }
 
     async fn get(&self, account: AccountId, id: JobId) -> Result<Job, StoreError> {
-        self.db
-            .lock()
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<JobTable>()
             .jobs
-            .get(&id)
-            .filter(|j| j.account_id == account)
+            .get_in(account, &id)
             .cloned()
             .ok_or(StoreError::NotFound)
     }
 
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Job>, StoreError> {
-        let tables = self.db.lock();
-        let rows = tables.jobs.values().filter(|j| j.account_id == account);
-        Ok(Page::in_list_order(rows, &page))
+        let mut tables = self.db.lock().await;
+        Ok(tables.get::<JobTable>().jobs.page(account, &page))
     }
 
     async fn update(&self, job: &Job) -> Result<Job, StoreError> {
-        let mut tables = self.db.lock();
-        if !tables.functions.contains_key(&job.function_id) {
+        let mut tables = self.db.lock().await;
+        if !tables.exists(Row::Function(job.account_id, job.function_id)) {
             return Err(StoreError::NotFound);
         }
-        let clash = tables.jobs.values().any(|j| {
-            j.id != job.id
-                && j.account_id == job.account_id
-                && j.name.eq_ignore_ascii_case(&job.name)
-        });
-        if clash {
+        let table = tables.get::<JobTable>();
+        let Some(current) = table.jobs.get_in(job.account_id, &job.id).cloned() else {
+            return Err(StoreError::NotFound);
+        };
+        let key = JobTable::name_key(job);
+        if table.names.get(&key).is_some_and(|owner| *owner != job.id) {
             return Err(conflict(&job.name));
         }
-        match tables.jobs.get_mut(&job.id) {
-            Some(current) if current.account_id == job.account_id => {
-                *current = job.clone();
-                Ok(job.clone())
-            }
-            _ => Err(StoreError::NotFound),
-        }
+        table.names.remove(&JobTable::name_key(&current));
+        table.names.insert(key, job.id);
+        // `last_run` belongs to the scheduler: keep the stored value.
+        let saved = Job {
+            last_run: current.last_run,
+            ..job.clone()
+        };
+        table.jobs.insert(job.account_id, job.id, saved.clone());
+        Ok(saved)
     }
 
     async fn delete(&self, account: AccountId, id: JobId) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        match tables.jobs.get(&id) {
-            Some(j) if j.account_id == account => {
-                tables.delete_job(&id);
-                Ok(())
-            }
-            _ => Err(StoreError::NotFound),
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<JobTable>();
+        if table.jobs.get_in(account, &id).is_none() {
+            return Err(StoreError::NotFound);
         }
+        table.remove_job(&id);
+        tables.cascade(Row::Job(account, id));
+        Ok(())
     }
 
     async fn list_runs(
@@ -96,65 +228,57 @@ impl JobStore for MemoryJobStore {
         job: JobId,
         page: PageRequest,
     ) -> Result<Page<Run>, StoreError> {
-        let tables = self.db.lock();
-        if tables
-            .jobs
-            .get(&job)
-            .is_none_or(|j| j.account_id != account)
-        {
+        use std::ops::Bound;
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<JobTable>();
+        if table.jobs.get_in(account, &job).is_none() {
             return Err(StoreError::NotFound);
         }
-        let mut rows: Vec<Run> = tables
-            .runs
-            .values()
-            .filter(|r| r.job_id == job)
-            .filter(|r| {
-                page.after
-                    .is_none_or(|k| (r.scheduled_for, *r.id.as_uuid()) < (k.at, k.id))
-            })
-            .cloned()
+        // Newest first: walk the job's range backwards from the page key.
+        let upper = match page.after {
+            Some(after) => Bound::Excluded((job, after)),
+            None => Bound::Included((job, PageKey::MAX)),
+        };
+        let rows = table
+            .by_job
+            .range((Bound::Included((job, PageKey::MIN)), upper))
+            .rev()
+            .take(page.fetch_limit() as usize)
+            .filter_map(|(_, id)| table.runs.get(id).map(|r| r.run.clone()))
             .collect();
-        rows.sort_by_key(|r| std::cmp::Reverse((r.scheduled_for, r.id)));
-        rows.truncate(page.fetch_limit() as usize);
         Ok(Page::from_overfetch(rows, &page))
     }
 }
 
 #[async_trait::async_trait]
-impl super::SchedulerStore for MemoryJobStore {
+impl SchedulerStore for MemoryJobStore {
     async fn advance_due(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
         limit: i64,
-        next: &super::NextRun,
-    ) -> Result<super::Advanced, StoreError> {
-        use super::{OverlapPolicy, RunStatus};
-        let mut tables = self.db.lock();
-        let mut due: Vec<(JobId, chrono::DateTime<chrono::Utc>)> = tables
+        plan: &Plan,
+    ) -> Result<Advanced, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<JobTable>();
+        let mut due: Vec<(DateTime<Utc>, JobId)> = table
             .jobs
             .values()
             .filter(|j| j.enabled)
-            .filter_map(|j| j.next_run.filter(|t| *t <= now).map(|t| (j.id, t)))
+            .filter_map(|j| j.next_run.filter(|t| *t <= now).map(|t| (t, j.id)))
             .collect();
-        due.sort_by_key(|(_, t)| *t);
+        due.sort();
         due.truncate(usize::try_from(limit).unwrap_or(0));
-        let mut advanced = super::Advanced::default();
-        for (id, scheduled_for) in due {
-            let Some(job) = tables.jobs.get(&id).cloned() else {
+        let mut advanced = Advanced::default();
+        for (scheduled_for, id) in due {
+            let Some(job) = table.jobs.get(&id).cloned() else {
                 continue;
             };
-            let duplicate = tables
-                .runs
-                .values()
-                .any(|r| r.job_id == id && r.scheduled_for == scheduled_for);
-            let busy = tables
-                .runs
-                .values()
-                .any(|r| r.job_id == id && r.status == RunStatus::Running);
-            if !duplicate {
-                let skip = busy && job.overlap_policy == OverlapPolicy::Skip;
-                let run = Run {
-                    id: crate::ids::RunId::generate(),
+            let dispatch = plan(&job, table.busy(id));
+            let fresh = !table.has_run(id, scheduled_for);
+            if fresh {
+                let skip = dispatch.start == Start::Skip;
+                table.insert_run(Run {
+                    id: RunId::generate(),
                     job_id: id,
                     scheduled_for,
                     started_at: None,
@@ -167,19 +291,17 @@ impl super::SchedulerStore for MemoryJobStore {
                     attempt: 0,
                     execution_id: None,
                     error: skip.then(|| "previous run still in progress".to_owned()),
-                };
-                tables.run_state.insert(run.id, Default::default());
-                tables.runs.insert(run.id, run);
+                });
                 if skip {
                     advanced.skipped += 1;
                 } else {
                     advanced.started.push((id, scheduled_for));
                 }
             }
-            if let Some(j) = tables.jobs.get_mut(&id) {
-                j.next_run = next(&job, now);
-                if !duplicate {
-                    j.last_run = Some(scheduled_for);
+            if let Some(stored) = table.jobs.get_mut(&id) {
+                stored.next_run = dispatch.next_run;
+                if fresh {
+                    stored.last_run = Some(scheduled_for);
                 }
             }
         }
@@ -188,54 +310,42 @@ impl super::SchedulerStore for MemoryJobStore {
 
     async fn claim_runs(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
         owner: &str,
-        lease_until: chrono::DateTime<chrono::Utc>,
+        lease_until: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<super::ClaimedRun>, StoreError> {
-        use super::RunStatus;
-        let mut tables = self.db.lock();
-        let mut ids: Vec<(chrono::DateTime<chrono::Utc>, crate::ids::RunId)> = tables
-            .runs
-            .values()
-            .filter(|r| r.status == RunStatus::Running)
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<JobTable>();
+        let mut ids: Vec<(DateTime<Utc>, RunId)> = table
+            .running
+            .iter()
+            .filter_map(|id| table.runs.get(id))
             .filter(|r| {
-                let state = tables.run_state.get(&r.id).cloned().unwrap_or_default();
-                state.next_attempt_at.is_none_or(|t| t <= now)
-                    && state.lease_until.is_none_or(|t| t < now)
+                r.next_attempt_at.is_none_or(|t| t <= now) && r.lease_until.is_none_or(|t| t < now)
             })
-            .map(|r| {
-                (
-                    tables
-                        .run_state
-                        .get(&r.id)
-                        .and_then(|s| s.next_attempt_at)
-                        .unwrap_or(r.scheduled_for),
-                    r.id,
-                )
-            })
+            .map(|r| (r.next_attempt_at.unwrap_or(r.run.scheduled_for), r.run.id))
             .collect();
         ids.sort();
         ids.truncate(usize::try_from(limit).unwrap_or(0));
         let mut claimed = Vec::new();
         for (_, id) in ids {
-            let Some(run) = tables.runs.get(&id).cloned() else {
+            let Some(job_id) = table.runs.get(&id).map(|r| r.run.job_id) else {
                 continue;
             };
-            let Some(job) = tables.jobs.get(&run.job_id).cloned() else {
+            let Some(job) = table.jobs.get(&job_id).cloned() else {
                 continue;
             };
-            let state = tables.run_state.entry(id).or_default();
-            let previous_lease_expired = state.lease_owner.is_some();
-            state.lease_owner = Some(owner.to_owned());
-            state.lease_until = Some(lease_until);
-            let Some(run_mut) = tables.runs.get_mut(&id) else {
+            let Some(row) = table.runs.get_mut(&id) else {
                 continue;
             };
-            run_mut.attempt += 1;
-            run_mut.started_at.get_or_insert(now);
-            claimed.push(super::ClaimedRun {
-                run: run_mut.clone(),
+            let previous_lease_expired = row.lease_owner.is_some();
+            row.lease_owner = Some(owner.to_owned());
+            row.lease_until = Some(lease_until);
+            row.run.attempt += 1;
+            row.run.started_at.get_or_insert(now);
+            claimed.push(ClaimedRun {
+                run: row.run.clone(),
                 account_id: job.account_id,
                 function_id: job.function_id,
                 max_attempts: job.max_attempts,
@@ -248,93 +358,95 @@ impl super::SchedulerStore for MemoryJobStore {
 
     async fn renew(
         &self,
-        run: crate::ids::RunId,
+        run: RunId,
         owner: &str,
-        lease_until: chrono::DateTime<chrono::Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tables = self.db.lock();
-        match tables.run_state.get_mut(&run) {
-            Some(state) if state.lease_owner.as_deref() == Some(owner) => {
-                state.lease_until = Some(lease_until);
+        let mut tables = self.db.lock().await;
+        match tables.get::<JobTable>().owned(run, owner) {
+            Some(row) => {
+                row.lease_until = Some(lease_until);
                 Ok(true)
             }
-            _ => Ok(false),
+            None => Ok(false),
         }
     }
 
     async fn finish_attempt(
         &self,
-        run: crate::ids::RunId,
+        run: RunId,
         owner: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        end: &super::AttemptEnd,
-        event: Option<&crate::events::Event>,
+        now: DateTime<Utc>,
+        end: &AttemptEnd,
+        event: Option<&Event>,
     ) -> Result<bool, StoreError> {
-        use super::{AttemptEnd, RunStatus};
-        let mut tables = self.db.lock();
-        let ours = tables
-            .run_state
-            .get(&run)
-            .is_some_and(|s| s.lease_owner.as_deref() == Some(owner));
-        if !ours {
-            return Ok(false);
-        }
-        let Some(r) = tables.runs.get_mut(&run) else {
+        let mut tx = Tx::Memory(self.db.begin().await);
+        let Tx::Memory(memory) = &mut tx else {
             return Ok(false);
         };
-        let mut next_attempt_at = None;
+        if memory.get::<JobTable>().owned(run, owner).is_none() {
+            return Ok(false);
+        }
+        // The event first: it is the only step that can fail, and the changes to the run
+        // below record no undo step.
+        if let Some(event) = event {
+            crate::events::insert(&mut tx, event).await?;
+        }
+        let Tx::Memory(memory) = &mut tx else {
+            return Ok(false);
+        };
+        let table = memory.get::<JobTable>();
+        let Some(row) = table.owned(run, owner) else {
+            return Ok(false);
+        };
+        let mut finished = false;
+        row.next_attempt_at = None;
         match end {
             AttemptEnd::Succeeded { execution_id } => {
-                r.status = RunStatus::Succeeded;
-                r.execution_id = Some(*execution_id);
-                r.error = None;
-                r.completed_at = Some(now);
+                row.run.status = RunStatus::Succeeded;
+                row.run.execution_id = Some(*execution_id);
+                row.run.error = None;
+                row.run.completed_at = Some(now);
+                finished = true;
             }
             AttemptEnd::Failed {
                 execution_id,
                 error,
                 retry_at,
             } => {
-                r.execution_id = execution_id.or(r.execution_id);
-                r.error = Some(error.clone());
+                row.run.execution_id = execution_id.or(row.run.execution_id);
+                row.run.error = Some(error.clone());
                 match retry_at {
-                    Some(at) => next_attempt_at = Some(*at),
+                    Some(at) => row.next_attempt_at = Some(*at),
                     None => {
-                        r.status = RunStatus::Failed;
-                        r.completed_at = Some(now);
+                        row.run.status = RunStatus::Failed;
+                        row.run.completed_at = Some(now);
+                        finished = true;
                     }
                 }
             }
         }
-        let state = tables.run_state.entry(run).or_default();
-        state.lease_owner = None;
-        state.lease_until = None;
-        state.next_attempt_at = next_attempt_at;
-        if let Some(event) = event {
-            tables.insert_event(event);
+        row.lease_owner = None;
+        row.lease_until = None;
+        if finished {
+            table.running.remove(&run);
         }
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn release(
         &self,
-        run: crate::ids::RunId,
+        run: RunId,
         owner: &str,
-        retry_at: chrono::DateTime<chrono::Utc>,
+        retry_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        let ours = tables
-            .run_state
-            .get(&run)
-            .is_some_and(|s| s.lease_owner.as_deref() == Some(owner));
-        if ours {
-            if let Some(r) = tables.runs.get_mut(&run) {
-                r.attempt -= 1;
-            }
-            let state = tables.run_state.entry(run).or_default();
-            state.lease_owner = None;
-            state.lease_until = None;
-            state.next_attempt_at = Some(retry_at);
+        let mut tables = self.db.lock().await;
+        if let Some(row) = tables.get::<JobTable>().owned(run, owner) {
+            row.run.attempt -= 1;
+            row.lease_owner = None;
+            row.lease_until = None;
+            row.next_attempt_at = Some(retry_at);
         }
         Ok(())
     }

@@ -1,31 +1,73 @@
-//! Automation: jobs that run a function on a schedule, and the record of their runs.
+//! Automation: jobs that run a function on a schedule, and the record of their runs
+//! (`app_automation_jobs`, `app_automation_runs`, owned here).
 
 mod actor;
 mod domain;
 mod memory;
-pub(crate) mod postgres;
+mod postgres;
 mod scheduler;
-
 mod service;
 
 pub use actor::{AutomationActor, CreateJob, DeleteJob, GetJob, ListJobs, ListRuns, UpdateJob};
-pub use domain::{Job, OverlapPolicy, Run, RunStatus};
+pub use domain::{
+    Job, JobInput, JobPatch, JobPatchInput, NewJob, OverlapPolicy, Run, RunStatus, MAX_ATTEMPTS,
+};
 pub use memory::MemoryJobStore;
 pub use postgres::PgJobStore;
-pub use scheduler::{
-    next_occurrence, next_run, AutomationMetrics, SchedulerActor, SchedulerConfig, SchedulerService,
-};
-
-pub use service::{AutomationService, JobChanges, NewJob};
+pub use scheduler::{AutomationMetrics, SchedulerActor, SchedulerConfig, SchedulerService};
+pub use service::AutomationService;
 
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
 use crate::page::{Page, PageRequest};
+use crate::store::Tx;
 use chrono::{DateTime, Utc};
 
-/// Computes a job's next `next_run` after dispatching the occurrence `scheduled_for` at
-/// `now` (`None` if the schedule no longer parses or never fires).
-pub type NextRun = dyn Fn(&Job, DateTime<Utc>) -> Option<DateTime<Utc>> + Send + Sync;
+crate::subsystem_error!(
+    /// Why an automation request failed.
+    AutomationError {}
+);
+
+crate::handle_trait!(
+    /// What the HTTP edge may ask of the automation subsystem.
+    AutomationHandle: CreateJob,
+    GetJob,
+    ListJobs,
+    UpdateJob,
+    DeleteJob,
+    ListRuns,
+);
+
+/// Inserts a job inside the caller's transaction (a Devpack `automation.schedule`):
+/// `Conflict` on a duplicate name in the account, `NotFound` if the account or function
+/// is gone.
+pub async fn insert_job(tx: &mut Tx<'_>, job: &Job) -> Result<(), StoreError> {
+    match tx {
+        Tx::Memory(tx) => memory::insert_job(tx, job),
+        Tx::Postgres(tx) => postgres::insert_job(tx, job).await,
+    }
+}
+
+/// How a due occurrence starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A `running` run, to be attempted.
+    Run,
+    /// A `skipped` run: a previous run is still in progress.
+    Skip,
+}
+
+/// What to do with a job's due occurrence: decided by the scheduler service from the job
+/// and whether a run of it is in progress; applied by the store in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub start: Start,
+    /// The job's `next_run` after this occurrence.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+/// The scheduler's decision for one due job: `(job, a run is in progress)`.
+pub type Plan = dyn Fn(&Job, bool) -> Dispatch + Send + Sync;
 
 /// A run claimed under this replica's lease, with what dispatching it needs.
 #[derive(Debug, Clone)]
@@ -66,13 +108,14 @@ pub struct Advanced {
 /// worked by one lease holder at a time.
 #[async_trait::async_trait]
 pub trait SchedulerStore: Send + Sync + 'static {
-    /// For up to `limit` enabled jobs with `next_run ≤ now`: insert the run (or a
-    /// `skipped` run when overlap is `skip` and a run is in progress) and move `next_run`.
+    /// For up to `limit` enabled jobs with `next_run ≤ now`, in one transaction: insert
+    /// the run of the occurrence as `plan` says (unique per `(job, scheduled_for)`: a
+    /// second replica's insert does nothing) and move `next_run` to `plan`'s.
     async fn advance_due(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-        next: &NextRun,
+        plan: &Plan,
     ) -> Result<Advanced, StoreError>;
     /// Claims up to `limit` running runs due for an attempt whose lease is free or
     /// expired, counting the new attempt.

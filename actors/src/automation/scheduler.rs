@@ -5,19 +5,15 @@
 //! after the lease. Failed attempts retry after `AUTOMATION_RETRY_BASE × 2^(attempt−1)`
 //! (capped by `AUTOMATION_RETRY_MAX_DELAY`) without moving the schedule.
 //!
-//! The same tick stores the firings of due cron triggers (unique per trigger and tick);
-//! the `events` actor runs them (see `triggers::worker`).
+//! What a due occurrence becomes is decided here ([`SchedulerService::plan`]): the
+//! overlap rule and the next `next_run`; the store applies it in its transaction.
 
-use super::{AttemptEnd, ClaimedRun, Job, SchedulerStore};
+use super::{AttemptEnd, ClaimedRun, Dispatch, Job, OverlapPolicy, SchedulerStore, Start};
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::events::{self, Event};
-use crate::functions::{
-    ExecOptions, ExecuteError, ExecuteFunction, ExecutionStatus, FunctionsActor,
-};
-use crate::schedule::Schedule;
-use crate::supervisor::{ActorHandle, ExitGuard, Stop};
-use crate::triggers::TriggerWorker;
+use crate::functions::{ExecOptions, ExecuteFunction, ExecutionStatus, FunctionsError};
+use crate::supervisor::{Ask, ExitGuard, Stop};
 use crate::work::InFlight;
 use actix::prelude::*;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -76,61 +72,27 @@ impl AutomationMetrics {
     }
 }
 
-/// The next `next_run` after dispatching `job.next_run` at `now`: past `max(scheduled_for,
-/// now)`, so after downtime a job runs once, not once per missed tick. `@every` keeps its
-/// phase (previous occurrence + d, skipping steps already past).
-pub fn next_run(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    next_occurrence(&job.schedule, job.next_run, now)
-}
-
-/// The occurrence after dispatching `scheduled_for` (or "now" when unset) at `now`, by
-/// the rule of [`next_run`]; shared with cron triggers.
-pub fn next_occurrence(
-    schedule: &str,
-    scheduled_for: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let schedule = Schedule::parse(schedule).ok()?;
-    let scheduled_for = scheduled_for.unwrap_or(now);
-    match schedule {
-        Schedule::Every(d) => {
-            let step = ChronoDuration::from_std(d).ok()?;
-            let mut next = scheduled_for + step;
-            if next <= now {
-                let behind = (now - next).num_microseconds()? / step.num_microseconds()?.max(1);
-                next += step * i32::try_from(behind + 1).ok()?;
-            }
-            Some(next)
-        }
-        cron => cron.next_after(scheduled_for.max(now)),
-    }
-}
-
 #[derive(Clone)]
 pub struct SchedulerService {
     store: Arc<dyn SchedulerStore>,
-    functions: ActorHandle<FunctionsActor>,
+    functions: Arc<dyn Ask<ExecuteFunction>>,
     clock: Arc<dyn Clock>,
     /// This replica's lease owner id.
     owner: Arc<str>,
     config: SchedulerConfig,
     metrics: AutomationMetrics,
-    /// Stores the firings of due cron triggers in the same tick.
-    cron: TriggerWorker,
 }
 
 impl SchedulerService {
     pub fn new(
         store: Arc<dyn SchedulerStore>,
-        functions: ActorHandle<FunctionsActor>,
+        functions: Arc<dyn Ask<ExecuteFunction>>,
         clock: Arc<dyn Clock>,
         owner: String,
         config: SchedulerConfig,
         metrics: AutomationMetrics,
-        cron: TriggerWorker,
     ) -> Self {
         Self {
-            cron,
             store,
             functions,
             clock,
@@ -152,17 +114,27 @@ impl SchedulerService {
             .min(self.config.retry_max_delay)
     }
 
+    /// What a due occurrence of `job` becomes, dispatched at `now`: with `skip` overlap a
+    /// run in progress makes it `skipped`; `next_run` moves past `max(scheduled_for,
+    /// now)` (CONTRACT.md §3.4).
+    pub fn plan(job: &Job, busy: bool, now: DateTime<Utc>) -> Dispatch {
+        Dispatch {
+            start: if busy && job.overlap_policy == OverlapPolicy::Skip {
+                Start::Skip
+            } else {
+                Start::Run
+            },
+            next_run: job.schedule.next_dispatch(job.next_run, now),
+        }
+    }
+
     /// One pass: advance due jobs and claim the runs due for an attempt. The caller runs
     /// each claimed attempt as its own task, so a long run never holds up the next tick
     /// (which must keep inserting, or skipping, occurrences).
     pub async fn tick(&self) -> Result<Vec<ClaimedRun>, StoreError> {
-        // Cron triggers first: their firings are worked by the events actor, so a
-        // failure here must not stop the jobs of this tick.
-        if let Err(e) = self.cron.advance_cron().await {
-            tracing::warn!(error = ?e, "advancing cron triggers failed");
-        }
         let now = self.clock.now();
-        let advanced = self.store.advance_due(now, BATCH, &next_run).await?;
+        let plan = move |job: &Job, busy: bool| Self::plan(job, busy, now);
+        let advanced = self.store.advance_due(now, BATCH, &plan).await?;
         for _ in 0..advanced.skipped {
             self.metrics.runs.with_label_values(&["skipped"]).inc();
         }
@@ -236,7 +208,7 @@ impl SchedulerService {
             "scheduled_for": crate::clock::timestamp(&claimed.run.scheduled_for),
         });
         let started = std::time::Instant::now();
-        let call = self.functions.call(ExecuteFunction {
+        let call = self.functions.ask(ExecuteFunction {
             account: claimed.account_id,
             id: claimed.function_id,
             params,
@@ -268,20 +240,20 @@ impl SchedulerService {
             }
         };
         let end = match result {
-            Ok(Ok(execution)) if execution.status == ExecutionStatus::Succeeded => {
+            Ok(execution) if execution.status == ExecutionStatus::Succeeded => {
                 AttemptEnd::Succeeded {
                     execution_id: execution.id,
                 }
             }
-            Ok(Ok(execution)) => retry_or_fail(
+            Ok(execution) => retry_or_fail(
                 execution
                     .error
                     .unwrap_or_else(|| "execution failed".to_owned()),
                 Some(execution.id),
             ),
-            Ok(Err(ExecuteError::Store(StoreError::NotFound))) => failed("function not found"),
+            Err(FunctionsError::NotFound(_)) => failed("function not found"),
             // No capacity right now: give the claim back without counting the attempt.
-            Ok(Err(ExecuteError::Busy | ExecuteError::Unavailable)) | Err(_) => {
+            Err(FunctionsError::ExecutorBusy | FunctionsError::Unavailable(_)) => {
                 let retry_at = self.clock.now()
                     + ChronoDuration::from_std(self.config.tick).unwrap_or_default();
                 return self
@@ -289,9 +261,7 @@ impl SchedulerService {
                     .release(claimed.run.id, &self.owner, retry_at)
                     .await;
             }
-            Ok(Err(ExecuteError::Store(e))) => {
-                retry_or_fail(format!("could not run the function: {e}"), None)
-            }
+            Err(e) => retry_or_fail(format!("could not run the function: {e}"), None),
         };
         self.finish(&claimed, end).await
     }
@@ -333,26 +303,28 @@ impl Actor for SchedulerActor {
             act.ticking = true;
             let service = act.service.clone();
             let in_flight = act.in_flight.clone();
-            ctx.spawn(
-                async move {
-                    match service.tick().await {
-                        Ok(claimed) => {
-                            for run in claimed {
-                                let service = service.clone();
-                                in_flight.spawn(async move {
-                                    if let Err(e) = service.attempt(run).await {
-                                        // The lease expires and another tick retries it.
-                                        tracing::warn!(error = ?e, "job run attempt could not be recorded");
-                                    }
-                                });
-                            }
+            // The tick itself is tracked too: a stop that comes while it is claiming waits
+            // for the runs it claims, instead of leaving them to their leases.
+            let tick = act.in_flight.track(async move {
+                match service.tick().await {
+                    Ok(claimed) => {
+                        for run in claimed {
+                            let service = service.clone();
+                            in_flight.spawn(async move {
+                                if let Err(e) = service.attempt(run).await {
+                                    // The lease expires and another tick retries it.
+                                    tracing::warn!(error = ?e, "job run attempt could not be recorded");
+                                }
+                            });
                         }
-                        // A bad tick (database blip) is logged; the next tick tries again.
-                        Err(e) => tracing::warn!(error = ?e, "scheduler tick failed"),
                     }
+                    // A bad tick (database blip) is logged; the next tick tries again.
+                    Err(e) => tracing::warn!(error = ?e, "scheduler tick failed"),
                 }
-                .into_actor(act)
-                .map(|(), act, _| act.ticking = false),
+            });
+            ctx.spawn(
+                tick.into_actor(act)
+                    .map(|(), act, _| act.ticking = false),
             );
         });
     }
@@ -373,8 +345,11 @@ impl Handler<Stop> for SchedulerActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::automation::OverlapPolicy;
     use crate::ids::{AccountId, FunctionId, JobId};
+
+    fn next_run(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        SchedulerService::plan(job, false, now).next_run
+    }
 
     fn job(schedule: &str, next: &str) -> Job {
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
@@ -384,7 +359,7 @@ mod tests {
             function_id: FunctionId::generate(),
             name: "j".into(),
             description: String::new(),
-            schedule: schedule.into(),
+            schedule: crate::schedule::Schedule::parse(schedule).unwrap(),
             enabled: true,
             overlap_policy: OverlapPolicy::Skip,
             max_attempts: 3,
@@ -421,5 +396,15 @@ mod tests {
             next_run(&c, at("2025-01-01T13:07:00Z")),
             Some(at("2025-01-01T13:15:00Z"))
         );
+    }
+
+    #[test]
+    fn overlap_skips_only_with_skip_and_a_run_in_progress() {
+        let now = at("2025-01-01T10:00:00Z");
+        let mut j = job("@every 10s", "2025-01-01T10:00:00Z");
+        assert_eq!(SchedulerService::plan(&j, false, now).start, Start::Run);
+        assert_eq!(SchedulerService::plan(&j, true, now).start, Start::Skip);
+        j.overlap_policy = OverlapPolicy::Allow;
+        assert_eq!(SchedulerService::plan(&j, true, now).start, Start::Run);
     }
 }

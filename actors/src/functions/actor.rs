@@ -1,7 +1,6 @@
 //! The functions actor: a thin adapter from messages to [`FunctionsService`].
 
-use super::{ExecuteError, Execution, Function, FunctionDraft, FunctionsService};
-use crate::error::{StoreError, ValidationError};
+use super::{Execution, Function, FunctionDraft, FunctionsError, FunctionsService};
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
 use crate::supervisor::ExitGuard;
@@ -30,28 +29,28 @@ impl Actor for FunctionsActor {
 stop_on_request!(FunctionsActor);
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<Function, ValidationError>, StoreError>")]
+#[rtype(result = "Result<Function, FunctionsError>")]
 pub struct CreateFunction {
     pub account: AccountId,
     pub draft: FunctionDraft,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Function, StoreError>")]
+#[rtype(result = "Result<Function, FunctionsError>")]
 pub struct GetFunction {
     pub account: AccountId,
     pub id: FunctionId,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<Function>, StoreError>")]
+#[rtype(result = "Result<Page<Function>, FunctionsError>")]
 pub struct ListFunctions {
     pub account: AccountId,
     pub page: PageRequest,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<Function, ValidationError>, StoreError>")]
+#[rtype(result = "Result<Function, FunctionsError>")]
 pub struct ReplaceFunction {
     pub account: AccountId,
     pub id: FunctionId,
@@ -59,14 +58,14 @@ pub struct ReplaceFunction {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), FunctionsError>")]
 pub struct DeleteFunction {
     pub account: AccountId,
     pub id: FunctionId,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Execution, ExecuteError>")]
+#[rtype(result = "Result<Execution, FunctionsError>")]
 pub struct ExecuteFunction {
     pub account: AccountId,
     pub id: FunctionId,
@@ -75,7 +74,7 @@ pub struct ExecuteFunction {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<Execution>, StoreError>")]
+#[rtype(result = "Result<Page<Execution>, FunctionsError>")]
 pub struct ListExecutions {
     pub account: AccountId,
     pub function: FunctionId,
@@ -83,7 +82,7 @@ pub struct ListExecutions {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Execution, StoreError>")]
+#[rtype(result = "Result<Execution, FunctionsError>")]
 pub struct GetExecution {
     pub account: AccountId,
     pub id: ExecutionId,

@@ -1,12 +1,85 @@
-//! In-memory [`FunctionStore`], inside the shared [`MemoryDb`] so deletes cascade.
+//! In-memory [`FunctionStore`]: functions in list order per account, executions newest
+//! first per function; both removed with their account (functions) or function
+//! (executions, and through the cascade, its jobs and triggers).
 
-use super::actions::{Effect, Refused};
-use super::{Execution, Function, FunctionStore};
+use super::{Effect, Execution, Function, FunctionStore, Refused};
 use crate::error::StoreError;
+use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
-use crate::page::{Page, PageRequest};
-use crate::store::MemoryDb;
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::store::memory::AccountRows;
+use crate::store::{MemoryDb, MemoryTx, Row, Table, Tx};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// `app_functions` and `app_function_executions`.
+#[derive(Debug, Default)]
+struct FunctionTable {
+    functions: AccountRows<FunctionId, Function>,
+    executions: HashMap<ExecutionId, Execution>,
+    /// `(function, started_at, id)`: a function's executions in list order.
+    by_function: BTreeMap<(FunctionId, PageKey), ExecutionId>,
+}
+
+impl FunctionTable {
+    fn remove_executions(&mut self, function: FunctionId) {
+        let keys: Vec<_> = self
+            .by_function
+            .range((function, PageKey::MIN)..)
+            .take_while(|((f, _), _)| *f == function)
+            .map(|(key, id)| (*key, *id))
+            .collect();
+        for (key, id) in keys {
+            self.by_function.remove(&key);
+            self.executions.remove(&id);
+        }
+    }
+}
+
+impl Table for FunctionTable {
+    fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>) {
+        match parent {
+            Row::Account(account) => {
+                for id in self.functions.remove_account(account) {
+                    removed.push(Row::Function(account, id));
+                }
+            }
+            Row::Function(_, id) => self.remove_executions(id),
+            Row::Job(..) | Row::Trigger(..) => {}
+        }
+    }
+
+    fn contains(&self, row: Row) -> bool {
+        matches!(row, Row::Function(account, id) if self.functions.get_in(account, &id).is_some())
+    }
+}
+
+/// Records an execution inside a memory transaction; `NotFound` if its function was
+/// deleted during the run (the record goes with it, as the foreign key does in
+/// PostgreSQL).
+pub(super) fn insert_execution(
+    tx: &mut MemoryTx<'_>,
+    execution: &Execution,
+) -> Result<(), StoreError> {
+    let table = tx.get::<FunctionTable>();
+    if table
+        .functions
+        .get_in(execution.account_id, &execution.function_id)
+        .is_none()
+    {
+        return Err(StoreError::NotFound);
+    }
+    let key = (execution.function_id, execution.page_key());
+    table.by_function.insert(key, execution.id);
+    table.executions.insert(execution.id, execution.clone());
+    let id = execution.id;
+    tx.on_rollback(move |tables| {
+        let table = tables.get::<FunctionTable>();
+        table.by_function.remove(&key);
+        table.executions.remove(&id);
+    });
+    Ok(())
+}
 
 pub struct MemoryFunctionStore {
     db: Arc<MemoryDb>,
@@ -21,20 +94,24 @@ impl MemoryFunctionStore {
 #[async_trait::async_trait]
 impl FunctionStore for MemoryFunctionStore {
     async fn create(&self, function: &Function) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        if tables.accounts.get(&function.account_id).is_none() {
+        let mut tables = self.db.lock().await;
+        if !tables.exists(Row::Account(function.account_id)) {
             return Err(StoreError::NotFound);
         }
-        tables.functions.insert(function.id, function.clone());
+        tables.get::<FunctionTable>().functions.insert(
+            function.account_id,
+            function.id,
+            function.clone(),
+        );
         Ok(())
     }
 
     async fn get(&self, account: AccountId, id: FunctionId) -> Result<Function, StoreError> {
-        self.db
-            .lock()
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<FunctionTable>()
             .functions
-            .get(&id)
-            .filter(|f| f.account_id == account)
+            .get_in(account, &id)
             .cloned()
             .ok_or(StoreError::NotFound)
     }
@@ -44,17 +121,17 @@ impl FunctionStore for MemoryFunctionStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<Function>, StoreError> {
-        let tables = self.db.lock();
-        let rows = tables
-            .functions
-            .values()
-            .filter(|f| f.account_id == account);
-        Ok(Page::in_list_order(rows, &page))
+        let mut tables = self.db.lock().await;
+        Ok(tables.get::<FunctionTable>().functions.page(account, &page))
     }
 
     async fn replace(&self, function: &Function) -> Result<Function, StoreError> {
-        let mut tables = self.db.lock();
-        match tables.functions.get_mut(&function.id) {
+        let mut tables = self.db.lock().await;
+        match tables
+            .get::<FunctionTable>()
+            .functions
+            .get_mut(&function.id)
+        {
             Some(current) if current.account_id == function.account_id => {
                 *current = function.clone();
                 Ok(function.clone())
@@ -64,66 +141,28 @@ impl FunctionStore for MemoryFunctionStore {
     }
 
     async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        match tables.functions.get(&id) {
-            Some(f) if f.account_id == account => {
-                tables.delete_function(&id);
-                Ok(())
-            }
-            _ => Err(StoreError::NotFound),
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FunctionTable>();
+        if table.functions.get_in(account, &id).is_none() {
+            return Err(StoreError::NotFound);
         }
+        table.functions.remove(&id);
+        tables.cascade(Row::Function(account, id));
+        Ok(())
     }
 
     async fn insert_execution(
         &self,
         execution: &Execution,
-        event: Option<&crate::events::Event>,
-        effects: &[Effect],
+        event: Option<&Event>,
+        effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError> {
-        let mut tables = self.db.lock();
-        // The function may have been deleted during the run: as with the foreign key in
-        // PostgreSQL, the record goes with it.
-        if !tables.functions.contains_key(&execution.function_id) {
-            return Err(StoreError::NotFound);
+        let mut tx = Tx::Memory(self.db.begin().await);
+        let refused = super::record(&mut tx, execution, event, effects).await?;
+        if refused.is_none() {
+            tx.commit().await?;
         }
-        // Every check before any write: all or nothing, as in one transaction.
-        let mut names: Vec<&str> = Vec::new();
-        for (index, effect) in effects.iter().enumerate() {
-            if let Effect::Job(job) = effect {
-                let clash = names.iter().any(|n| n.eq_ignore_ascii_case(&job.name))
-                    || tables.jobs.values().any(|j| {
-                        j.account_id == job.account_id && j.name.eq_ignore_ascii_case(&job.name)
-                    });
-                if clash {
-                    return Ok(Some(Refused {
-                        index,
-                        reason: format!("job \"{}\" already exists", job.name),
-                    }));
-                }
-                names.push(&job.name);
-            }
-        }
-        tables.executions.insert(execution.id, execution.clone());
-        if let Some(event) = event {
-            tables.insert_event(event);
-        }
-        for effect in effects {
-            match effect {
-                Effect::Job(job) => {
-                    tables.jobs.insert(job.id, job.clone());
-                }
-                Effect::Trigger(trigger) => {
-                    tables.triggers.insert(
-                        trigger.id,
-                        crate::store::memory::TriggerRow {
-                            trigger: trigger.clone(),
-                            secret: None,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(None)
+        Ok(refused)
     }
 
     async fn list_executions(
@@ -132,19 +171,27 @@ impl FunctionStore for MemoryFunctionStore {
         function: FunctionId,
         page: PageRequest,
     ) -> Result<Page<Execution>, StoreError> {
-        let tables = self.db.lock();
-        let mut rows: Vec<Execution> = tables
-            .executions
-            .values()
-            .filter(|e| e.account_id == account && e.function_id == function)
-            .filter(|e| {
-                page.after
-                    .is_none_or(|k| (e.started_at, *e.id.as_uuid()) < (k.at, k.id))
-            })
-            .cloned()
+        use std::ops::Bound;
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FunctionTable>();
+        if table.functions.get_in(account, &function).is_none() {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        // Newest first: walk the function's range backwards from the page key.
+        let upper = match page.after {
+            Some(after) => Bound::Excluded((function, after)),
+            None => Bound::Included((function, PageKey::MAX)),
+        };
+        let rows = table
+            .by_function
+            .range((Bound::Included((function, PageKey::MIN)), upper))
+            .rev()
+            .take(page.fetch_limit() as usize)
+            .filter_map(|(_, id)| table.executions.get(id).cloned())
             .collect();
-        rows.sort_by_key(|e| std::cmp::Reverse((e.started_at, e.id)));
-        rows.truncate(page.fetch_limit() as usize);
         Ok(Page::from_overfetch(rows, &page))
     }
 
@@ -154,8 +201,9 @@ impl FunctionStore for MemoryFunctionStore {
         id: ExecutionId,
         function: Option<FunctionId>,
     ) -> Result<Execution, StoreError> {
-        self.db
-            .lock()
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<FunctionTable>()
             .executions
             .get(&id)
             .filter(|e| e.account_id == account && function.is_none_or(|f| e.function_id == f))

@@ -1,5 +1,11 @@
-//! Functions: user JavaScript stored per account and executed in the isolate pool, with
+//! Functions: user JavaScript stored per account and executed in the worker pool, with
 //! secrets resolved at call time and every run recorded as an execution.
+//!
+//! Devpack actions a run queued are applied in the transaction that records it. What an
+//! action creates belongs to other subsystems (jobs, triggers, later the gas bank and
+//! oracle), which this module does not know: it sees each validated action as an
+//! [`Effect`] that applies itself through its owner's API, made by an [`Actions`]
+//! implementation wired in at start-up (`devpack`).
 
 pub mod actions;
 mod actor;
@@ -8,6 +14,7 @@ mod memory;
 mod postgres;
 mod service;
 
+pub use actions::{Actions, Effect, EffectError, Refused, Scope};
 pub use actor::{
     CreateFunction, DeleteFunction, ExecuteFunction, FunctionsActor, GetExecution, GetFunction,
     ListExecutions, ListFunctions, ReplaceFunction,
@@ -17,12 +24,35 @@ pub use domain::{
 };
 pub use memory::MemoryFunctionStore;
 pub use postgres::PgFunctionStore;
-pub use service::{ExecDefaults, ExecOptions, ExecuteError, FunctionsService};
+pub use service::{ExecDefaults, ExecOptions, FunctionsDeps, FunctionsService};
 
-use crate::error::StoreError;
+use crate::error::{Code, StoreError};
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
+use crate::store::Tx;
+
+crate::subsystem_error!(
+    /// Why a functions request failed, or why an execution could not start (nothing is
+    /// recorded then).
+    FunctionsError {
+        /// Every worker is busy and the queue (or the account's share) is full.
+        #[error("all executors are busy and the queue is full; retry shortly")]
+        ExecutorBusy => Code::ExecutorBusy,
+    }
+);
+
+crate::handle_trait!(
+    /// What the HTTP edge may ask of the functions subsystem.
+    FunctionsHandle: CreateFunction,
+    GetFunction,
+    ListFunctions,
+    ReplaceFunction,
+    DeleteFunction,
+    ExecuteFunction,
+    ListExecutions,
+    GetExecution,
+);
 
 #[async_trait::async_trait]
 pub trait FunctionStore: Send + Sync + 'static {
@@ -36,17 +66,17 @@ pub trait FunctionStore: Send + Sync + 'static {
     ) -> Result<Page<Function>, StoreError>;
     /// Replaces the function (PUT): version + 1; returns the new state.
     async fn replace(&self, function: &Function) -> Result<Function, StoreError>;
-    /// Deletes the function and its executions.
+    /// Deletes the function and its executions (and, by cascade, its jobs and triggers).
     async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError>;
     /// Records an execution and, in the same transaction, the event it causes (the
     /// outbox: `function.execution.failed`) and the effects of its Devpack actions. If
-    /// effect `i` breaks a uniqueness rule nothing is written and the refusal says which.
+    /// effect `i` is refused when applied nothing is written and the refusal says which.
     async fn insert_execution(
         &self,
         execution: &Execution,
         event: Option<&Event>,
-        effects: &[actions::Effect],
-    ) -> Result<Option<actions::Refused>, StoreError>;
+        effects: &[Box<dyn Effect>],
+    ) -> Result<Option<Refused>, StoreError>;
     /// Newest first (`started_at`, then id, both descending); the page key is the last
     /// item seen, and the next page starts strictly before it.
     async fn list_executions(
@@ -62,6 +92,31 @@ pub trait FunctionStore: Send + Sync + 'static {
         id: ExecutionId,
         function: Option<FunctionId>,
     ) -> Result<Execution, StoreError>;
+}
+
+/// Writes an execution record, its event and its effects inside `tx`, in that order;
+/// the first refused effect stops it, and the caller then drops `tx` (rolling back).
+async fn record(
+    tx: &mut Tx<'_>,
+    execution: &Execution,
+    event: Option<&Event>,
+    effects: &[Box<dyn Effect>],
+) -> Result<Option<Refused>, StoreError> {
+    match tx {
+        Tx::Memory(tx) => memory::insert_execution(tx, execution)?,
+        Tx::Postgres(tx) => postgres::insert_execution(tx, execution).await?,
+    }
+    if let Some(event) = event {
+        crate::events::insert(tx, event).await?;
+    }
+    for (index, effect) in effects.iter().enumerate() {
+        match effect.apply(tx).await {
+            Ok(()) => {}
+            Err(EffectError::Refused(reason)) => return Ok(Some(Refused { index, reason })),
+            Err(EffectError::Store(e)) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `function` exists in `account` (jobs and triggers check what they point at).

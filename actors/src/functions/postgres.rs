@@ -2,11 +2,11 @@
 //! lists and action records as JSONB), both cascading from the account; executions also
 //! from their function.
 
-use super::actions::{Effect, Refused};
-use super::{Execution, ExecutionStatus, Function, FunctionLimits, FunctionStore};
+use super::{Effect, Execution, ExecutionStatus, Function, FunctionLimits, FunctionStore, Refused};
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
+use crate::store::Tx;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
@@ -196,35 +196,21 @@ impl FunctionStore for PgFunctionStore {
         &self,
         e: &Execution,
         event: Option<&crate::events::Event>,
-        effects: &[Effect],
+        effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError> {
         let mut client = self.pool.get().await?;
         if event.is_none() && effects.is_empty() {
-            insert_execution_row(&client, e).await?;
+            insert_execution(&client, e).await?;
             return Ok(None);
         }
-        // The record, its event and its actions' effects: one transaction.
-        let tx = client.transaction().await?;
-        insert_execution_row(&tx, e).await?;
-        if let Some(event) = event {
-            crate::events::insert(&tx, event).await?;
+        // The record, its event and its actions' effects: one transaction, rolled back
+        // (by dropping it) when an effect is refused.
+        let mut tx = Tx::Postgres(client.transaction().await?);
+        let refused = super::record(&mut tx, e, event, effects).await?;
+        if refused.is_none() {
+            tx.commit().await?;
         }
-        for (index, effect) in effects.iter().enumerate() {
-            let applied = match effect {
-                Effect::Job(job) => crate::automation::postgres::insert_job(&tx, job).await,
-                Effect::Trigger(trigger) => {
-                    crate::triggers::postgres::insert_trigger(&tx, trigger, None).await
-                }
-            };
-            match applied {
-                Ok(()) => {}
-                // Dropping the transaction rolls everything back.
-                Err(StoreError::Conflict(reason)) => return Ok(Some(Refused { index, reason })),
-                Err(e) => return Err(e),
-            }
-        }
-        tx.commit().await?;
-        Ok(None)
+        Ok(refused)
     }
 
     async fn list_executions(
@@ -287,7 +273,8 @@ impl FunctionStore for PgFunctionStore {
     }
 }
 
-async fn insert_execution_row(
+/// Inserts an execution record: `NotFound` if its function was deleted during the run.
+pub(super) async fn insert_execution(
     db: &impl deadpool_postgres::GenericClient,
     e: &Execution,
 ) -> Result<(), StoreError> {

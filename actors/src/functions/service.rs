@@ -2,10 +2,12 @@
 //! and execution (resolve secrets → run in the pool → apply Devpack actions all or
 //! nothing → record).
 
-use super::actions::{self, Effect, Outcome, Refused};
-use super::{Execution, ExecutionStatus, Function, FunctionDraft, FunctionStore, LimitMaxima};
+use super::actions::{self, Actions, Effect, Outcome, Refused, Scope};
+use super::{
+    Execution, ExecutionStatus, Function, FunctionDraft, FunctionStore, FunctionsError, LimitMaxima,
+};
 use crate::clock::Clock;
-use crate::error::{StoreError, ValidationError};
+use crate::error::{OrNotFound, ValidationError};
 use crate::events::{self, Event};
 use crate::executor::{
     ErrorCode, Execute, ExecutorActor, ExecutorMetrics, QueuedAction, RunContext, RunLimits,
@@ -30,8 +32,6 @@ pub struct ExecDefaults {
     pub log_line_bytes: usize,
     pub max_actions: usize,
     pub maxima: LimitMaxima,
-    /// `AUTOMATION_MAX_ATTEMPTS`, for jobs created by `Devpack.automation.schedule`.
-    pub job_max_attempts: i32,
 }
 
 /// How an execution is started.
@@ -57,17 +57,6 @@ impl Default for ExecOptions {
     }
 }
 
-/// Why an execution could not start (nothing is recorded in these cases).
-#[derive(Debug, thiserror::Error)]
-pub enum ExecuteError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("executor busy")]
-    Busy,
-    #[error("executor unavailable")]
-    Unavailable,
-}
-
 #[derive(Clone)]
 pub struct FunctionsService {
     store: Arc<dyn FunctionStore>,
@@ -75,26 +64,41 @@ pub struct FunctionsService {
     secret_store: Arc<dyn SecretStore>,
     resolver: SecretResolver,
     executor: ActorHandle<ExecutorActor>,
+    /// Turns a run's queued Devpack actions into effects (`devpack`, wired at start-up).
+    actions: Arc<dyn Actions>,
     defaults: ExecDefaults,
     clock: Arc<dyn Clock>,
     metrics: ExecutorMetrics,
 }
 
+/// What the functions service works with, besides its settings.
+pub struct FunctionsDeps {
+    pub store: Arc<dyn FunctionStore>,
+    /// To check that listed secrets exist when a function is saved.
+    pub secret_store: Arc<dyn SecretStore>,
+    pub resolver: SecretResolver,
+    pub executor: ActorHandle<ExecutorActor>,
+    /// Turns a run's queued Devpack actions into effects (`devpack`, wired at start-up).
+    pub actions: Arc<dyn Actions>,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl FunctionsService {
-    pub fn new(
-        store: Arc<dyn FunctionStore>,
-        secret_store: Arc<dyn SecretStore>,
-        resolver: SecretResolver,
-        executor: ActorHandle<ExecutorActor>,
-        defaults: ExecDefaults,
-        clock: Arc<dyn Clock>,
-        metrics: ExecutorMetrics,
-    ) -> Self {
+    pub fn new(deps: FunctionsDeps, defaults: ExecDefaults, metrics: ExecutorMetrics) -> Self {
+        let FunctionsDeps {
+            store,
+            secret_store,
+            resolver,
+            executor,
+            actions,
+            clock,
+        } = deps;
         Self {
             store,
             secret_store,
             resolver,
             executor,
+            actions,
             defaults,
             clock,
             metrics,
@@ -110,21 +114,27 @@ impl FunctionsService {
         &self,
         account: AccountId,
         draft: &FunctionDraft,
-    ) -> Result<Result<(), ValidationError>, StoreError> {
+    ) -> Result<(), FunctionsError> {
         let keys: Vec<String> = draft.secrets.iter().map(SecretName::key).collect();
-        let found = self.secret_store.current_versions(account, &keys).await?;
-        for name in &draft.secrets {
-            if !found
-                .iter()
-                .any(|(m, _)| m.name.eq_ignore_ascii_case(name.as_str()))
-            {
-                return Ok(Err(ValidationError::new(
-                    "secrets",
-                    format!("secret \"{}\" not found", name.as_str()),
-                )));
-            }
+        let found: std::collections::HashSet<String> = self
+            .secret_store
+            .current_versions(account, &keys)
+            .await?
+            .into_iter()
+            .map(|(meta, _)| meta.name.to_ascii_lowercase())
+            .collect();
+        match draft
+            .secrets
+            .iter()
+            .find(|name| !found.contains(&name.key()))
+        {
+            None => Ok(()),
+            Some(name) => Err(ValidationError::new(
+                "secrets",
+                format!("secret \"{}\" not found", name.as_str()),
+            )
+            .into()),
         }
-        Ok(Ok(()))
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %account))]
@@ -132,27 +142,29 @@ impl FunctionsService {
         &self,
         account: AccountId,
         draft: FunctionDraft,
-    ) -> Result<Result<Function, ValidationError>, StoreError> {
-        if let Err(e) = self.check_secrets(account, &draft).await? {
-            return Ok(Err(e));
-        }
+    ) -> Result<Function, FunctionsError> {
+        self.check_secrets(account, &draft).await?;
         let now = self.clock.now();
         let function = draft.into_function(FunctionId::generate(), account, 1, now, now);
-        self.store.create(&function).await?;
+        self.store.create(&function).await.or_not_found("account")?;
         tracing::info!(function_id = %function.id, "function created");
-        Ok(Ok(function))
+        Ok(function)
     }
 
-    pub async fn get(&self, account: AccountId, id: FunctionId) -> Result<Function, StoreError> {
-        self.store.get(account, id).await
+    pub async fn get(
+        &self,
+        account: AccountId,
+        id: FunctionId,
+    ) -> Result<Function, FunctionsError> {
+        Ok(self.store.get(account, id).await.or_not_found("function")?)
     }
 
     pub async fn list(
         &self,
         account: AccountId,
         page: PageRequest,
-    ) -> Result<Page<Function>, StoreError> {
-        self.store.list(account, page).await
+    ) -> Result<Page<Function>, FunctionsError> {
+        Ok(self.store.list(account, page).await?)
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %account, function_id = %id))]
@@ -161,11 +173,9 @@ impl FunctionsService {
         account: AccountId,
         id: FunctionId,
         draft: FunctionDraft,
-    ) -> Result<Result<Function, ValidationError>, StoreError> {
-        let current = self.store.get(account, id).await?;
-        if let Err(e) = self.check_secrets(account, &draft).await? {
-            return Ok(Err(e));
-        }
+    ) -> Result<Function, FunctionsError> {
+        let current = self.get(account, id).await?;
+        self.check_secrets(account, &draft).await?;
         let replaced = draft.into_function(
             id,
             account,
@@ -173,11 +183,19 @@ impl FunctionsService {
             current.created_at,
             self.clock.now(),
         );
-        Ok(Ok(self.store.replace(&replaced).await?))
+        Ok(self
+            .store
+            .replace(&replaced)
+            .await
+            .or_not_found("function")?)
     }
 
-    pub async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), StoreError> {
-        self.store.delete(account, id).await
+    pub async fn delete(&self, account: AccountId, id: FunctionId) -> Result<(), FunctionsError> {
+        Ok(self
+            .store
+            .delete(account, id)
+            .await
+            .or_not_found("function")?)
     }
 
     pub async fn list_executions(
@@ -185,10 +203,10 @@ impl FunctionsService {
         account: AccountId,
         function: FunctionId,
         page: PageRequest,
-    ) -> Result<Page<Execution>, StoreError> {
+    ) -> Result<Page<Execution>, FunctionsError> {
         // 404 for an unknown function rather than an empty list.
-        self.store.get(account, function).await?;
-        self.store.list_executions(account, function, page).await
+        self.get(account, function).await?;
+        Ok(self.store.list_executions(account, function, page).await?)
     }
 
     pub async fn get_execution(
@@ -196,8 +214,12 @@ impl FunctionsService {
         account: AccountId,
         id: ExecutionId,
         function: Option<FunctionId>,
-    ) -> Result<Execution, StoreError> {
-        self.store.get_execution(account, id, function).await
+    ) -> Result<Execution, FunctionsError> {
+        Ok(self
+            .store
+            .get_execution(account, id, function)
+            .await
+            .or_not_found("execution")?)
     }
 
     fn limits_for(&self, function: &Function) -> RunLimits {
@@ -226,8 +248,8 @@ impl FunctionsService {
         id: FunctionId,
         params: Value,
         options: ExecOptions,
-    ) -> Result<Execution, ExecuteError> {
-        let function = self.store.get(account, id).await?;
+    ) -> Result<Execution, FunctionsError> {
+        let function = self.get(account, id).await?;
         let execution_id = options.execution_id.unwrap_or_else(ExecutionId::generate);
         let started_at = self.clock.now();
         let clock = Instant::now();
@@ -262,8 +284,8 @@ impl FunctionsService {
                     wait: options.wait_for_room,
                 };
                 match self.executor.call(execute).await {
-                    Err(_) => return Err(ExecuteError::Unavailable),
-                    Ok(Err(_busy)) => return Err(ExecuteError::Busy),
+                    Err(unavailable) => return Err(unavailable.into()),
+                    Ok(Err(_busy)) => return Err(FunctionsError::ExecutorBusy),
                     Ok(Ok(output)) => output,
                 }
             }
@@ -286,14 +308,16 @@ impl FunctionsService {
         let refused = self
             .store
             .insert_execution(&execution, event(&execution).as_ref(), &effects)
-            .await?;
+            .await
+            .or_not_found("function")?;
         if let Some(refused) = refused {
-            // An action broke a uniqueness rule when applied: nothing was written; the
-            // execution is recorded as failed, with no action applied.
+            // An action was refused when applied: nothing was written; the execution is
+            // recorded as failed, with no action applied.
             refuse(&mut execution, &queued, &refused);
             self.store
                 .insert_execution(&execution, event(&execution).as_ref(), &[])
-                .await?;
+                .await
+                .or_not_found("function")?;
         }
         let code = execution.error_code.as_deref().unwrap_or("none");
         self.metrics
@@ -321,7 +345,7 @@ impl FunctionsService {
         queued: &[QueuedAction],
         started_at: chrono::DateTime<chrono::Utc>,
         clock: Instant,
-    ) -> (Execution, Vec<Effect>) {
+    ) -> (Execution, Vec<Box<dyn Effect>>) {
         let (status, output_value, error, error_code) = match output.result {
             Ok(value) => (ExecutionStatus::Succeeded, value, None, None),
             Err(e) => (
@@ -350,13 +374,12 @@ impl FunctionsService {
             execution.actions = actions::records(queued, Outcome::ScriptFailed);
             return (execution, Vec::new());
         }
-        let scope = actions::Scope {
+        let scope = Scope {
             account,
             function: function.id,
             now: execution.completed_at,
-            max_attempts: self.defaults.job_max_attempts,
         };
-        match actions::prepare(queued, scope) {
+        match self.actions.prepare(queued, scope) {
             Ok(effects) => {
                 execution.actions = actions::records(queued, Outcome::Applied(&effects));
                 (execution, effects)

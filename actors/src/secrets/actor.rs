@@ -1,8 +1,6 @@
 //! The secrets actor: a thin adapter from messages to [`SecretsService`].
 
-use super::resolver::ResolveError;
-use super::{SecretMetadata, SecretName, SecretValue, SecretsService};
-use crate::error::StoreError;
+use super::{ResolveError, SecretMetadata, SecretName, SecretValue, SecretsError, SecretsService};
 use crate::ids::AccountId;
 use crate::page::{Page, PageRequest};
 use crate::supervisor::ExitGuard;
@@ -31,7 +29,7 @@ impl Actor for SecretsActor {
 stop_on_request!(SecretsActor);
 
 #[derive(Message)]
-#[rtype(result = "Result<SecretMetadata, StoreError>")]
+#[rtype(result = "Result<SecretMetadata, SecretsError>")]
 pub struct CreateSecret {
     pub account: AccountId,
     pub name: SecretName,
@@ -39,21 +37,21 @@ pub struct CreateSecret {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<SecretMetadata, StoreError>")]
+#[rtype(result = "Result<SecretMetadata, SecretsError>")]
 pub struct GetSecret {
     pub account: AccountId,
     pub name: SecretName,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<SecretMetadata>, StoreError>")]
+#[rtype(result = "Result<Page<SecretMetadata>, SecretsError>")]
 pub struct ListSecrets {
     pub account: AccountId,
     pub page: PageRequest,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<SecretMetadata, StoreError>")]
+#[rtype(result = "Result<SecretMetadata, SecretsError>")]
 pub struct UpdateSecret {
     pub account: AccountId,
     pub name: SecretName,
@@ -62,7 +60,7 @@ pub struct UpdateSecret {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), SecretsError>")]
 pub struct DeleteSecret {
     pub account: AccountId,
     pub name: SecretName,

@@ -1,13 +1,59 @@
-//! In-memory [`SecretStore`], inside the shared [`MemoryDb`] so account deletion cascades.
+//! In-memory [`SecretStore`]: secrets with every version, by id, by `(account,
+//! lower(name))` and in list order per account; removed with their account.
 
 use super::{SealedVersion, SecretMetadata, SecretStore, VersionRef};
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
-use crate::page::{Page, PageRequest};
-use crate::store::memory::{SecretRow, Tables};
-use crate::store::MemoryDb;
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::store::memory::AccountRows;
+use crate::store::{MemoryDb, Row, Table};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A secret with every version, oldest first.
+#[derive(Debug, Clone)]
+struct SecretRow {
+    meta: SecretMetadata,
+    versions: Vec<SealedVersion>,
+}
+
+impl Keyed for SecretRow {
+    fn page_key(&self) -> PageKey {
+        self.meta.page_key()
+    }
+}
+
+/// `app_secrets` and `app_secret_versions`.
+#[derive(Debug, Default)]
+struct SecretTable {
+    rows: AccountRows<SecretId, SecretRow>,
+    by_name: HashMap<(AccountId, String), SecretId>,
+}
+
+impl SecretTable {
+    fn by_name(&self, account: AccountId, name_key: &str) -> Option<&SecretRow> {
+        let id = self.by_name.get(&(account, name_key.to_owned()))?;
+        self.rows.get(id)
+    }
+
+    fn remove(&mut self, id: &SecretId) {
+        if let Some(row) = self.rows.remove(id) {
+            self.by_name
+                .remove(&(row.meta.account_id, row.meta.name.to_ascii_lowercase()));
+        }
+    }
+}
+
+impl Table for SecretTable {
+    fn cascade(&mut self, parent: Row, _: &mut Vec<Row>) {
+        if let Row::Account(account) = parent {
+            for id in self.rows.ids_of(account).collect::<Vec<_>>() {
+                self.remove(&id);
+            }
+        }
+    }
+}
 
 pub struct MemorySecretStore {
     db: Arc<MemoryDb>,
@@ -20,42 +66,45 @@ impl MemorySecretStore {
 }
 
 fn find<'a>(
-    tables: &'a Tables,
+    table: &'a SecretTable,
     account: AccountId,
     name_key: &str,
 ) -> Result<&'a SecretRow, StoreError> {
-    tables
-        .secrets
-        .by_name(account, name_key)
-        .ok_or(StoreError::NotFound)
+    table.by_name(account, name_key).ok_or(StoreError::NotFound)
 }
 
 #[async_trait::async_trait]
 impl SecretStore for MemorySecretStore {
     async fn create(&self, meta: &SecretMetadata, first: &SealedVersion) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        if tables.accounts.get(&meta.account_id).is_none() {
+        let mut tables = self.db.lock().await;
+        if !tables.exists(Row::Account(meta.account_id)) {
             return Err(StoreError::NotFound);
         }
-        if tables
-            .secrets
-            .by_name(meta.account_id, &meta.name.to_ascii_lowercase())
-            .is_some()
-        {
+        let table = tables.get::<SecretTable>();
+        let key = (meta.account_id, meta.name.to_ascii_lowercase());
+        if table.by_name.contains_key(&key) {
             return Err(StoreError::Conflict(format!(
                 "secret \"{}\" already exists",
                 meta.name
             )));
         }
-        tables.secrets.insert(SecretRow {
-            meta: meta.clone(),
-            versions: vec![first.clone()],
-        });
+        table.by_name.insert(key, meta.id);
+        table.rows.insert(
+            meta.account_id,
+            meta.id,
+            SecretRow {
+                meta: meta.clone(),
+                versions: vec![first.clone()],
+            },
+        );
         Ok(())
     }
 
     async fn get(&self, account: AccountId, name_key: &str) -> Result<SecretMetadata, StoreError> {
-        Ok(find(&self.db.lock(), account, name_key)?.meta.clone())
+        let mut tables = self.db.lock().await;
+        Ok(find(tables.get::<SecretTable>(), account, name_key)?
+            .meta
+            .clone())
     }
 
     async fn list(
@@ -63,15 +112,12 @@ impl SecretStore for MemorySecretStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<SecretMetadata>, StoreError> {
-        let tables = self.db.lock();
-        let after = page.after.map(|k| (k.at, SecretId::from(k.id)));
-        let rows: Vec<SecretMetadata> = tables
-            .secrets
-            .iter_account(account, after)
-            .take(page.fetch_limit() as usize)
-            .map(|row| row.meta.clone())
-            .collect();
-        Ok(Page::from_overfetch(rows, &page))
+        let mut tables = self.db.lock().await;
+        let rows = tables.get::<SecretTable>().rows.page(account, &page);
+        Ok(Page {
+            items: rows.items.into_iter().map(|row| row.meta).collect(),
+            next: rows.next,
+        })
     }
 
     async fn add_version(
@@ -81,8 +127,12 @@ impl SecretStore for MemorySecretStore {
         next: &SealedVersion,
         now: DateTime<Utc>,
     ) -> Result<SecretMetadata, StoreError> {
-        let mut tables = self.db.lock();
-        let row = tables.secrets.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let mut tables = self.db.lock().await;
+        let row = tables
+            .get::<SecretTable>()
+            .rows
+            .get_mut(&id)
+            .ok_or(StoreError::NotFound)?;
         if row.meta.version != expected {
             return Err(StoreError::VersionMismatch(format!(
                 "secret is at version {}, not {expected}",
@@ -101,8 +151,9 @@ impl SecretStore for MemorySecretStore {
         name_key: &str,
         expected: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        let row = find(&tables, account, name_key)?;
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<SecretTable>();
+        let row = find(table, account, name_key)?;
         if let Some(expected) = expected {
             if row.meta.version != expected {
                 return Err(StoreError::VersionMismatch(format!(
@@ -112,7 +163,7 @@ impl SecretStore for MemorySecretStore {
             }
         }
         let id = row.meta.id;
-        tables.secrets.remove(&id);
+        table.remove(&id);
         Ok(())
     }
 
@@ -121,10 +172,11 @@ impl SecretStore for MemorySecretStore {
         account: AccountId,
         name_keys: &[String],
     ) -> Result<Vec<(SecretMetadata, SealedVersion)>, StoreError> {
-        let tables = self.db.lock();
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<SecretTable>();
         Ok(name_keys
             .iter()
-            .filter_map(|key| tables.secrets.by_name(account, key))
+            .filter_map(|key| table.by_name(account, key))
             .filter_map(|row| {
                 row.versions
                     .iter()
@@ -140,10 +192,11 @@ impl SecretStore for MemorySecretStore {
         after: Option<(SecretId, i64)>,
         limit: i64,
     ) -> Result<Vec<VersionRef>, StoreError> {
-        let tables = self.db.lock();
+        let mut tables = self.db.lock().await;
         let mut refs: Vec<VersionRef> = tables
-            .secrets
-            .all()
+            .get::<SecretTable>()
+            .rows
+            .values()
             .flat_map(|row| {
                 row.versions
                     .iter()
@@ -171,9 +224,10 @@ impl SecretStore for MemorySecretStore {
         key_id: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let mut tables = self.db.lock();
+        let mut tables = self.db.lock().await;
         let Some(v) = tables
-            .secrets
+            .get::<SecretTable>()
+            .rows
             .get_mut(&id)
             .and_then(|row| row.versions.iter_mut().find(|v| v.version == version))
         else {
@@ -188,20 +242,22 @@ impl SecretStore for MemorySecretStore {
     }
 
     async fn count_under(&self, key_id: &str) -> Result<u64, StoreError> {
-        let tables = self.db.lock();
+        let mut tables = self.db.lock().await;
         Ok(tables
-            .secrets
-            .all()
+            .get::<SecretTable>()
+            .rows
+            .values()
             .flat_map(|row| &row.versions)
             .filter(|v| v.key_id == key_id)
             .count() as u64)
     }
 
     async fn key_ids(&self) -> Result<Vec<String>, StoreError> {
-        let tables = self.db.lock();
+        let mut tables = self.db.lock().await;
         let mut ids: Vec<String> = tables
-            .secrets
-            .all()
+            .get::<SecretTable>()
+            .rows
+            .values()
             .flat_map(|row| row.versions.iter().map(|v| v.key_id.clone()))
             .collect();
         ids.sort();

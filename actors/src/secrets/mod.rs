@@ -4,6 +4,7 @@
 
 mod actor;
 mod domain;
+mod error;
 mod memory;
 mod postgres;
 mod resolver;
@@ -13,15 +14,25 @@ pub use actor::{
     CreateSecret, DeleteSecret, GetSecret, ListSecrets, ResolveSecrets, SecretsActor, UpdateSecret,
 };
 pub use domain::{SealedVersion, SecretMetadata, SecretName, SecretValue, VersionRef, VALUE_MAX};
+pub use error::{ResolveError, SecretsError};
 pub use memory::MemorySecretStore;
 pub use postgres::PgSecretStore;
-pub use resolver::{ResolveError, SecretResolver};
+pub use resolver::SecretResolver;
 pub use service::{RewrapReport, SecretsService};
 
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
 use crate::page::{Page, PageRequest};
 use chrono::{DateTime, Utc};
+
+crate::handle_trait!(
+    /// What the HTTP edge may ask of the secrets subsystem.
+    SecretsHandle: CreateSecret,
+    GetSecret,
+    ListSecrets,
+    UpdateSecret,
+    DeleteSecret,
+);
 
 /// Persistence of secrets and their versions. The memory and PostgreSQL implementations
 /// behave identically (uniqueness, ordering, compare-and-set, cascades).

@@ -2,31 +2,18 @@
 //! It is either wired to the secrets actor or explicitly not configured, in which case
 //! every resolution fails with the playbook's `secret resolver not configured`.
 
-use super::actor::{ResolveSecrets, SecretsActor};
-use super::SecretName;
-use crate::error::StoreError;
+use super::actor::ResolveSecrets;
+use super::{ResolveError, SecretName};
 use crate::ids::AccountId;
-use crate::supervisor::ActorHandle;
+use crate::supervisor::Ask;
 use std::collections::BTreeMap;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("secret resolver not configured")]
-    NotConfigured,
-    #[error("secret \"{0}\" not found")]
-    Missing(String),
-    #[error("secret \"{0}\" cannot be decrypted with the configured keys")]
-    Undecryptable(String),
-    #[error("secrets service unavailable")]
-    Unavailable,
-    #[error("secret store error")]
-    Store(#[source] StoreError),
-}
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub enum SecretResolver {
     NotConfigured,
-    Actor(ActorHandle<SecretsActor>),
+    /// The secrets actor (or anything else that answers [`ResolveSecrets`]).
+    Actor(Arc<dyn Ask<ResolveSecrets>>),
 }
 
 impl SecretResolver {
@@ -38,10 +25,7 @@ impl SecretResolver {
     ) -> Result<BTreeMap<String, String>, ResolveError> {
         match self {
             Self::NotConfigured => Err(ResolveError::NotConfigured),
-            Self::Actor(handle) => handle
-                .call(ResolveSecrets { account, names })
-                .await
-                .map_err(|_| ResolveError::Unavailable)?,
+            Self::Actor(secrets) => secrets.ask(ResolveSecrets { account, names }).await,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Secret business logic: sealing with the key ring, versioning with compare-and-set,
 //! resolution for functions, and re-encryption under the current key.
 
-use super::resolver::ResolveError;
-use super::{SealedVersion, SecretMetadata, SecretName, SecretStore, SecretValue};
+use super::{
+    ResolveError, SealedVersion, SecretMetadata, SecretName, SecretStore, SecretValue, SecretsError,
+};
 use crate::clock::Clock;
 use crate::crypto::{self, KeyRing};
-use crate::error::StoreError;
+use crate::error::{OrNotFound, StoreError};
 use crate::ids::{AccountId, SecretId};
 use crate::page::{Page, PageRequest};
 use std::collections::BTreeMap;
@@ -58,7 +59,7 @@ impl SecretsService {
         account: AccountId,
         name: SecretName,
         value: SecretValue,
-    ) -> Result<SecretMetadata, StoreError> {
+    ) -> Result<SecretMetadata, SecretsError> {
         let now = self.clock.now();
         let meta = SecretMetadata {
             id: SecretId::generate(),
@@ -69,7 +70,10 @@ impl SecretsService {
             updated_at: now,
         };
         let first = self.seal(account, name.as_str(), 1, &value);
-        self.store.create(&meta, &first).await?;
+        self.store
+            .create(&meta, &first)
+            .await
+            .or_not_found("account")?;
         tracing::info!(secret_id = %meta.id, "secret created");
         Ok(meta)
     }
@@ -78,16 +82,20 @@ impl SecretsService {
         &self,
         account: AccountId,
         name: &SecretName,
-    ) -> Result<SecretMetadata, StoreError> {
-        self.store.get(account, &name.key()).await
+    ) -> Result<SecretMetadata, SecretsError> {
+        Ok(self
+            .store
+            .get(account, &name.key())
+            .await
+            .or_not_found("secret")?)
     }
 
     pub async fn list(
         &self,
         account: AccountId,
         page: PageRequest,
-    ) -> Result<Page<SecretMetadata>, StoreError> {
-        self.store.list(account, page).await
+    ) -> Result<Page<SecretMetadata>, SecretsError> {
+        Ok(self.store.list(account, page).await?)
     }
 
     /// Stores a new version. With `if_match`, only if the current version is that one
@@ -100,9 +108,9 @@ impl SecretsService {
         name: &SecretName,
         value: SecretValue,
         if_match: Option<i64>,
-    ) -> Result<SecretMetadata, StoreError> {
+    ) -> Result<SecretMetadata, SecretsError> {
         for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.store.get(account, &name.key()).await?;
+            let current = self.get(account, name).await?;
             if let Some(expected) = if_match {
                 if expected != current.version {
                     return Err(mismatch(current.version, expected));
@@ -116,13 +124,13 @@ impl SecretsService {
             {
                 Err(StoreError::VersionMismatch(_)) if if_match.is_none() => continue,
                 Err(StoreError::VersionMismatch(_)) => {
-                    let now_at = self.store.get(account, &name.key()).await?.version;
+                    let now_at = self.get(account, name).await?.version;
                     return Err(mismatch(now_at, current.version));
                 }
-                result => return result,
+                result => return Ok(result.or_not_found("secret")?),
             }
         }
-        Err(StoreError::Conflict(
+        Err(SecretsError::Conflict(
             "secret is being updated concurrently; retry".to_owned(),
         ))
     }
@@ -132,8 +140,12 @@ impl SecretsService {
         account: AccountId,
         name: &SecretName,
         if_match: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.store.delete(account, &name.key(), if_match).await
+    ) -> Result<(), SecretsError> {
+        Ok(self
+            .store
+            .delete(account, &name.key(), if_match)
+            .await
+            .or_not_found("secret")?)
     }
 
     /// Latest plaintext of each named secret, all or nothing, keyed by the name as asked.
@@ -237,8 +249,8 @@ fn crypto_knows(keys: &KeyRing, id: &str) -> bool {
     crypto::KeyId::parse(id).is_some_and(|id| keys.contains(id))
 }
 
-fn mismatch(current: i64, expected: i64) -> StoreError {
-    StoreError::VersionMismatch(format!("secret is at version {current}, not {expected}"))
+fn mismatch(current: i64, expected: i64) -> SecretsError {
+    StoreError::VersionMismatch(format!("secret is at version {current}, not {expected}")).into()
 }
 
 #[cfg(test)]

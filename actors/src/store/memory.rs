@@ -1,333 +1,332 @@
-//! The in-memory database: one lock around every domain's tables, so multi-table changes
-//! (cascading deletes, later transactional claims) are atomic exactly as in PostgreSQL.
-//! Critical sections never await, so a std mutex is the right tool.
+//! The in-memory database of memory mode: every subsystem's tables behind one lock, so a
+//! change that spans tables (a cascade, a Devpack transaction, a claim with a lease) is
+//! atomic, as one PostgreSQL transaction would be.
+//!
+//! The tables belong to their subsystems; this module knows none of them. It keeps them
+//! by type ([`Tables::get`]), gives transactions with rollback ([`MemoryTx`]), and runs
+//! cascades: removing a row ([`Row`]) asks every table to remove what hangs off it, as
+//! `ON DELETE CASCADE` does, until nothing more goes.
+//!
+//! The lock is tokio's: a transaction may span calls into other subsystems' store APIs
+//! taking the transaction (Devpack effects, outbox inserts), which are `async` for
+//! PostgreSQL's sake, and a guard held across them must be `Send`. No critical section
+//! waits on anything but memory: code holding a transaction must never ask an actor or
+//! call [`MemoryDb::lock`]/[`MemoryDb::begin`] again (the lock is not re-entrant; memory
+//! mode would hang). Writers inside a transaction record an undo step
+//! ([`MemoryTx::on_rollback`]) unless nothing after them can fail.
 
-use crate::accounts::Account;
-use crate::automation::{Job, Run};
-use crate::events::Event;
-use crate::functions::{Execution, Function};
-use crate::ids::{
-    AccountId, EventId, ExecutionId, FiringId, FunctionId, JobId, RunId, SecretId, TokenId,
-    TriggerId,
-};
-use crate::secrets::{SealedVersion, SecretMetadata};
-use crate::tokens::ApiToken;
-use crate::triggers::{Firing, Trigger};
-use chrono::{DateTime, Utc};
+use crate::ids::{AccountId, FunctionId, JobId, TriggerId};
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard};
 
-/// Accounts indexed both by id and by their list order `(created_at, id)`.
-#[derive(Debug, Default)]
-pub struct AccountTable {
-    by_id: HashMap<AccountId, Account>,
-    order: BTreeMap<(chrono::DateTime<chrono::Utc>, AccountId), ()>,
+/// A row that other tables may hang off (and so may be checked for, or cascade). Rows
+/// under an account name it, so a table finds what hangs off them among that account's
+/// rows only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    Account(AccountId),
+    Function(AccountId, FunctionId),
+    Job(AccountId, JobId),
+    Trigger(AccountId, TriggerId),
 }
 
-impl AccountTable {
-    pub fn insert(&mut self, account: Account) {
-        self.order.insert((account.created_at, account.id), ());
-        self.by_id.insert(account.id, account);
-    }
+/// One subsystem's table (or set of tables) in memory mode.
+pub trait Table: Any + Send + Default {
+    /// Removes the rows that hang off `parent` (`ON DELETE CASCADE`), pushing onto
+    /// `removed` each removed row that others may hang off in turn.
+    fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>);
 
-    pub fn get(&self, id: &AccountId) -> Option<&Account> {
-        self.by_id.get(id)
-    }
-
-    pub fn get_mut(&mut self, id: &AccountId) -> Option<&mut Account> {
-        self.by_id.get_mut(id)
-    }
-
-    pub fn remove(&mut self, id: &AccountId) -> Option<Account> {
-        let account = self.by_id.remove(id)?;
-        self.order.remove(&(account.created_at, account.id));
-        Some(account)
-    }
-
-    /// Accounts in list order strictly after `after`.
-    pub fn iter_after(
-        &self,
-        after: Option<(chrono::DateTime<chrono::Utc>, AccountId)>,
-    ) -> impl Iterator<Item = &Account> + '_ {
-        use std::ops::Bound;
-        let lower = match after {
-            Some(key) => Bound::Excluded(key),
-            None => Bound::Unbounded,
-        };
-        self.order
-            .range((lower, Bound::Unbounded))
-            .filter_map(|((_, id), ())| self.by_id.get(id))
+    /// Whether this table holds `row` (the memory form of a foreign-key check).
+    fn contains(&self, _row: Row) -> bool {
+        false
     }
 }
 
-/// A secret with every version, oldest first.
-#[derive(Debug, Clone)]
-pub struct SecretRow {
-    pub meta: SecretMetadata,
-    pub versions: Vec<SealedVersion>,
+/// [`Table`] behind a type-erased box.
+trait AnyTable: Send {
+    fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>);
+    fn contains(&self, row: Row) -> bool;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
-type ListKey = (AccountId, chrono::DateTime<chrono::Utc>, SecretId);
-
-/// Secrets indexed by id, by `(account, lower(name))` and in list order per account.
-#[derive(Debug, Default)]
-pub struct SecretTable {
-    by_id: HashMap<SecretId, SecretRow>,
-    by_name: HashMap<(AccountId, String), SecretId>,
-    order: BTreeMap<ListKey, ()>,
-}
-
-impl SecretTable {
-    pub fn insert(&mut self, row: SecretRow) {
-        let meta = &row.meta;
-        self.by_name
-            .insert((meta.account_id, meta.name.to_ascii_lowercase()), meta.id);
-        self.order
-            .insert((meta.account_id, meta.created_at, meta.id), ());
-        self.by_id.insert(meta.id, row);
+impl<T: Table> AnyTable for T {
+    fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>) {
+        Table::cascade(self, parent, removed);
     }
 
-    pub fn by_name(&self, account: AccountId, name_key: &str) -> Option<&SecretRow> {
-        let id = self.by_name.get(&(account, name_key.to_owned()))?;
-        self.by_id.get(id)
+    fn contains(&self, row: Row) -> bool {
+        Table::contains(self, row)
     }
 
-    pub fn get_mut(&mut self, id: &SecretId) -> Option<&mut SecretRow> {
-        self.by_id.get_mut(id)
-    }
-
-    pub fn remove(&mut self, id: &SecretId) -> Option<SecretRow> {
-        let row = self.by_id.remove(id)?;
-        let meta = &row.meta;
-        self.by_name
-            .remove(&(meta.account_id, meta.name.to_ascii_lowercase()));
-        self.order
-            .remove(&(meta.account_id, meta.created_at, meta.id));
-        Some(row)
-    }
-
-    /// One account's secrets in list order, strictly after `after`.
-    pub fn iter_account(
-        &self,
-        account: AccountId,
-        after: Option<(chrono::DateTime<chrono::Utc>, SecretId)>,
-    ) -> impl Iterator<Item = &SecretRow> + '_ {
-        use std::ops::Bound;
-        let lower = match after {
-            Some((at, id)) => Bound::Excluded((account, at, id)),
-            None => Bound::Included((
-                account,
-                chrono::DateTime::<chrono::Utc>::MIN_UTC,
-                SecretId::from(uuid::Uuid::nil()),
-            )),
-        };
-        self.order
-            .range((lower, Bound::Unbounded))
-            .take_while(move |((a, _, _), ())| *a == account)
-            .filter_map(|((_, _, id), ())| self.by_id.get(id))
-    }
-
-    pub fn all(&self) -> impl Iterator<Item = &SecretRow> + '_ {
-        self.by_id.values()
-    }
-
-    fn remove_account(&mut self, account: &AccountId) {
-        let ids: Vec<SecretId> = self
-            .by_id
-            .values()
-            .filter(|r| r.meta.account_id == *account)
-            .map(|r| r.meta.id)
-            .collect();
-        for id in ids {
-            self.remove(&id);
-        }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 
-/// Account tokens by id, with the hash index that authentication uses.
-#[derive(Debug, Default)]
-pub struct TokenTable {
-    by_id: HashMap<TokenId, (ApiToken, [u8; 32])>,
-    by_hash: HashMap<[u8; 32], TokenId>,
-}
-
-impl TokenTable {
-    pub fn insert(&mut self, token: ApiToken, hash: [u8; 32]) {
-        self.by_hash.insert(hash, token.id);
-        self.by_id.insert(token.id, (token, hash));
-    }
-
-    pub fn get(&self, id: &TokenId) -> Option<&ApiToken> {
-        self.by_id.get(id).map(|(t, _)| t)
-    }
-
-    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&ApiToken> {
-        self.by_hash.get(hash).and_then(|id| self.get(id))
-    }
-
-    pub fn of_account(&self, account: AccountId) -> impl Iterator<Item = &ApiToken> + '_ {
-        self.by_id
-            .values()
-            .map(|(t, _)| t)
-            .filter(move |t| t.account_id == account)
-    }
-
-    pub fn remove(&mut self, id: &TokenId) {
-        if let Some((_, hash)) = self.by_id.remove(id) {
-            self.by_hash.remove(&hash);
-        }
-    }
-
-    fn remove_account(&mut self, account: &AccountId) {
-        let ids: Vec<TokenId> = self.of_account(*account).map(|t| t.id).collect();
-        for id in ids {
-            self.remove(&id);
-        }
-    }
-}
-
-/// All tables of memory mode.
-#[derive(Debug, Default)]
+/// Every table, by type. A table nobody has touched yet is empty and not stored.
+#[derive(Default)]
 pub struct Tables {
-    pub accounts: AccountTable,
-    pub secrets: SecretTable,
-    pub tokens: TokenTable,
-    pub functions: HashMap<FunctionId, Function>,
-    pub executions: HashMap<ExecutionId, Execution>,
-    pub jobs: HashMap<JobId, Job>,
-    pub runs: HashMap<RunId, Run>,
-    /// Scheduler bookkeeping of each run (not part of the API shape).
-    pub run_state: HashMap<RunId, RunState>,
-    pub triggers: HashMap<TriggerId, TriggerRow>,
-    pub firings: HashMap<FiringId, FiringRow>,
-    /// The event outbox.
-    pub events: HashMap<EventId, EventRow>,
-}
-
-/// A trigger with its sealed webhook secret.
-#[derive(Debug, Clone)]
-pub struct TriggerRow {
-    pub trigger: Trigger,
-    pub secret: Option<String>,
-}
-
-/// A firing with its lease.
-#[derive(Debug, Clone)]
-pub struct FiringRow {
-    pub firing: Firing,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<DateTime<Utc>>,
-    /// Last change (retention of finished firings).
-    pub updated_at: DateTime<Utc>,
-}
-
-/// An outbox event with its delivery state and lease.
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub event: Event,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<DateTime<Utc>>,
-}
-
-/// A run's retry time and lease.
-#[derive(Debug, Clone, Default)]
-pub struct RunState {
-    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
+    by_type: HashMap<TypeId, Box<dyn AnyTable>>,
 }
 
 impl Tables {
-    /// Removes an account and, as `ON DELETE CASCADE` would, every row under it. Each
-    /// domain that adds a table adds its cascade here.
-    pub fn delete_account(&mut self, id: &AccountId) -> Option<Account> {
-        let account = self.accounts.remove(id)?;
-        self.secrets.remove_account(id);
-        self.tokens.remove_account(id);
-        self.events.retain(|_, e| e.event.account_id != *id);
-        let functions: Vec<FunctionId> = self
-            .functions
-            .values()
-            .filter(|f| f.account_id == *id)
-            .map(|f| f.id)
-            .collect();
-        for function in functions {
-            self.delete_function(&function);
-        }
-        Some(account)
-    }
-
-    /// Removes a function with its executions, jobs, runs, triggers and firings.
-    pub fn delete_function(&mut self, id: &FunctionId) {
-        self.functions.remove(id);
-        self.executions.retain(|_, e| e.function_id != *id);
-        let triggers: Vec<TriggerId> = self
-            .triggers
-            .values()
-            .filter(|t| t.trigger.function_id == *id)
-            .map(|t| t.trigger.id)
-            .collect();
-        for trigger in triggers {
-            self.delete_trigger(&trigger);
-        }
-        let jobs: Vec<JobId> = self
-            .jobs
-            .values()
-            .filter(|j| j.function_id == *id)
-            .map(|j| j.id)
-            .collect();
-        for job in jobs {
-            self.delete_job(&job);
+    /// The table of type `T`, created empty on first use.
+    pub fn get<T: Table>(&mut self) -> &mut T {
+        let table = self
+            .by_type
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()));
+        match table.as_any_mut().downcast_mut::<T>() {
+            Some(table) => table,
+            // The entry for `TypeId::of::<T>()` only ever holds a `T`.
+            None => unreachable!("table stored under another type's id"),
         }
     }
 
-    /// Adds an event to the outbox (undelivered).
-    pub fn insert_event(&mut self, event: &Event) {
-        self.events.insert(
-            event.id,
-            EventRow {
-                event: event.clone(),
-                delivered_at: None,
-                lease_owner: None,
-                lease_until: None,
-            },
-        );
+    /// Whether `row` exists in whichever table owns it: what a foreign key checks.
+    pub fn exists(&self, row: Row) -> bool {
+        self.by_type.values().any(|table| table.contains(row))
     }
 
-    /// Removes a trigger and its firings.
-    pub fn delete_trigger(&mut self, id: &TriggerId) {
-        self.triggers.remove(id);
-        self.firings.retain(|_, f| f.firing.trigger_id != *id);
-    }
-
-    /// Removes a job and its runs.
-    pub fn delete_job(&mut self, id: &JobId) {
-        self.jobs.remove(id);
-        let gone: Vec<RunId> = self
-            .runs
-            .values()
-            .filter(|r| r.job_id == *id)
-            .map(|r| r.id)
-            .collect();
-        for run in gone {
-            self.runs.remove(&run);
-            self.run_state.remove(&run);
+    /// Removes everything that hangs off `root`, however deep (the caller has removed
+    /// `root` itself from its own table).
+    pub fn cascade(&mut self, root: Row) {
+        let mut pending = vec![root];
+        while let Some(parent) = pending.pop() {
+            for table in self.by_type.values_mut() {
+                table.cascade(parent, &mut pending);
+            }
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryDb {
     tables: Mutex<Tables>,
 }
 
 impl MemoryDb {
-    /// Locks every table. A poisoned lock only means another thread panicked mid-change;
-    /// the tables are still structurally valid, so carry on rather than crash every caller.
-    pub fn lock(&self) -> MutexGuard<'_, Tables> {
-        self.tables
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub async fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().await
+    }
+
+    /// A transaction: the lock, plus an undo log that [`MemoryTx::commit`] discards and a
+    /// drop without commit replays.
+    pub async fn begin(&self) -> MemoryTx<'_> {
+        MemoryTx {
+            tables: self.tables.lock().await,
+            undo: Vec::new(),
+        }
+    }
+}
+
+type Undo = Box<dyn FnOnce(&mut Tables) + Send>;
+
+/// A memory-mode transaction. Writers that may be rolled back record how to undo
+/// themselves with [`MemoryTx::on_rollback`]; dropping the transaction without
+/// [`MemoryTx::commit`] undoes them in reverse order, so a Devpack action refused halfway
+/// leaves nothing behind, as in PostgreSQL.
+pub struct MemoryTx<'a> {
+    tables: MutexGuard<'a, Tables>,
+    undo: Vec<Undo>,
+}
+
+impl MemoryTx<'_> {
+    pub fn get<T: Table>(&mut self) -> &mut T {
+        self.tables.get::<T>()
+    }
+
+    pub fn tables(&mut self) -> &mut Tables {
+        &mut self.tables
+    }
+
+    /// How to undo the change just made, should the transaction not commit.
+    pub fn on_rollback(&mut self, undo: impl FnOnce(&mut Tables) + Send + 'static) {
+        self.undo.push(Box::new(undo));
+    }
+
+    pub fn commit(mut self) {
+        self.undo.clear();
+    }
+}
+
+impl Drop for MemoryTx<'_> {
+    fn drop(&mut self) {
+        while let Some(undo) = self.undo.pop() {
+            undo(&mut self.tables);
+        }
+    }
+}
+
+/// Rows owned by accounts, indexed by id and in list order per account, so a page is
+/// read from its starting point without looking at the account's other rows, let alone
+/// other accounts'. `T::page_key` must not change while the row is stored.
+#[derive(Debug)]
+pub struct AccountRows<Id, T> {
+    by_id: HashMap<Id, (AccountId, T)>,
+    /// `(account, created_at, id)` in list order.
+    order: BTreeMap<(AccountId, PageKey), Id>,
+}
+
+impl<Id, T> Default for AccountRows<Id, T> {
+    fn default() -> Self {
+        Self {
+            by_id: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+}
+
+impl<Id: Copy + Eq + std::hash::Hash, T: Keyed> AccountRows<Id, T> {
+    /// Inserts or replaces the row `id`.
+    pub fn insert(&mut self, account: AccountId, id: Id, row: T) {
+        self.remove(&id);
+        self.order.insert((account, row.page_key()), id);
+        self.by_id.insert(id, (account, row));
+    }
+
+    pub fn get(&self, id: &Id) -> Option<&T> {
+        self.by_id.get(id).map(|(_, row)| row)
+    }
+
+    /// The row, if it belongs to `account`.
+    pub fn get_in(&self, account: AccountId, id: &Id) -> Option<&T> {
+        self.by_id
+            .get(id)
+            .filter(|(owner, _)| *owner == account)
+            .map(|(_, row)| row)
+    }
+
+    /// Mutable access; the caller must not change the row's page key.
+    pub fn get_mut(&mut self, id: &Id) -> Option<&mut T> {
+        self.by_id.get_mut(id).map(|(_, row)| row)
+    }
+
+    pub fn remove(&mut self, id: &Id) -> Option<T> {
+        let (account, row) = self.by_id.remove(id)?;
+        self.order.remove(&(account, row.page_key()));
+        Some(row)
+    }
+
+    /// How many rows `account` has (quotas count with this).
+    pub fn count(&self, account: AccountId) -> usize {
+        self.ids_of(account).count()
+    }
+
+    /// The ids of `account`'s rows, in list order.
+    pub fn ids_of(&self, account: AccountId) -> impl Iterator<Item = Id> + '_ {
+        self.order
+            .range((account, PageKey::MIN)..)
+            .take_while(move |((owner, _), _)| *owner == account)
+            .map(|(_, id)| *id)
+    }
+
+    /// Every row, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> + '_ {
+        self.by_id.values().map(|(_, row)| row)
+    }
+
+    /// Removes every row of `account`, returning their ids.
+    pub fn remove_account(&mut self, account: AccountId) -> Vec<Id> {
+        let ids: Vec<Id> = self.ids_of(account).collect();
+        for id in &ids {
+            self.remove(id);
+        }
+        ids
+    }
+
+    /// One page of `account`'s rows in list order `(created_at, id)`: only the page is
+    /// read and cloned.
+    pub fn page(&self, account: AccountId, page: &PageRequest) -> Page<T>
+    where
+        T: Clone,
+    {
+        use std::ops::Bound;
+        let lower = match page.after {
+            Some(after) => Bound::Excluded((account, after)),
+            None => Bound::Included((account, PageKey::MIN)),
+        };
+        let rows = self
+            .order
+            .range((lower, Bound::Unbounded))
+            .take_while(|((owner, _), _)| *owner == account)
+            .take(page.fetch_limit() as usize)
+            .filter_map(|(_, id)| self.get(id).cloned())
+            .collect();
+        Page::from_overfetch(rows, page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Parents(Vec<AccountId>);
+    #[derive(Default)]
+    struct Children(Vec<(AccountId, FunctionId)>);
+    #[derive(Default)]
+    struct Grandchildren(Vec<FunctionId>);
+
+    impl Table for Parents {
+        fn cascade(&mut self, _: Row, _: &mut Vec<Row>) {}
+    }
+    impl Table for Children {
+        fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>) {
+            if let Row::Account(account) = parent {
+                for (_, f) in self.0.iter().filter(|(a, _)| *a == account) {
+                    removed.push(Row::Function(account, *f));
+                }
+                self.0.retain(|(a, _)| *a != account);
+            }
+        }
+
+        fn contains(&self, row: Row) -> bool {
+            matches!(row, Row::Function(a, f) if self.0.contains(&(a, f)))
+        }
+    }
+    impl Table for Grandchildren {
+        fn cascade(&mut self, parent: Row, _: &mut Vec<Row>) {
+            if let Row::Function(_, f) = parent {
+                self.0.retain(|g| *g != f);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn cascades_reach_every_level_and_rollback_undoes() {
+        let db = MemoryDb::default();
+        let (a, b) = (AccountId::generate(), AccountId::generate());
+        let (fa, fb) = (FunctionId::generate(), FunctionId::generate());
+        {
+            let mut t = db.lock().await;
+            t.get::<Parents>().0.extend([a, b]);
+            t.get::<Children>().0.extend([(a, fa), (b, fb)]);
+            t.get::<Grandchildren>().0.extend([fa, fb]);
+            assert!(t.exists(Row::Function(a, fa)));
+            assert!(
+                !t.exists(Row::Function(b, fa)),
+                "a function of another account"
+            );
+            t.get::<Parents>().0.retain(|x| *x != a);
+            t.cascade(Row::Account(a));
+            assert!(!t.exists(Row::Function(a, fa)));
+            assert_eq!(t.get::<Children>().0, [(b, fb)]);
+            assert_eq!(t.get::<Grandchildren>().0, [fb]);
+        }
+        {
+            let mut tx = db.begin().await;
+            tx.get::<Grandchildren>().0.push(fa);
+            tx.on_rollback(move |t| t.get::<Grandchildren>().0.retain(|g| *g != fa));
+            // Dropped without commit.
+        }
+        assert_eq!(db.lock().await.get::<Grandchildren>().0, [fb]);
+        let mut tx = db.begin().await;
+        tx.get::<Grandchildren>().0.push(fa);
+        tx.on_rollback(move |t| t.get::<Grandchildren>().0.retain(|g| *g != fa));
+        tx.commit();
+        assert_eq!(db.lock().await.get::<Grandchildren>().0, [fb, fa]);
     }
 }

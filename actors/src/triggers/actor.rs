@@ -1,14 +1,15 @@
-//! The triggers actor: a thin adapter from messages to [`TriggersService`].
+//! The triggers actor: trigger CRUD and the webhook endpoint's domain half, a thin adapter
+//! from messages to [`TriggersService`].
 
 use super::{
-    NewTrigger, Trigger, TriggerChanges, TriggerWithSecret, TriggersService, WebhookAccepted,
-    WebhookError,
+    NewTrigger, Trigger, TriggerPatch, TriggerWithSecret, TriggersError, TriggersService,
+    VerifiedWebhook, WebhookAccepted,
 };
-use crate::error::{StoreError, ValidationError};
 use crate::ids::{AccountId, TriggerId};
 use crate::page::{Page, PageRequest};
 use crate::supervisor::ExitGuard;
 use actix::prelude::*;
+use serde_json::Value;
 
 pub struct TriggersActor {
     service: TriggersService,
@@ -31,54 +32,57 @@ impl Actor for TriggersActor {
 stop_on_request!(TriggersActor);
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<TriggerWithSecret, ValidationError>, StoreError>")]
+#[rtype(result = "Result<TriggerWithSecret, TriggersError>")]
 pub struct CreateTrigger {
     pub account: AccountId,
     pub trigger: NewTrigger,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Trigger, StoreError>")]
+#[rtype(result = "Result<Trigger, TriggersError>")]
 pub struct GetTrigger {
     pub account: AccountId,
     pub id: TriggerId,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<Trigger>, StoreError>")]
+#[rtype(result = "Result<Page<Trigger>, TriggersError>")]
 pub struct ListTriggers {
     pub account: AccountId,
     pub page: PageRequest,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<TriggerWithSecret, ValidationError>, StoreError>")]
+#[rtype(result = "Result<TriggerWithSecret, TriggersError>")]
 pub struct UpdateTrigger {
     pub account: AccountId,
     pub id: TriggerId,
-    pub changes: TriggerChanges,
+    pub patch: TriggerPatch,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), TriggersError>")]
 pub struct DeleteTrigger {
     pub account: AccountId,
     pub id: TriggerId,
 }
 
-/// The caller's rate limit for one trigger: `Err(seconds to wait)` when used up.
-pub type Admit = Box<dyn FnOnce(TriggerId) -> Result<(), u64> + Send>;
-
-/// `POST /webhooks/{id}` with the raw body and the `X-Webhook-Signature` header.
+/// `POST /webhooks/{id}`: the raw body and the `X-Webhook-Signature` bytes, checked
+/// against the trigger's secret.
 #[derive(Message)]
-#[rtype(result = "Result<WebhookAccepted, WebhookError>")]
-pub struct AcceptWebhook {
+#[rtype(result = "Result<VerifiedWebhook, TriggersError>")]
+pub struct VerifyWebhook {
     pub id: TriggerId,
-    pub signature: Option<String>,
-    pub body: Vec<u8>,
-    /// `Content-Type` was absent or JSON.
-    pub json_media_type: bool,
-    pub admit: Admit,
+    pub body: bytes::Bytes,
+    pub signature: Option<Vec<u8>>,
+}
+
+/// Stores the firing of a verified webhook call with the body as its params.
+#[derive(Message)]
+#[rtype(result = "Result<WebhookAccepted, TriggersError>")]
+pub struct AcceptWebhook {
+    pub verified: VerifiedWebhook,
+    pub params: Value,
 }
 
 forward!(TriggersActor, CreateTrigger, |svc, m| svc
@@ -87,7 +91,12 @@ forward!(TriggersActor, GetTrigger, |svc, m| svc.get(m.account, m.id));
 forward!(TriggersActor, ListTriggers, |svc, m| svc
     .list(m.account, m.page));
 forward!(TriggersActor, UpdateTrigger, |svc, m| svc
-    .update(m.account, m.id, m.changes));
+    .update(m.account, m.id, m.patch));
 forward!(TriggersActor, DeleteTrigger, |svc, m| svc
     .delete(m.account, m.id));
-forward!(TriggersActor, AcceptWebhook, |svc, m| svc.accept_webhook(m));
+forward!(TriggersActor, VerifyWebhook, |svc, m| async move {
+    svc.verify_webhook(m.id, &m.body, m.signature.as_deref())
+        .await
+});
+forward!(TriggersActor, AcceptWebhook, |svc, m| svc
+    .accept_webhook(m.verified, m.params));

@@ -1,19 +1,169 @@
-//! In-memory trigger, firing and event stores, inside the shared [`MemoryDb`] so deletes
-//! cascade and every claim is atomic under its one lock, as a transaction would be.
+//! In-memory trigger and firing stores: triggers in list order per account, firings per
+//! trigger; firings go with their trigger, triggers with their function or account.
+//! Every claim is atomic under the database's one lock, as a transaction would be.
 
 use super::domain::{cron_firing, event_firing};
 use super::{
-    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, NextTick, Trigger,
+    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger, TriggerRule,
     TriggerStore, TriggerType,
 };
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FiringId, TriggerId};
-use crate::page::{Page, PageRequest};
-use crate::store::memory::{FiringRow, TriggerRow};
-use crate::store::MemoryDb;
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::store::memory::AccountRows;
+use crate::store::{MemoryDb, MemoryTx, Row, Table, Tx};
 use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// A trigger with its sealed webhook secret.
+#[derive(Debug, Clone)]
+struct TriggerRow {
+    trigger: Trigger,
+    secret: Option<String>,
+}
+
+impl Keyed for TriggerRow {
+    fn page_key(&self) -> PageKey {
+        self.trigger.page_key()
+    }
+}
+
+/// A firing with its lease.
+#[derive(Debug, Clone)]
+struct FiringRow {
+    firing: Firing,
+    lease_owner: Option<String>,
+    lease_until: Option<DateTime<Utc>>,
+    /// Last change (retention of finished firings).
+    updated_at: DateTime<Utc>,
+}
+
+/// `app_triggers` and `app_trigger_firings`.
+#[derive(Debug, Default)]
+struct TriggerTable {
+    triggers: AccountRows<TriggerId, TriggerRow>,
+    firings: HashMap<FiringId, FiringRow>,
+    by_trigger: HashMap<TriggerId, HashSet<FiringId>>,
+}
+
+impl TriggerTable {
+    fn remove_trigger(&mut self, id: &TriggerId) -> Option<Trigger> {
+        let row = self.triggers.remove(id)?;
+        for firing in self.by_trigger.remove(id).unwrap_or_default() {
+            self.firings.remove(&firing);
+        }
+        Some(row.trigger)
+    }
+
+    fn firings_of(&self, trigger: TriggerId) -> impl Iterator<Item = &FiringRow> + '_ {
+        self.by_trigger
+            .get(&trigger)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.firings.get(id))
+    }
+
+    /// Inserts a firing unless one for the same tick or event exists; whether it did.
+    fn insert_firing(&mut self, firing: Firing) -> bool {
+        let duplicate = self.firings_of(firing.trigger_id).any(|f| {
+            (firing.tick_at.is_some() && f.firing.tick_at == firing.tick_at)
+                || (firing.event_id.is_some() && f.firing.event_id == firing.event_id)
+        });
+        if duplicate {
+            return false;
+        }
+        self.by_trigger
+            .entry(firing.trigger_id)
+            .or_default()
+            .insert(firing.id);
+        self.firings.insert(
+            firing.id,
+            FiringRow {
+                updated_at: firing.created_at,
+                firing,
+                lease_owner: None,
+                lease_until: None,
+            },
+        );
+        true
+    }
+
+    fn remove_firing(&mut self, id: &FiringId) {
+        if let Some(row) = self.firings.remove(id) {
+            if let Some(set) = self.by_trigger.get_mut(&row.firing.trigger_id) {
+                set.remove(id);
+            }
+        }
+    }
+
+    /// The firing's row, if `owner` holds its lease.
+    fn owned(&mut self, id: FiringId, owner: &str) -> Option<&mut FiringRow> {
+        self.firings
+            .get_mut(&id)
+            .filter(|row| row.lease_owner.as_deref() == Some(owner))
+    }
+}
+
+impl Table for TriggerTable {
+    fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>) {
+        let gone: Vec<TriggerId> = match parent {
+            Row::Account(account) => self.triggers.ids_of(account).collect(),
+            Row::Function(account, function) => self
+                .triggers
+                .ids_of(account)
+                .filter(|id| {
+                    self.triggers
+                        .get(id)
+                        .is_some_and(|t| t.trigger.function_id == function)
+                })
+                .collect(),
+            Row::Job(..) | Row::Trigger(..) => Vec::new(),
+        };
+        for id in gone {
+            if let Some(trigger) = self.remove_trigger(&id) {
+                removed.push(Row::Trigger(trigger.account_id, id));
+            }
+        }
+    }
+
+    fn contains(&self, row: Row) -> bool {
+        matches!(row, Row::Trigger(account, id) if self.triggers.get_in(account, &id).is_some())
+    }
+}
+
+fn free(lease_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    lease_until.is_none_or(|t| t < now)
+}
+
+/// Inserts a trigger in a memory transaction: `NotFound` unless its function exists in
+/// its account, as the PostgreSQL insert checks.
+pub(super) fn insert_trigger(
+    tx: &mut MemoryTx<'_>,
+    trigger: &Trigger,
+    secret: Option<&str>,
+) -> Result<(), StoreError> {
+    if !tx
+        .tables()
+        .exists(Row::Function(trigger.account_id, trigger.function_id))
+    {
+        return Err(StoreError::NotFound);
+    }
+    tx.get::<TriggerTable>().triggers.insert(
+        trigger.account_id,
+        trigger.id,
+        TriggerRow {
+            trigger: trigger.clone(),
+            secret: secret.map(str::to_owned),
+        },
+    );
+    let id = trigger.id;
+    tx.on_rollback(move |tables| {
+        tables.get::<TriggerTable>().remove_trigger(&id);
+    });
+    Ok(())
+}
 
 pub struct MemoryTriggerStore {
     db: Arc<MemoryDb>,
@@ -23,44 +173,23 @@ impl MemoryTriggerStore {
     pub fn new(db: Arc<MemoryDb>) -> Self {
         Self { db }
     }
-
-    #[cfg(test)]
-    pub(super) fn db_insert_event(&self, event: &Event) {
-        self.db.lock().insert_event(event);
-    }
-}
-
-fn free(lease_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    lease_until.is_none_or(|t| t < now)
 }
 
 #[async_trait::async_trait]
 impl TriggerStore for MemoryTriggerStore {
     async fn create(&self, trigger: &Trigger, secret: Option<&str>) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        let owned = tables
-            .functions
-            .get(&trigger.function_id)
-            .is_some_and(|f| f.account_id == trigger.account_id);
-        if tables.accounts.get(&trigger.account_id).is_none() || !owned {
-            return Err(StoreError::NotFound);
-        }
-        tables.triggers.insert(
-            trigger.id,
-            TriggerRow {
-                trigger: trigger.clone(),
-                secret: secret.map(str::to_owned),
-            },
-        );
+        let mut tx = self.db.begin().await;
+        insert_trigger(&mut tx, trigger, secret)?;
+        tx.commit();
         Ok(())
     }
 
     async fn get(&self, account: AccountId, id: TriggerId) -> Result<Trigger, StoreError> {
-        self.db
-            .lock()
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<TriggerTable>()
             .triggers
-            .get(&id)
-            .filter(|t| t.trigger.account_id == account)
+            .get_in(account, &id)
             .map(|t| t.trigger.clone())
             .ok_or(StoreError::NotFound)
     }
@@ -70,51 +199,55 @@ impl TriggerStore for MemoryTriggerStore {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<Trigger>, StoreError> {
-        let tables = self.db.lock();
-        let rows = tables
-            .triggers
-            .values()
-            .map(|t| &t.trigger)
-            .filter(|t| t.account_id == account);
-        Ok(Page::in_list_order(rows, &page))
+        let mut tables = self.db.lock().await;
+        let rows = tables.get::<TriggerTable>().triggers.page(account, &page);
+        Ok(Page {
+            items: rows.items.into_iter().map(|row| row.trigger).collect(),
+            next: rows.next,
+        })
     }
 
     async fn update(&self, trigger: &Trigger, secret: Option<&str>) -> Result<Trigger, StoreError> {
-        let mut tables = self.db.lock();
-        if !tables.functions.contains_key(&trigger.function_id) {
+        let mut tables = self.db.lock().await;
+        if !tables.exists(Row::Function(trigger.account_id, trigger.function_id)) {
             return Err(StoreError::NotFound);
         }
-        match tables.triggers.get_mut(&trigger.id) {
-            Some(row) if row.trigger.account_id == trigger.account_id => {
-                // `last_fired_at` belongs to the worker: keep the stored value.
-                let last_fired_at = row.trigger.last_fired_at;
-                row.trigger = Trigger {
-                    last_fired_at,
-                    ..trigger.clone()
-                };
-                if let Some(secret) = secret {
-                    row.secret = Some(secret.to_owned());
-                }
-                Ok(row.trigger.clone())
-            }
-            _ => Err(StoreError::NotFound),
-        }
+        let table = tables.get::<TriggerTable>();
+        let Some(current) = table
+            .triggers
+            .get_in(trigger.account_id, &trigger.id)
+            .cloned()
+        else {
+            return Err(StoreError::NotFound);
+        };
+        // `last_fired_at` belongs to the worker: keep the stored value.
+        let row = TriggerRow {
+            trigger: Trigger {
+                last_fired_at: current.trigger.last_fired_at,
+                ..trigger.clone()
+            },
+            secret: secret.map(str::to_owned).or(current.secret),
+        };
+        let saved = row.trigger.clone();
+        table.triggers.insert(trigger.account_id, trigger.id, row);
+        Ok(saved)
     }
 
     async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        match tables.triggers.get(&id) {
-            Some(t) if t.trigger.account_id == account => {
-                tables.delete_trigger(&id);
-                Ok(())
-            }
-            _ => Err(StoreError::NotFound),
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<TriggerTable>();
+        if table.triggers.get_in(account, &id).is_none() {
+            return Err(StoreError::NotFound);
         }
+        table.remove_trigger(&id);
+        tables.cascade(Row::Trigger(account, id));
+        Ok(())
     }
 
     async fn with_secret(&self, id: TriggerId) -> Result<(Trigger, Option<String>), StoreError> {
-        self.db
-            .lock()
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<TriggerTable>()
             .triggers
             .get(&id)
             .map(|t| (t.trigger.clone(), t.secret.clone()))
@@ -122,19 +255,12 @@ impl TriggerStore for MemoryTriggerStore {
     }
 
     async fn insert_firing(&self, firing: &Firing) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        if !tables.triggers.contains_key(&firing.trigger_id) {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<TriggerTable>();
+        if table.triggers.get(&firing.trigger_id).is_none() {
             return Err(StoreError::NotFound);
         }
-        tables.firings.insert(
-            firing.id,
-            FiringRow {
-                firing: firing.clone(),
-                lease_owner: None,
-                lease_until: None,
-                updated_at: firing.created_at,
-            },
-        );
+        table.insert_firing(firing.clone());
         Ok(())
     }
 
@@ -143,8 +269,9 @@ impl TriggerStore for MemoryTriggerStore {
         after: Option<TriggerId>,
         limit: i64,
     ) -> Result<Vec<(TriggerId, String)>, StoreError> {
-        let tables = self.db.lock();
+        let mut tables = self.db.lock().await;
         let mut rows: Vec<(TriggerId, String)> = tables
+            .get::<TriggerTable>()
             .triggers
             .values()
             .filter(|t| after.is_none_or(|a| t.trigger.id > a))
@@ -161,8 +288,8 @@ impl TriggerStore for MemoryTriggerStore {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let mut tables = self.db.lock();
-        match tables.triggers.get_mut(&id) {
+        let mut tables = self.db.lock().await;
+        match tables.get::<TriggerTable>().triggers.get_mut(&id) {
             Some(row) if row.secret.as_deref() == Some(old) => {
                 row.secret = Some(new.to_owned());
                 Ok(true)
@@ -178,81 +305,38 @@ impl FiringStore for MemoryTriggerStore {
         &self,
         now: DateTime<Utc>,
         limit: i64,
-        next: &NextTick,
+        plan: &TickPlan,
     ) -> Result<AdvancedCron, StoreError> {
-        let mut tables = self.db.lock();
-        let mut due: Vec<(DateTime<Utc>, TriggerId)> = tables
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<TriggerTable>();
+        let mut due: Vec<(DateTime<Utc>, TriggerId)> = table
             .triggers
             .values()
             .map(|t| &t.trigger)
-            .filter(|t| t.kind == TriggerType::Cron && t.enabled)
+            .filter(|t| t.kind() == TriggerType::Cron && t.enabled)
             .filter_map(|t| t.next_run.filter(|n| *n <= now).map(|n| (n, t.id)))
             .collect();
         due.sort();
         due.truncate(usize::try_from(limit).unwrap_or(0));
         let mut advanced = AdvancedCron::default();
         for (tick, id) in due {
-            let Some(trigger) = tables.triggers.get(&id).map(|t| t.trigger.clone()) else {
+            let Some(trigger) = table.triggers.get(&id).map(|t| t.trigger.clone()) else {
                 continue;
             };
-            let (mut duplicate, mut busy) = (false, false);
-            for f in tables
-                .firings
-                .values()
-                .filter(|f| f.firing.trigger_id == id)
-            {
-                duplicate |= f.firing.tick_at == Some(tick);
-                busy |= f.firing.status.is_open();
-            }
-            if !duplicate {
-                let firing = cron_firing(id, tick, busy, now);
-                if busy {
+            let busy = table.firings_of(id).any(|f| f.firing.status.is_open());
+            let dispatch = plan(&trigger, busy);
+            if table.insert_firing(cron_firing(id, tick, dispatch.skip, now)) {
+                if dispatch.skip {
                     advanced.skipped += 1;
                 } else {
                     advanced.pending += 1;
                 }
-                tables.firings.insert(
-                    firing.id,
-                    FiringRow {
-                        updated_at: firing.created_at,
-                        firing,
-                        lease_owner: None,
-                        lease_until: None,
-                    },
-                );
             }
-            if let Some(row) = tables.triggers.get_mut(&id) {
-                row.trigger.next_run = next(&trigger, now);
+            if let Some(row) = table.triggers.get_mut(&id) {
+                row.trigger.next_run = dispatch.next_run;
             }
         }
         Ok(advanced)
-    }
-
-    async fn claim_events(
-        &self,
-        now: DateTime<Utc>,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        let mut tables = self.db.lock();
-        let mut due: Vec<_> = tables
-            .events
-            .values()
-            .filter(|e| e.delivered_at.is_none() && free(e.lease_until, now))
-            .map(|e| (e.event.occurred_at, e.event.id))
-            .collect();
-        due.sort();
-        due.truncate(usize::try_from(limit).unwrap_or(0));
-        let mut claimed = Vec::new();
-        for (_, id) in due {
-            if let Some(row) = tables.events.get_mut(&id) {
-                row.lease_owner = Some(owner.to_owned());
-                row.lease_until = Some(lease_until);
-                claimed.push(row.event.clone());
-            }
-        }
-        Ok(claimed)
     }
 
     async fn deliver(
@@ -261,72 +345,45 @@ impl FiringStore for MemoryTriggerStore {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut tables = self.db.lock();
-        let ours = tables
-            .events
-            .get(&event.id)
-            .is_some_and(|e| e.delivered_at.is_none() && e.lease_owner.as_deref() == Some(owner));
-        if !ours {
+        let mut tx = Tx::Memory(self.db.begin().await);
+        if !crate::events::mark_delivered(&mut tx, event.id, owner, now).await? {
             return Ok(0);
         }
-        let targets: Vec<TriggerId> = tables
+        let Tx::Memory(memory) = &mut tx else {
+            return Ok(0);
+        };
+        let table = memory.get::<TriggerTable>();
+        let targets: Vec<TriggerId> = table
             .triggers
-            .values()
-            .map(|t| &t.trigger)
-            .filter(|t| {
-                t.kind == TriggerType::Event
-                    && t.enabled
-                    && t.account_id == event.account_id
-                    && t.rule == event.name
+            .ids_of(event.account_id)
+            .filter(|id| {
+                table.triggers.get(id).is_some_and(|t| {
+                    t.trigger.enabled
+                        && matches!(t.trigger.rule, TriggerRule::Event(name) if name.as_str() == event.name)
+                })
             })
-            .map(|t| t.id)
             .collect();
         let mut stored = 0;
         for trigger in targets {
-            let duplicate = tables
-                .firings
-                .values()
-                .any(|f| f.firing.trigger_id == trigger && f.firing.event_id == Some(event.id));
-            if duplicate {
-                continue;
-            }
-            let firing = event_firing(trigger, event, now);
-            tables.firings.insert(
-                firing.id,
-                FiringRow {
-                    updated_at: firing.created_at,
-                    firing,
-                    lease_owner: None,
-                    lease_until: None,
-                },
-            );
-            stored += 1;
+            stored += usize::from(table.insert_firing(event_firing(trigger, event, now)));
         }
-        if let Some(row) = tables.events.get_mut(&event.id) {
-            row.delivered_at = Some(now);
-            row.lease_owner = None;
-            row.lease_until = None;
-        }
+        tx.commit().await?;
         Ok(stored)
     }
 
-    async fn purge(
-        &self,
-        delivered_before: DateTime<Utc>,
-        finished_before: DateTime<Utc>,
-    ) -> Result<(u64, u64), StoreError> {
-        let mut tables = self.db.lock();
-        let (events, firings) = (tables.events.len(), tables.firings.len());
-        tables
-            .events
-            .retain(|_, e| e.delivered_at.is_none_or(|t| t >= delivered_before));
-        tables
+    async fn purge(&self, finished_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<TriggerTable>();
+        let gone: Vec<FiringId> = table
             .firings
-            .retain(|_, f| f.firing.status.is_open() || f.updated_at >= finished_before);
-        Ok((
-            (events - tables.events.len()) as u64,
-            (firings - tables.firings.len()) as u64,
-        ))
+            .values()
+            .filter(|f| !f.firing.status.is_open() && f.updated_at < finished_before)
+            .map(|f| f.firing.id)
+            .collect();
+        for id in &gone {
+            table.remove_firing(id);
+        }
+        Ok(gone.len() as u64)
     }
 
     async fn claim_firings(
@@ -336,8 +393,9 @@ impl FiringStore for MemoryTriggerStore {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ClaimedFiring>, StoreError> {
-        let mut tables = self.db.lock();
-        let mut due: Vec<_> = tables
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<TriggerTable>();
+        let mut due: Vec<_> = table
             .firings
             .values()
             .filter(|f| f.firing.status.is_open() && free(f.lease_until, now))
@@ -347,32 +405,29 @@ impl FiringStore for MemoryTriggerStore {
         due.truncate(usize::try_from(limit).unwrap_or(0));
         let mut claimed = Vec::new();
         for (_, id) in due {
-            let Some(row) = tables.firings.get(&id) else {
+            let Some(trigger_id) = table.firings.get(&id).map(|f| f.firing.trigger_id) else {
                 continue;
             };
-            let Some(trigger) = tables
-                .triggers
-                .get(&row.firing.trigger_id)
-                .map(|t| t.trigger.clone())
-            else {
+            let Some(trigger) = table.triggers.get(&trigger_id).map(|t| t.trigger.clone()) else {
+                continue;
+            };
+            let Some(row) = table.firings.get_mut(&id) else {
                 continue;
             };
             let previous_lease_expired = row.firing.status == FiringStatus::Running;
-            if let Some(row) = tables.firings.get_mut(&id) {
-                row.firing.status = FiringStatus::Running;
-                row.lease_owner = Some(owner.to_owned());
-                row.lease_until = Some(lease_until);
-                claimed.push(ClaimedFiring {
-                    firing: row.firing.clone(),
-                    kind: trigger.kind,
-                    account_id: trigger.account_id,
-                    function_id: trigger.function_id,
-                    trigger_enabled: trigger.enabled,
-                    previous_lease_expired,
-                });
-            }
+            row.firing.status = FiringStatus::Running;
+            row.lease_owner = Some(owner.to_owned());
+            row.lease_until = Some(lease_until);
+            claimed.push(ClaimedFiring {
+                firing: row.firing.clone(),
+                kind: trigger.kind(),
+                account_id: trigger.account_id,
+                function_id: trigger.function_id,
+                trigger_enabled: trigger.enabled,
+                previous_lease_expired,
+            });
             if !previous_lease_expired {
-                if let Some(t) = tables.triggers.get_mut(&trigger.id) {
+                if let Some(t) = table.triggers.get_mut(&trigger.id) {
                     t.trigger.last_fired_at = Some(now);
                 }
             }
@@ -386,13 +441,13 @@ impl FiringStore for MemoryTriggerStore {
         owner: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tables = self.db.lock();
-        match tables.firings.get_mut(&id) {
-            Some(row) if row.lease_owner.as_deref() == Some(owner) => {
+        let mut tables = self.db.lock().await;
+        match tables.get::<TriggerTable>().owned(id, owner) {
+            Some(row) => {
                 row.lease_until = Some(lease_until);
                 Ok(true)
             }
-            _ => Ok(false),
+            None => Ok(false),
         }
     }
 
@@ -405,9 +460,9 @@ impl FiringStore for MemoryTriggerStore {
         execution_id: Option<ExecutionId>,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut tables = self.db.lock();
-        match tables.firings.get_mut(&id) {
-            Some(row) if row.lease_owner.as_deref() == Some(owner) => {
+        let mut tables = self.db.lock().await;
+        match tables.get::<TriggerTable>().owned(id, owner) {
+            Some(row) => {
                 row.firing.status = status;
                 row.firing.execution_id = execution_id;
                 row.firing.error = error.map(str::to_owned);
@@ -416,7 +471,7 @@ impl FiringStore for MemoryTriggerStore {
                 row.updated_at = now;
                 Ok(true)
             }
-            _ => Ok(false),
+            None => Ok(false),
         }
     }
 
@@ -426,13 +481,11 @@ impl FiringStore for MemoryTriggerStore {
         owner: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tables = self.db.lock();
-        if let Some(row) = tables.firings.get_mut(&id) {
-            if row.lease_owner.as_deref() == Some(owner) {
-                row.firing.status = FiringStatus::Pending;
-                row.lease_owner = None;
-                row.lease_until = Some(retry_at);
-            }
+        let mut tables = self.db.lock().await;
+        if let Some(row) = tables.get::<TriggerTable>().owned(id, owner) {
+            row.firing.status = FiringStatus::Pending;
+            row.lease_owner = None;
+            row.lease_until = Some(retry_at);
         }
         Ok(())
     }

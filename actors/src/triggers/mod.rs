@@ -3,39 +3,78 @@
 //!
 //! Every firing is a stored row before anything runs (a webhook is answered 202 only once
 //! its firing is stored), worked under a lease by the `events` actor's worker. Cron
-//! firings are inserted by the scheduler, unique per (trigger, tick); event firings by
-//! event delivery, unique per (trigger, event).
+//! firings are inserted by the same actor every `AUTOMATION_TICK`, unique per (trigger,
+//! tick); event firings by event delivery, unique per (trigger, event).
 
 mod actor;
 mod domain;
 mod memory;
-pub(crate) mod postgres;
-pub(crate) mod service;
+mod postgres;
+mod service;
 #[cfg(test)]
 mod tests;
 mod worker;
 
 pub use actor::{
-    AcceptWebhook, Admit, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, TriggersActor,
-    UpdateTrigger,
+    AcceptWebhook, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, TriggersActor,
+    UpdateTrigger, VerifyWebhook,
 };
-pub use domain::{ClaimedFiring, Firing, FiringStatus, Trigger, TriggerType, TriggerWithSecret};
+pub use domain::{
+    normalize_config, ClaimedFiring, EventName, Firing, FiringStatus, NewTrigger, Trigger,
+    TriggerInput, TriggerPatch, TriggerPatchInput, TriggerRule, TriggerType, TriggerWithSecret,
+};
 pub use memory::MemoryTriggerStore;
 pub use postgres::PgTriggerStore;
-pub use service::{
-    normalize_config, webhook_signature, NewTrigger, TriggerChanges, TriggersService,
-    WebhookAccepted, WebhookError,
-};
-pub use worker::{next_tick, EventsActor, TriggerMetrics, TriggerWorker, WorkerConfig};
+pub use service::{webhook_signature, TriggersService, VerifiedWebhook, WebhookAccepted};
+pub use worker::{EventsActor, TriggerMetrics, TriggerWorker, WorkerConfig};
 
-use crate::error::StoreError;
+use crate::error::{Code, StoreError};
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FiringId, TriggerId};
 use crate::page::{Page, PageRequest};
+use crate::store::Tx;
 use chrono::{DateTime, Utc};
 
-/// Computes a cron trigger's next tick after firing `trigger.next_run` at `now`.
-pub type NextTick = dyn Fn(&Trigger, DateTime<Utc>) -> Option<DateTime<Utc>> + Send + Sync;
+crate::subsystem_error!(
+    /// Why a trigger request or a webhook call failed.
+    TriggersError {
+        /// The webhook's `X-Webhook-Signature` is missing or wrong.
+        #[error("webhook signature missing or wrong")]
+        InvalidSignature => Code::InvalidSignature,
+    }
+);
+
+crate::handle_trait!(
+    /// What the HTTP edge may ask of the triggers subsystem.
+    TriggersHandle: CreateTrigger,
+    GetTrigger,
+    ListTriggers,
+    UpdateTrigger,
+    DeleteTrigger,
+    VerifyWebhook,
+    AcceptWebhook,
+);
+
+/// Inserts a trigger inside the caller's transaction (a Devpack `triggers.register`):
+/// `NotFound` unless its function exists in its account.
+pub async fn insert_trigger(tx: &mut Tx<'_>, trigger: &Trigger) -> Result<(), StoreError> {
+    match tx {
+        Tx::Memory(tx) => memory::insert_trigger(tx, trigger, None),
+        Tx::Postgres(tx) => postgres::insert_trigger(tx, trigger, None).await,
+    }
+}
+
+/// What a due cron tick becomes: decided by the worker, applied by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickDispatch {
+    /// `skipped` instead of `pending`: an earlier firing is still open.
+    pub skip: bool,
+    /// The trigger's `next_run` after this tick.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+/// The worker's decision for one due cron trigger: `(trigger, a firing is open)`.
+pub type TickPlan = dyn Fn(&Trigger, bool) -> TickDispatch + Send + Sync;
 
 /// What advancing due cron triggers did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,38 +126,26 @@ pub trait TriggerStore: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait FiringStore: Send + Sync + 'static {
     /// For up to `limit` enabled cron triggers with `next_run ≤ now`, in one transaction:
-    /// insert the firing for the tick (`skipped` while an earlier firing is open; unique
-    /// per (trigger, tick)) and move `next_run`.
+    /// insert the firing for the tick as `plan` says (unique per (trigger, tick)) and move
+    /// `next_run`.
     async fn advance_cron(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-        next: &NextTick,
+        plan: &TickPlan,
     ) -> Result<AdvancedCron, StoreError>;
-    /// Claims up to `limit` undelivered events whose lease is free or expired.
-    async fn claim_events(
-        &self,
-        now: DateTime<Utc>,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError>;
     /// In one transaction: a firing for each enabled event trigger of the event's account
     /// whose rule is its name (at most one per trigger and event), and the event marked
-    /// delivered. Returns the firings stored; nothing changes if the lease was lost.
+    /// delivered (`events::mark_delivered`). Returns the firings stored; nothing changes
+    /// if the lease on the event was lost.
     async fn deliver(
         &self,
         event: &Event,
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError>;
-    /// Deletes events delivered before `delivered_before` and finished firings last
-    /// changed before `finished_before`; returns how many of each.
-    async fn purge(
-        &self,
-        delivered_before: DateTime<Utc>,
-        finished_before: DateTime<Utc>,
-    ) -> Result<(u64, u64), StoreError>;
+    /// Deletes finished firings last changed before `finished_before`; returns how many.
+    async fn purge(&self, finished_before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Claims up to `limit` open firings whose lease is free or expired, oldest first,
     /// marking them `running` and setting the trigger's `last_fired_at`.
     async fn claim_firings(

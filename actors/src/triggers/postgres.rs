@@ -1,16 +1,21 @@
-//! PostgreSQL trigger, firing and event stores: `app_triggers`, `app_trigger_firings`
-//! and `app_events`. Claims use `FOR UPDATE SKIP LOCKED`, so replicas never take the same
-//! row; results that must happen once rely on the firings' unique keys.
+//! PostgreSQL trigger and firing stores: `app_triggers` and `app_trigger_firings`. Claims
+//! use `FOR UPDATE SKIP LOCKED`, so replicas never take the same row; results that must
+//! happen once rely on the firings' unique keys.
+//!
+//! One read crosses into another subsystem's table: a trigger's insert and update check
+//! `app_functions` in the same statement, as a foreign key on (function, account) would,
+//! so a function deleted concurrently cannot leave a trigger pointing at it.
 
 use super::domain::{cron_firing, event_firing};
 use super::{
-    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, NextTick, Trigger,
+    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger, TriggerRule,
     TriggerStore, TriggerType,
 };
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::ids::{AccountId, EventId, ExecutionId, FiringId, FunctionId, TriggerId};
 use crate::page::{Page, PageRequest};
+use crate::store::Tx;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
@@ -32,15 +37,13 @@ impl PgTriggerStore {
 }
 
 fn trigger_from(row: &Row) -> Result<Trigger, StoreError> {
-    let kind: &str = row.try_get("type")?;
+    let (kind, rule): (&str, &str) = (row.try_get("type")?, row.try_get("rule")?);
     Ok(Trigger {
         id: TriggerId::from(row.try_get::<_, Uuid>("id")?),
         account_id: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
         function_id: FunctionId::from(row.try_get::<_, Uuid>("function_id")?),
-        kind: TriggerType::parse(kind).ok_or_else(|| {
-            StoreError::internal(anyhow::anyhow!("unknown trigger type {kind:?}"))
-        })?,
-        rule: row.try_get("rule")?,
+        rule: TriggerRule::from_stored(kind, rule)
+            .map_err(|e| StoreError::internal(anyhow::anyhow!("stored trigger rule: {e}")))?,
         config: row.try_get::<_, Json<_>>("config")?.0,
         enabled: row.try_get("enabled")?,
         next_run: row.try_get("next_run")?,
@@ -104,7 +107,7 @@ async fn insert_firing(
 
 /// Inserts a trigger, in the caller's transaction when it has one (Devpack actions):
 /// `NotFound` unless the function exists in the trigger's account.
-pub(crate) async fn insert_trigger(
+pub(super) async fn insert_trigger(
     db: &impl deadpool_postgres::GenericClient,
     t: &Trigger,
     secret: Option<&str>,
@@ -120,8 +123,8 @@ pub(crate) async fn insert_trigger(
                 t.id.as_uuid(),
                 t.account_id.as_uuid(),
                 t.function_id.as_uuid(),
-                &t.kind.as_str(),
-                &t.rule,
+                &t.kind().as_str(),
+                &t.rule.text(),
                 &Json(&t.config),
                 &t.enabled,
                 &t.next_run,
@@ -188,7 +191,7 @@ impl TriggerStore for PgTriggerStore {
                     t.id.as_uuid(),
                     t.account_id.as_uuid(),
                     t.function_id.as_uuid(),
-                    &t.rule,
+                    &t.rule.text(),
                     &Json(&t.config),
                     &t.enabled,
                     &t.next_run,
@@ -277,7 +280,7 @@ impl FiringStore for PgTriggerStore {
         &self,
         now: DateTime<Utc>,
         limit: i64,
-        next: &NextTick,
+        plan: &TickPlan,
     ) -> Result<AdvancedCron, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -295,7 +298,20 @@ impl FiringStore for PgTriggerStore {
             .await?;
         let mut advanced = AdvancedCron::default();
         for row in &due {
-            let trigger = trigger_from(row)?;
+            let trigger = match trigger_from(row) {
+                Ok(trigger) => trigger,
+                // As for jobs: an unreadable row is parked, not allowed to stop the rest.
+                Err(e) => {
+                    let id: Uuid = row.try_get("id")?;
+                    tracing::error!(trigger_id = %id, error = ?e, "unreadable trigger parked (next_run cleared)");
+                    tx.execute(
+                        "UPDATE app_triggers SET next_run = NULL WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                    continue;
+                }
+            };
             let Some(tick) = trigger.next_run else {
                 continue;
             };
@@ -307,9 +323,10 @@ impl FiringStore for PgTriggerStore {
                 )
                 .await?
                 .is_some();
-            let firing = cron_firing(trigger.id, tick, busy, now);
+            let dispatch = plan(&trigger, busy);
+            let firing = cron_firing(trigger.id, tick, dispatch.skip, now);
             if insert_firing(&tx, &firing).await? == 1 {
-                if busy {
+                if dispatch.skip {
                     advanced.skipped += 1;
                 } else {
                     advanced.pending += 1;
@@ -317,45 +334,12 @@ impl FiringStore for PgTriggerStore {
             }
             tx.execute(
                 "UPDATE app_triggers SET next_run = $2 WHERE id = $1",
-                &[trigger.id.as_uuid(), &next(&trigger, now)],
+                &[trigger.id.as_uuid(), &dispatch.next_run],
             )
             .await?;
         }
         tx.commit().await?;
         Ok(advanced)
-    }
-
-    async fn claim_events(
-        &self,
-        now: DateTime<Utc>,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "UPDATE app_events e SET lease_owner = $2, lease_until = $3
-                 FROM (SELECT id FROM app_events
-                       WHERE delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $1)
-                       ORDER BY occurred_at LIMIT $4
-                       FOR UPDATE SKIP LOCKED) picked
-                 WHERE e.id = picked.id
-                 RETURNING e.id, e.account_id, e.name, e.data, e.occurred_at",
-                &[&now, &owner, &lease_until, &limit],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    id: EventId::from(r.try_get::<_, Uuid>("id")?),
-                    account_id: AccountId::from(r.try_get::<_, Uuid>("account_id")?),
-                    name: r.try_get("name")?,
-                    data: r.try_get("data")?,
-                    occurred_at: r.try_get("occurred_at")?,
-                })
-            })
-            .collect()
     }
 
     async fn deliver(
@@ -365,18 +349,14 @@ impl FiringStore for PgTriggerStore {
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let ours = tx
-            .execute(
-                "UPDATE app_events SET delivered_at = $3, lease_owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND lease_owner = $2 AND delivered_at IS NULL",
-                &[event.id.as_uuid(), &owner, &now],
-            )
-            .await?;
-        if ours == 0 {
+        let mut tx = Tx::Postgres(client.transaction().await?);
+        if !crate::events::mark_delivered(&mut tx, event.id, owner, now).await? {
             return Ok(0);
         }
-        let targets = tx
+        let Tx::Postgres(pg) = &tx else {
+            return Ok(0);
+        };
+        let targets = pg
             .query(
                 "SELECT id FROM app_triggers
                  WHERE account_id = $1 AND type = 'event' AND enabled AND rule = $2",
@@ -386,32 +366,21 @@ impl FiringStore for PgTriggerStore {
         let mut stored = 0;
         for row in &targets {
             let trigger = TriggerId::from(row.try_get::<_, Uuid>(0)?);
-            stored += insert_firing(&tx, &event_firing(trigger, event, now)).await? as usize;
+            stored += insert_firing(pg, &event_firing(trigger, event, now)).await? as usize;
         }
         tx.commit().await?;
         Ok(stored)
     }
 
-    async fn purge(
-        &self,
-        delivered_before: DateTime<Utc>,
-        finished_before: DateTime<Utc>,
-    ) -> Result<(u64, u64), StoreError> {
+    async fn purge(&self, finished_before: DateTime<Utc>) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        let events = client
-            .execute(
-                "DELETE FROM app_events WHERE delivered_at IS NOT NULL AND delivered_at < $1",
-                &[&delivered_before],
-            )
-            .await?;
-        let firings = client
+        Ok(client
             .execute(
                 "DELETE FROM app_trigger_firings
                  WHERE status IN ('succeeded', 'failed', 'skipped') AND updated_at < $1",
                 &[&finished_before],
             )
-            .await?;
-        Ok((events, firings))
+            .await?)
     }
 
     async fn claim_firings(

@@ -3,8 +3,9 @@
 
 use super::memory::MemoryTriggerStore;
 use super::*;
-use crate::accounts::Account;
-use crate::functions::{Function, FunctionLimits};
+use crate::accounts::{Account, AccountStore, MemoryAccountStore};
+use crate::events::{EventStore, MemoryEventStore};
+use crate::functions::{Function, FunctionLimits, FunctionStore, MemoryFunctionStore};
 use crate::ids::FunctionId;
 use crate::store::MemoryDb;
 use chrono::Duration;
@@ -14,42 +15,42 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-async fn setup(kind: TriggerType, rule: &str) -> (MemoryTriggerStore, Trigger) {
+/// A memory database with one account and function, and a trigger on it.
+async fn setup(kind: TriggerType, rule: &str) -> (MemoryTriggerStore, Trigger, Arc<MemoryDb>) {
     let db = Arc::new(MemoryDb::default());
     let now = at("2025-01-01T10:00:00Z");
     let account = AccountId::generate();
     let function = FunctionId::generate();
-    {
-        let mut tables = db.lock();
-        tables.accounts.insert(Account {
+    MemoryAccountStore::new(db.clone())
+        .insert(&Account {
             id: account,
             owner: "o".into(),
             metadata: Default::default(),
             created_at: now,
             updated_at: now,
-        });
-        tables.functions.insert(
-            function,
-            Function {
-                id: function,
-                account_id: account,
-                name: "f".into(),
-                description: String::new(),
-                source: "() => 1".into(),
-                secrets: vec![],
-                limits: FunctionLimits::default(),
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            },
-        );
-    }
+        })
+        .await
+        .unwrap();
+    MemoryFunctionStore::new(db.clone())
+        .create(&Function {
+            id: function,
+            account_id: account,
+            name: "f".into(),
+            description: String::new(),
+            source: "() => 1".into(),
+            secrets: vec![],
+            limits: FunctionLimits::default(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
     let trigger = Trigger {
         id: TriggerId::generate(),
         account_id: account,
         function_id: function,
-        kind,
-        rule: rule.into(),
+        rule: TriggerRule::parse(kind, rule).unwrap(),
         config: Default::default(),
         enabled: true,
         next_run: (kind == TriggerType::Cron).then_some(now),
@@ -57,16 +58,20 @@ async fn setup(kind: TriggerType, rule: &str) -> (MemoryTriggerStore, Trigger) {
         created_at: now,
         updated_at: now,
     };
-    let store = MemoryTriggerStore::new(db);
+    let store = MemoryTriggerStore::new(db.clone());
     store.create(&trigger, None).await.unwrap();
-    (store, trigger)
+    (store, trigger, db)
+}
+
+fn plan(now: DateTime<Utc>) -> impl Fn(&Trigger, bool) -> TickDispatch {
+    move |trigger: &Trigger, busy: bool| super::worker::plan_tick(trigger, busy, now)
 }
 
 #[actix_rt::test]
 async fn a_cron_tick_fires_once_and_overlapping_ticks_are_skipped() {
-    let (store, trigger) = setup(TriggerType::Cron, "@every 10s").await;
+    let (store, trigger, _) = setup(TriggerType::Cron, "@every 10s").await;
     let now = at("2025-01-01T10:00:00.5Z");
-    let first = store.advance_cron(now, 10, &next_tick).await.unwrap();
+    let first = store.advance_cron(now, 10, &plan(now)).await.unwrap();
     assert_eq!(
         first,
         AdvancedCron {
@@ -76,7 +81,7 @@ async fn a_cron_tick_fires_once_and_overlapping_ticks_are_skipped() {
     );
     // Nothing due again until the next tick.
     assert_eq!(
-        store.advance_cron(now, 10, &next_tick).await.unwrap(),
+        store.advance_cron(now, 10, &plan(now)).await.unwrap(),
         AdvancedCron::default()
     );
     let stored = store.get(trigger.account_id, trigger.id).await.unwrap();
@@ -84,7 +89,7 @@ async fn a_cron_tick_fires_once_and_overlapping_ticks_are_skipped() {
     // The first firing is still open at the next tick: that tick is skipped.
     let later = at("2025-01-01T10:00:10.1Z");
     assert_eq!(
-        store.advance_cron(later, 10, &next_tick).await.unwrap(),
+        store.advance_cron(later, 10, &plan(later)).await.unwrap(),
         AdvancedCron {
             pending: 0,
             skipped: 1
@@ -94,7 +99,7 @@ async fn a_cron_tick_fires_once_and_overlapping_ticks_are_skipped() {
 
 #[actix_rt::test]
 async fn a_firing_is_leased_and_a_dead_holders_firing_fails_instead_of_rerunning() {
-    let (store, trigger) = setup(TriggerType::Webhook, "").await;
+    let (store, trigger, _) = setup(TriggerType::Webhook, "").await;
     let now = at("2025-01-01T10:00:00Z");
     let firing = Firing {
         id: FiringId::generate(),
@@ -156,8 +161,9 @@ async fn a_firing_is_leased_and_a_dead_holders_firing_fails_instead_of_rerunning
 
 #[actix_rt::test]
 async fn a_released_firing_waits_and_an_event_is_delivered_once() {
-    let (store, trigger) =
+    let (store, trigger, db) =
         setup(TriggerType::Event, crate::events::FUNCTION_EXECUTION_FAILED).await;
+    let events = MemoryEventStore::new(db.clone());
     let now = at("2025-01-01T10:00:00Z");
     let event = Event::new(
         trigger.account_id,
@@ -165,15 +171,13 @@ async fn a_released_firing_waits_and_an_event_is_delivered_once() {
         serde_json::json!({}),
         now,
     );
-    store.db_insert_event(&event);
+    let mut tx = crate::store::Tx::Memory(db.begin().await);
+    crate::events::insert(&mut tx, &event).await.unwrap();
+    tx.commit().await.unwrap();
     let lease = now + Duration::seconds(30);
-    let claimed = store.claim_events(now, "a", lease, 10).await.unwrap();
+    let claimed = events.claim(now, "a", lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert!(store
-        .claim_events(now, "b", lease, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(events.claim(now, "b", lease, 10).await.unwrap().is_empty());
     assert_eq!(
         store.deliver(&event, "b", now).await.unwrap(),
         0,
@@ -215,8 +219,13 @@ async fn a_released_firing_waits_and_an_event_is_delivered_once() {
     // firings never are.
     let later = now + Duration::seconds(10);
     assert_eq!(
-        store.purge(later, later).await.unwrap(),
-        (1, 0),
+        events.purge(later).await.unwrap(),
+        1,
+        "delivered, then purged"
+    );
+    assert_eq!(
+        store.purge(later).await.unwrap(),
+        0,
         "the firing is still open"
     );
     let done = store
@@ -232,9 +241,11 @@ async fn a_released_firing_waits_and_an_event_is_delivered_once() {
         .unwrap();
     assert!(done);
     assert_eq!(
-        store.purge(later, now).await.unwrap(),
-        (0, 0),
+        store.purge(now).await.unwrap(),
+        0,
         "finished after the cut-off"
     );
-    assert_eq!(store.purge(later, later).await.unwrap(), (0, 1));
+    assert_eq!(events.purge(later).await.unwrap(), 0, "already purged");
+    assert_eq!(store.purge(later).await.unwrap(), 1);
+    assert_eq!(events.purge(later).await.unwrap(), 0, "already purged");
 }

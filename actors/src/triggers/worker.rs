@@ -1,20 +1,19 @@
 //! The trigger worker and the `events` actor that drives it. Every `WORK_POLL_INTERVAL`
 //! the actor delivers claimed outbox events to event triggers (storing a firing per
 //! trigger and event), then claims open firings under a lease and runs each through the
-//! functions actor, renewing the lease every lease/3. Cron firings are stored by the
-//! scheduler ([`TriggerWorker::advance_cron`] runs in its tick).
+//! functions actor, renewing the lease every lease/3. Every `AUTOMATION_TICK` it stores
+//! the firings of due cron ticks ([`TriggerWorker::advance_cron`]).
 //!
 //! Firings are not retried: a failed run is recorded as `failed`. A firing left `running`
 //! by a replica that died fails with `lease expired` rather than running twice. Only a
 //! busy executor gives the claim back (nothing ran).
 
-use super::{ClaimedFiring, FiringStatus, FiringStore, Trigger, TriggerType};
+use super::{ClaimedFiring, FiringStatus, FiringStore, TickDispatch, Trigger, TriggerType};
 use crate::clock::Clock;
 use crate::error::StoreError;
-use crate::functions::{
-    ExecOptions, ExecuteError, ExecuteFunction, ExecutionStatus, FunctionsActor,
-};
-use crate::supervisor::{ActorHandle, ExitGuard, Stop};
+use crate::events::EventStore;
+use crate::functions::{ExecOptions, ExecuteFunction, ExecutionStatus, FunctionsError};
+use crate::supervisor::{Ask, ExitGuard, Stop};
 use crate::work::InFlight;
 use actix::prelude::*;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -34,6 +33,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
     pub poll: Duration,
+    /// How often due cron ticks are stored (`AUTOMATION_TICK`).
+    pub tick: Duration,
     pub lease: Duration,
     /// How long a stopping actor waits for firings in flight (`SHUTDOWN_TIMEOUT`).
     pub drain: Duration,
@@ -60,16 +61,25 @@ impl TriggerMetrics {
     }
 }
 
-/// A cron trigger's next tick after firing `trigger.next_run` at `now` (the job rule:
-/// once after downtime, `@every` keeps its phase).
-pub fn next_tick(trigger: &Trigger, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    crate::automation::next_occurrence(&trigger.rule, trigger.next_run, now)
+/// What a due cron tick becomes: `skipped` while an earlier firing is open (overlap
+/// `skip`, CONTRACT.md §3.5); the next tick by the job rule (once after downtime,
+/// `@every` keeps its phase).
+pub fn plan_tick(trigger: &Trigger, busy: bool, now: DateTime<Utc>) -> TickDispatch {
+    TickDispatch {
+        skip: busy,
+        next_run: trigger
+            .rule
+            .schedule()
+            .and_then(|s| s.next_dispatch(trigger.next_run, now)),
+    }
 }
 
 #[derive(Clone)]
 pub struct TriggerWorker {
     store: Arc<dyn FiringStore>,
-    functions: ActorHandle<FunctionsActor>,
+    /// The outbox, owned by `events`.
+    events: Arc<dyn EventStore>,
+    functions: Arc<dyn Ask<ExecuteFunction>>,
     clock: Arc<dyn Clock>,
     owner: Arc<str>,
     config: WorkerConfig,
@@ -81,7 +91,8 @@ pub struct TriggerWorker {
 impl TriggerWorker {
     pub fn new(
         store: Arc<dyn FiringStore>,
-        functions: ActorHandle<FunctionsActor>,
+        events: Arc<dyn EventStore>,
+        functions: Arc<dyn Ask<ExecuteFunction>>,
         clock: Arc<dyn Clock>,
         owner: String,
         config: WorkerConfig,
@@ -89,6 +100,7 @@ impl TriggerWorker {
     ) -> Self {
         Self {
             store,
+            events,
             functions,
             clock,
             owner: owner.into(),
@@ -107,27 +119,26 @@ impl TriggerWorker {
         crate::work::lease_end(self.clock.now(), self.config.lease)
     }
 
-    /// Stores the firings of due cron ticks (called from the scheduler's tick).
-    pub async fn advance_cron(&self) -> Result<(), StoreError> {
-        let advanced = self
-            .store
-            .advance_cron(self.clock.now(), BATCH, &next_tick)
-            .await?;
+    /// Stores the firings of due cron ticks; returns how many are waiting to run.
+    pub async fn advance_cron(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let plan = move |trigger: &Trigger, busy: bool| plan_tick(trigger, busy, now);
+        let advanced = self.store.advance_cron(now, BATCH, &plan).await?;
         if advanced.skipped > 0 {
             self.metrics
                 .fired
                 .with_label_values(&["cron", "skipped"])
                 .inc_by(advanced.skipped as u64);
         }
-        Ok(())
+        Ok(advanced.pending)
     }
 
     /// Delivers claimed events to their triggers.
     pub async fn deliver_events(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let events = self
-            .store
-            .claim_events(now, &self.owner, self.lease_until(), BATCH)
+            .events
+            .claim(now, &self.owner, self.lease_until(), BATCH)
             .await?;
         let mut stored = 0;
         for event in &events {
@@ -139,11 +150,12 @@ impl TriggerWorker {
         Ok(stored)
     }
 
+    /// Deletes delivered events and finished firings past their retention; how many.
     pub async fn purge(&self) -> Result<(u64, u64), StoreError> {
         let now = self.clock.now();
-        self.store
-            .purge(now - EVENT_RETENTION, now - FIRING_RETENTION)
-            .await
+        let events = self.events.purge(now - EVENT_RETENTION).await?;
+        let firings = self.store.purge(now - FIRING_RETENTION).await?;
+        Ok((events, firings))
     }
 
     /// Claims open firings; the caller runs each with [`TriggerWorker::fire`].
@@ -196,7 +208,7 @@ impl TriggerWorker {
                 .finish(&claimed, failed, None, Some("trigger disabled"))
                 .await;
         }
-        let call = self.functions.call(ExecuteFunction {
+        let call = self.functions.ask(ExecuteFunction {
             account: claimed.account_id,
             id: claimed.function_id,
             params: claimed.firing.params.clone(),
@@ -214,7 +226,7 @@ impl TriggerWorker {
         })
         .await;
         match result {
-            Ok(Ok(execution)) => {
+            Ok(execution) => {
                 let status = match execution.status {
                     ExecutionStatus::Succeeded => FiringStatus::Succeeded,
                     ExecutionStatus::Failed => FiringStatus::Failed,
@@ -227,19 +239,19 @@ impl TriggerWorker {
                 )
                 .await
             }
-            Ok(Err(ExecuteError::Store(StoreError::NotFound))) => {
+            Err(FunctionsError::NotFound(_)) => {
                 self.finish(&claimed, failed, None, Some("function not found"))
                     .await
             }
             // No capacity right now: nothing ran, so give the claim back.
-            Ok(Err(ExecuteError::Busy | ExecuteError::Unavailable)) | Err(_) => {
+            Err(FunctionsError::ExecutorBusy | FunctionsError::Unavailable(_)) => {
                 let retry_at = self.clock.now()
                     + ChronoDuration::from_std(self.config.poll).unwrap_or_default();
                 self.store
                     .release_firing(claimed.firing.id, &self.owner, retry_at)
                     .await
             }
-            Ok(Err(ExecuteError::Store(e))) => {
+            Err(e) => {
                 let error = format!("could not run the function: {e}");
                 self.finish(&claimed, failed, None, Some(&error)).await
             }
@@ -255,6 +267,8 @@ impl TriggerWorker {
 pub struct EventsActor {
     worker: TriggerWorker,
     polling: bool,
+    /// A cron pass is running.
+    advancing: bool,
     /// Woken while a poll was running: poll again when it ends.
     again: bool,
     stopping: bool,
@@ -268,6 +282,7 @@ impl EventsActor {
         Self {
             worker,
             polling: false,
+            advancing: false,
             again: false,
             stopping: false,
             last_purge: None,
@@ -291,7 +306,9 @@ impl EventsActor {
         }
         let worker = self.worker.clone();
         let in_flight = self.in_flight.clone();
-        let poll = async move {
+        // The poll itself is tracked too: a stop that comes while it is claiming waits
+        // for the firings it claims, instead of leaving them to their leases.
+        let poll = self.in_flight.track(async move {
             if purge {
                 match worker.purge().await {
                     Ok((0, 0)) => {}
@@ -321,10 +338,36 @@ impl EventsActor {
                 }
                 Err(e) => tracing::warn!(error = ?e, "claiming trigger firings failed"),
             }
-        };
+        });
         ctx.spawn(poll.into_actor(self).map(|(), act, ctx| {
             act.polling = false;
             if std::mem::take(&mut act.again) {
+                act.poll(ctx);
+            }
+        }));
+    }
+
+    /// Stores due cron firings; a pass never overlaps the previous one.
+    fn advance_cron(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.advancing {
+            return;
+        }
+        self.advancing = true;
+        let worker = self.worker.clone();
+        // Tracked like a poll, so a stop mid-pass waits for it to commit.
+        let advance = self.in_flight.track(async move {
+            match worker.advance_cron().await {
+                Ok(pending) => pending,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "advancing cron triggers failed");
+                    0
+                }
+            }
+        });
+        ctx.spawn(advance.into_actor(self).map(|pending, act, ctx| {
+            act.advancing = false;
+            // Firings were stored: run them now rather than at the next poll.
+            if pending > 0 {
                 act.poll(ctx);
             }
         }));
@@ -349,6 +392,7 @@ impl Actor for EventsActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.worker.config.poll, |act, ctx| act.poll(ctx));
+        ctx.run_interval(self.worker.config.tick, |act, ctx| act.advance_cron(ctx));
         self.wait_for_wake(ctx);
     }
 }

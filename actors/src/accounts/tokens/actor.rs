@@ -2,15 +2,14 @@
 //! them (with its `tokens` service).
 
 use super::{ApiToken, IssuedToken, TokenName};
-use crate::accounts::AccountsActor;
-use crate::error::{StoreError, ValidationError};
+use crate::accounts::{AccountsActor, AccountsError};
 use crate::ids::{AccountId, TokenId};
 use crate::page::{Page, PageRequest};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 #[derive(Message)]
-#[rtype(result = "Result<Result<IssuedToken, ValidationError>, StoreError>")]
+#[rtype(result = "Result<IssuedToken, AccountsError>")]
 pub struct IssueToken {
     pub account: AccountId,
     pub name: TokenName,
@@ -18,21 +17,21 @@ pub struct IssueToken {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Page<ApiToken>, StoreError>")]
+#[rtype(result = "Result<Page<ApiToken>, AccountsError>")]
 pub struct ListTokens {
     pub account: AccountId,
     pub page: PageRequest,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<ApiToken, StoreError>")]
+#[rtype(result = "Result<ApiToken, AccountsError>")]
 pub struct GetToken {
     pub account: AccountId,
     pub id: TokenId,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), AccountsError>")]
 pub struct DeleteToken {
     pub account: AccountId,
     pub id: TokenId,
@@ -40,7 +39,7 @@ pub struct DeleteToken {
 
 /// The account a presented token acts for (`None`: unknown, revoked or expired).
 #[derive(Message)]
-#[rtype(result = "Result<Option<AccountId>, StoreError>")]
+#[rtype(result = "Result<Option<AccountId>, AccountsError>")]
 pub struct VerifyToken {
     /// SHA-256 of the presented `slt_…` token (what the store keeps).
     pub hash: [u8; 32],

@@ -1,8 +1,9 @@
 //! Token issuing and verification.
 
 use super::{ApiToken, TokenStore};
+use crate::accounts::AccountsError;
 use crate::clock::Clock;
-use crate::error::{StoreError, ValidationError};
+use crate::error::{OrNotFound, ValidationError};
 use crate::ids::{AccountId, TokenId};
 use crate::page::{Page, PageRequest};
 use crate::validate;
@@ -55,13 +56,10 @@ impl TokensService {
         account: AccountId,
         name: TokenName,
         expires_at: Option<DateTime<Utc>>,
-    ) -> Result<Result<IssuedToken, ValidationError>, StoreError> {
+    ) -> Result<IssuedToken, AccountsError> {
         let now = self.clock.now();
         if expires_at.is_some_and(|t| t <= now) {
-            return Ok(Err(ValidationError::new(
-                "expires_at",
-                "must be in the future",
-            )));
+            return Err(ValidationError::new("expires_at", "must be in the future").into());
         }
         let mut random = [0u8; 32];
         OsRng.fill_bytes(&mut random);
@@ -74,31 +72,34 @@ impl TokensService {
             expires_at: expires_at.map(crate::clock::truncate_micros),
             created_at: now,
         };
-        self.store.insert(&token, &hash(&value)).await?;
+        self.store
+            .insert(&token, &hash(&value))
+            .await
+            .or_not_found("account")?;
         tracing::info!(token_id = %token.id, "account token issued");
-        Ok(Ok(IssuedToken { token, value }))
+        Ok(IssuedToken { token, value })
     }
 
     pub async fn list(
         &self,
         account: AccountId,
         page: PageRequest,
-    ) -> Result<Page<ApiToken>, StoreError> {
-        self.store.list(account, page).await
+    ) -> Result<Page<ApiToken>, AccountsError> {
+        Ok(self.store.list(account, page).await?)
     }
 
-    pub async fn get(&self, account: AccountId, id: TokenId) -> Result<ApiToken, StoreError> {
-        self.store.get(account, id).await
+    pub async fn get(&self, account: AccountId, id: TokenId) -> Result<ApiToken, AccountsError> {
+        Ok(self.store.get(account, id).await.or_not_found("token")?)
     }
 
-    pub async fn revoke(&self, account: AccountId, id: TokenId) -> Result<(), StoreError> {
-        self.store.delete(account, id).await?;
+    pub async fn revoke(&self, account: AccountId, id: TokenId) -> Result<(), AccountsError> {
+        self.store.delete(account, id).await.or_not_found("token")?;
         tracing::info!(token_id = %id, "account token revoked");
         Ok(())
     }
 
     /// The account a presented token acts for, if it is known and not expired.
-    pub async fn verify(&self, value: String) -> Result<Option<AccountId>, StoreError> {
+    pub async fn verify(&self, value: String) -> Result<Option<AccountId>, AccountsError> {
         if !value.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
@@ -106,7 +107,7 @@ impl TokensService {
     }
 
     /// As [`Self::verify`], for a caller that already hashed the presented token.
-    pub async fn verify_hash(&self, hash: [u8; 32]) -> Result<Option<AccountId>, StoreError> {
+    pub async fn verify_hash(&self, hash: [u8; 32]) -> Result<Option<AccountId>, AccountsError> {
         let now = self.clock.now();
         Ok(self
             .store
@@ -120,9 +121,9 @@ impl TokensService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::tokens::MemoryTokenStore;
     use crate::accounts::{AccountStore, MemoryAccountStore};
     use crate::store::MemoryDb;
-    use crate::tokens::MemoryTokenStore;
 
     async fn setup() -> (TokensService, AccountId) {
         let db = Arc::new(MemoryDb::default());
@@ -149,7 +150,6 @@ mod tests {
         let issued = svc
             .issue(account, TokenName::parse("ci").unwrap(), None)
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(issued.value.len(), 4 + 43);
         assert!(issued.value.starts_with("slt_"));
@@ -173,13 +173,11 @@ mod tests {
         assert!(svc
             .issue(account, TokenName::parse("x").unwrap(), Some(past))
             .await
-            .unwrap()
             .is_err());
         let soon = Utc::now() + chrono::Duration::milliseconds(300);
         let issued = svc
             .issue(account, TokenName::parse("x").unwrap(), Some(soon))
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(
             svc.verify(issued.value.clone()).await.unwrap(),

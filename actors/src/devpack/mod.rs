@@ -1,0 +1,159 @@
+//! Devpack actions applied for real: each queued action becomes an effect of the
+//! subsystem that owns what it creates, validated like that subsystem's HTTP route and
+//! applied through its API inside the execution's transaction (see `functions::actions`).
+//! This module sits above the subsystems it composes; none of them knows it.
+//!
+//! - `triggers.register`: a cron or event trigger for the calling function.
+//! - `automation.schedule`: a job for the calling function.
+//! - `gasbank.*`, `oracle.createRequest`: refused until those subsystems exist.
+
+use crate::automation::{Job, JobInput, NewJob};
+use crate::error::StoreError;
+use crate::executor::QueuedAction;
+use crate::functions::{Actions, Effect, EffectError, Refused, Scope};
+use crate::store::Tx;
+use crate::triggers::{NewTrigger, Trigger, TriggerInput, TriggerRule, TriggerType};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The Devpack of this build.
+#[derive(Debug, Clone, Copy)]
+pub struct Devpack {
+    /// `AUTOMATION_MAX_ATTEMPTS`, the attempts of a job it schedules.
+    pub job_max_attempts: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Register {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    rule: Option<String>,
+    config: Option<BTreeMap<String, String>>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleJob {
+    name: Option<String>,
+    schedule: Option<String>,
+    description: Option<String>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, String> {
+    serde_json::from_value(params.clone()).map_err(|e| format!("invalid params: {e}"))
+}
+
+impl Devpack {
+    fn register(&self, params: &Value, scope: Scope) -> Result<Box<dyn Effect>, String> {
+        let p: Register = parse(params)?;
+        // Devpack registers cron and event triggers only: a webhook's secret must be shown
+        // to someone, so webhooks are created over HTTP. Type, then rule, then the rest.
+        let kind = match p.kind.as_deref().map(TriggerType::parse) {
+            None => TriggerType::Cron,
+            Some(Some(k @ (TriggerType::Cron | TriggerType::Event))) => k,
+            Some(_) => return Err("type: must be cron or event".to_owned()),
+        };
+        TriggerRule::parse(kind, p.rule.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let input = TriggerInput {
+            function_id: Some(scope.function.to_string()),
+            kind: p.kind,
+            rule: p.rule,
+            config: p.config,
+            enabled: p.enabled,
+        };
+        let new = NewTrigger::parse(input).map_err(|e| e.to_string())?;
+        Ok(Box::new(TriggerEffect(
+            new.into_trigger(scope.account, scope.now),
+        )))
+    }
+
+    fn schedule(&self, params: &Value, scope: Scope) -> Result<Box<dyn Effect>, String> {
+        let p: ScheduleJob = parse(params)?;
+        let input = JobInput {
+            function_id: Some(scope.function.to_string()),
+            name: p.name,
+            description: p.description,
+            schedule: p.schedule,
+            ..JobInput::default()
+        };
+        let new = NewJob::parse(input, self.job_max_attempts).map_err(|e| e.to_string())?;
+        Ok(Box::new(JobEffect(new.into_job(scope.account, scope.now))))
+    }
+}
+
+impl Actions for Devpack {
+    fn prepare(
+        &self,
+        queued: &[QueuedAction],
+        scope: Scope,
+    ) -> Result<Vec<Box<dyn Effect>>, Refused> {
+        queued
+            .iter()
+            .enumerate()
+            .map(|(index, action)| {
+                let effect = match action.kind.as_str() {
+                    "triggers.register" => self.register(&action.params, scope),
+                    "automation.schedule" => self.schedule(&action.params, scope),
+                    "gasbank.ensureAccount" | "gasbank.withdraw" => Err(unavailable("gas bank")),
+                    "oracle.createRequest" => Err(unavailable("oracle")),
+                    other => Err(format!("unknown action type {other:?}")),
+                };
+                effect.map_err(|reason| Refused { index, reason })
+            })
+            .collect()
+    }
+}
+
+fn unavailable(subsystem: &str) -> String {
+    format!(
+        "not available: the {subsystem} subsystem does not apply Devpack actions in this build yet"
+    )
+}
+
+/// A rule the owner's insert enforced (a unique name, the function still there) refuses
+/// the actions; anything else is a store failure.
+fn refusal(e: StoreError) -> EffectError {
+    match e {
+        StoreError::Conflict(reason) => EffectError::Refused(reason),
+        StoreError::NotFound => EffectError::Refused("the function no longer exists".to_owned()),
+        other => EffectError::Store(other),
+    }
+}
+
+/// `automation.schedule`: the job, inserted by the automation subsystem.
+#[derive(Debug)]
+struct JobEffect(Job);
+
+#[async_trait::async_trait]
+impl Effect for JobEffect {
+    fn result(&self) -> Value {
+        json!({"job_id": self.0.id.to_string()})
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
+        crate::automation::insert_job(tx, &self.0)
+            .await
+            .map_err(refusal)
+    }
+}
+
+/// `triggers.register`: the trigger, inserted by the triggers subsystem.
+#[derive(Debug)]
+struct TriggerEffect(Trigger);
+
+#[async_trait::async_trait]
+impl Effect for TriggerEffect {
+    fn result(&self) -> Value {
+        json!({"trigger_id": self.0.id.to_string()})
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
+        crate::triggers::insert_trigger(tx, &self.0)
+            .await
+            .map_err(refusal)
+    }
+}

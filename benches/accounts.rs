@@ -28,7 +28,7 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 fn get_account(c: &mut Criterion) {
     let sys = actix_rt::System::new();
     let (service, handle, local, id) = sys.block_on(async {
-        let stores = Stores::memory();
+        let stores = Stores::memory(100_000);
         let service = AccountsService::new(stores.accounts.clone(), Arc::new(SystemClock));
         let account = service
             .create(NewAccount {

@@ -26,9 +26,9 @@ fn seal_open(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(size as u64));
         for (name, ring) in &rings {
             group.bench_with_input(BenchmarkId::new("seal", name), &value, |b, v| {
-                b.iter(|| ring.seal(v, aad.as_bytes()));
+                b.iter(|| ring.seal(v, aad.as_bytes()).unwrap());
             });
-            let sealed = ring.seal(&value, aad.as_bytes());
+            let sealed = ring.seal(&value, aad.as_bytes()).unwrap();
             group.bench_with_input(BenchmarkId::new("open", name), &sealed, |b, s| {
                 b.iter(|| ring.open(s, aad.as_bytes()).unwrap());
             });

@@ -11,6 +11,7 @@ use crate::settings::{Command, ExposeSecret, Invocation, Settings};
 use crate::subsystems;
 use actix::{Actor, Addr, Arbiter};
 use actix_web::middleware::from_fn;
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::{ActixMetricsConfiguration, LabelsConfiguration, PrometheusMetricsBuilder};
 use actors::accounts::AccountsActor;
@@ -152,7 +153,7 @@ async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
 async fn open_stores(settings: &Settings) -> Result<Stores, StartupError> {
     let Some(dsn) = &settings.database.dsn else {
         tracing::warn!("memory mode: data lives in this process only and is lost when it stops (set DATABASE_URL for PostgreSQL)");
-        return Ok(Stores::memory());
+        return Ok(Stores::memory(settings.retention.memory_max_executions));
     };
     let pool = connect(settings, dsn.expose_secret()).await?;
     if settings.database.migrate {
@@ -251,6 +252,11 @@ impl Application {
         .with_rate_limit(
             settings.server.rate_limit_rps,
             settings.server.rate_limit_burst,
+        )
+        .with_failure_limits(
+            settings.auth.failure_rps,
+            settings.auth.failure_burst,
+            settings.auth.negative_cache,
         );
         let state = web::Data::new(AppState {
             accounts: Arc::new(subsystems.accounts.clone()),
@@ -279,8 +285,10 @@ impl Application {
                 .app_data(body_limit)
                 .app_data(Inflight(inflight.clone()))
                 // Last wrapped runs first: request id/span → metrics → auth → routes.
+                .wrap(ErrorHandlers::new().default_handler(http::error::json_error_body))
                 .wrap(from_fn(http::auth::authenticate))
                 .wrap(prometheus.clone())
+                .wrap(from_fn(http::request::bound_method))
                 .wrap(from_fn(http::request::trace_request))
                 .configure(http::routes)
                 .default_service(web::to(http::no_route))

@@ -77,7 +77,8 @@ pub async fn register(
         })
     });
     let secrets_service =
-        SecretsService::new(stores.secrets.clone(), keys.clone(), Arc::new(SystemClock));
+        SecretsService::new(stores.secrets.clone(), keys.clone(), Arc::new(SystemClock))
+            .with_quota(settings.quotas.secrets);
     report_unknown_keys(&secrets_service).await;
     let arbiter = thread(&mut arbiters);
     let secrets = supervisor.add("secrets", move |exit| {
@@ -104,12 +105,15 @@ pub async fn register(
             executor,
             actions: Arc::new(Devpack {
                 job_max_attempts: settings.automation.max_attempts,
+                quotas: settings.quotas,
             }),
             clock: Arc::new(SystemClock),
         },
         exec_defaults(settings),
         executor_metrics,
-    );
+    )
+    .with_quota(settings.quotas.functions)
+    .with_retention(settings.retention.executions);
     let arbiter = thread(&mut arbiters);
     let functions = supervisor.add("functions", move |exit| {
         let service = functions_service.clone();
@@ -127,6 +131,7 @@ pub async fn register(
             tick: settings.automation.tick,
             lease: settings.work.lease,
             drain: settings.server.shutdown_timeout,
+            pending_firings: settings.quotas.pending_firings_per_trigger,
         },
         TriggerMetrics::register(registry).map_err(anyhow::Error::new)?,
     );
@@ -136,6 +141,7 @@ pub async fn register(
         keys,
         Arc::new(SystemClock),
     )
+    .with_quotas(settings.quotas)
     .waking(worker.waker());
     // The triggers subsystem's thread: its CRUD actor and its `events` worker.
     let arbiter = thread(&mut arbiters);
@@ -148,6 +154,7 @@ pub async fn register(
         stores.jobs.clone(),
         stores.functions.clone(),
         Arc::new(SystemClock),
+        settings.quotas.jobs,
     );
     // The automation subsystem's thread: its CRUD actor and its `scheduler`.
     let arbiter = thread(&mut arbiters);
@@ -171,6 +178,7 @@ pub async fn register(
             lease: settings.work.lease,
             retry_base: settings.automation.retry_base,
             retry_max_delay: settings.automation.retry_max_delay,
+            run_retention: settings.retention.runs,
         },
         AutomationMetrics::register(registry).map_err(anyhow::Error::new)?,
     );

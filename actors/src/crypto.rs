@@ -100,6 +100,14 @@ pub enum CryptoError {
     UnknownKey(KeyId),
     #[error("ciphertext failed authentication (tampered, or bound to another row)")]
     Authentication,
+    #[error("encryption failed")]
+    Encryption,
+}
+
+impl From<CryptoError> for crate::error::StoreError {
+    fn from(err: CryptoError) -> Self {
+        Self::internal(err)
+    }
 }
 
 impl Key {
@@ -191,7 +199,7 @@ impl KeyRing {
     }
 
     /// Encrypts under the current key, bound to `aad`.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<String, CryptoError> {
         let key = &self.current;
         let mut nonce = vec![0u8; key.nonce_len()];
         OsRng.fill_bytes(&mut nonce);
@@ -203,15 +211,16 @@ impl KeyRing {
                     aad,
                 },
             )
-            // Encryption fails only for inputs of tens of gigabytes; values are ≤ 64 KiB.
-            .unwrap_or_default();
+            // Fails only for inputs of tens of gigabytes (values are ≤ 64 KiB), but an
+            // empty ciphertext must never be stored as if it were one.
+            .map_err(|_| CryptoError::Encryption)?;
         let mut body = nonce;
         body.extend_from_slice(&sealed);
-        format!(
+        Ok(format!(
             "{FORMAT_VERSION}.{}.{}",
             key.id,
             URL_SAFE_NO_PAD.encode(body)
-        )
+        ))
     }
 
     /// Decrypts a value sealed by this ring (current or previous key) for `aad`.

@@ -1,11 +1,26 @@
 //! The duration text of the contract (§3.2): one or more `<integer><unit>` groups with
-//! units `h`, `m`, `s`, `ms` (`30s`, `1m30s`, `1500ms`). Range rules belong to the caller
+//! units `h`, `m`, `s`, `ms` (`30s`, `1m30s`, `1500ms`). Settings also take days (`30d`,
+//! the retention defaults of §5); schedules do not. Range rules belong to the caller
 //! (settings allow `0` for "none"; schedules need at least one second).
 
 use std::time::Duration;
 
 /// Parses duration text; the error says what is wrong in words a user can act on.
 pub fn parse(text: &str) -> Result<Duration, String> {
+    parse_units(text, false)
+}
+
+/// As [`parse`], with days (`d`) as well: for settings.
+pub fn parse_with_days(text: &str) -> Result<Duration, String> {
+    parse_units(text, true)
+}
+
+fn parse_units(text: &str, days: bool) -> Result<Duration, String> {
+    let units = if days {
+        "d, h, m, s or ms"
+    } else {
+        "h, m, s or ms"
+    };
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".to_owned());
@@ -35,18 +50,15 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             i += 1;
         }
         let per_unit_ms: u64 = match &text[unit_start..i] {
+            "d" if days => 86_400_000,
             "h" => 3_600_000,
             "m" => 60_000,
             "s" => 1_000,
             "ms" => 1,
-            "" => {
-                return Err(format!(
-                    "invalid duration {text:?}: missing unit (h, m, s or ms)"
-                ))
-            }
+            "" => return Err(format!("invalid duration {text:?}: missing unit ({units})")),
             other => {
                 return Err(format!(
-                    "invalid duration {text:?}: unknown unit {other:?} (use h, m, s or ms)"
+                    "invalid duration {text:?}: unknown unit {other:?} (use {units})"
                 ))
             }
         };
@@ -86,6 +98,19 @@ mod tests {
         assert_eq!(parse("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn days_only_where_asked_for() {
+        assert_eq!(parse_with_days("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            parse_with_days("1d12h"),
+            Ok(Duration::from_secs(36 * 3_600))
+        );
+        assert_eq!(
+            parse("1d"),
+            Err("invalid duration \"1d\": unknown unit \"d\" (use h, m, s or ms)".to_owned())
+        );
     }
 
     #[test]

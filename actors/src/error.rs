@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The operation is not allowed in the resource's current state.
     #[error("{0}")]
     InvalidState(String),
+    /// A quota (CONTRACT.md §5) would be exceeded; the message names it.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The database could not be reached (pool exhausted, connection refused, timeout).
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -86,6 +89,8 @@ pub enum Code {
     VersionMismatch,
     InvalidState,
     LimitExceeded,
+    /// Too much work is already waiting (a trigger's pending firings): retry later.
+    Backlogged,
     InsufficientFunds,
     ExecutorBusy,
     ServiceUnavailable,
@@ -103,6 +108,7 @@ impl Code {
             Self::VersionMismatch => "version_mismatch",
             Self::InvalidState => "invalid_state",
             Self::LimitExceeded => "limit_exceeded",
+            Self::Backlogged => "rate_limited",
             Self::InsufficientFunds => "insufficient_funds",
             Self::ExecutorBusy => "executor_busy",
             Self::ServiceUnavailable => "service_unavailable",
@@ -136,6 +142,7 @@ impl ErrorCode for StoreError {
             Self::Conflict(_) => Code::Conflict,
             Self::VersionMismatch(_) => Code::VersionMismatch,
             Self::InvalidState(_) => Code::InvalidState,
+            Self::LimitExceeded(_) => Code::LimitExceeded,
             Self::Unavailable(_) => Code::ServiceUnavailable,
             Self::Internal(_) => Code::Internal,
         }

@@ -77,6 +77,7 @@ pub mod ids;
 pub mod metrics;
 pub mod page;
 pub mod patch;
+pub mod quota;
 pub mod schedule;
 pub mod secrets;
 pub mod store;

@@ -180,7 +180,11 @@ impl Field {
             let mut v = from;
             while v <= to {
                 bits |= 1 << v;
-                v += step.unwrap_or(1);
+                // A huge step (`5/4294967295`) ends the walk instead of wrapping around.
+                match v.checked_add(step.unwrap_or(1)) {
+                    Some(next) => v = next,
+                    None => break,
+                }
             }
         }
         Ok(bits)
@@ -206,13 +210,21 @@ impl Schedule {
         match self {
             Self::Every(d) => {
                 let step = chrono::Duration::from_std(*d).ok()?;
-                let mut next = scheduled_for.checked_add_signed(step)?;
-                if next <= now {
-                    let behind = (now - next).num_microseconds()? / step.num_microseconds()?.max(1);
-                    next = next
-                        .checked_add_signed(step.checked_mul(i32::try_from(behind + 1).ok()?)?)?;
-                }
-                Some(next)
+                let phased = || {
+                    let next = scheduled_for.checked_add_signed(step)?;
+                    if next > now {
+                        return Some(next);
+                    }
+                    // Whole steps to skip, in i64 microseconds: a `next_run` set centuries
+                    // back is still a finite number of steps.
+                    let step_us = step.num_microseconds()?.max(1);
+                    let behind = (now - next).num_microseconds()? / step_us;
+                    let skip = step_us.checked_mul(behind.checked_add(1)?)?;
+                    next.checked_add_signed(chrono::Duration::microseconds(skip))
+                };
+                // Beyond what the arithmetic can reach, the phase is dropped rather than
+                // the schedule: the next occurrence is one step from now.
+                phased().or_else(|| now.checked_add_signed(step))
             }
             Self::Cron(_) => self.next_after(scheduled_for.max(now)),
         }

@@ -31,13 +31,16 @@ pub struct Stores {
 }
 
 impl Stores {
-    pub fn memory() -> Self {
+    /// `max_executions`: `MEMORY_MAX_EXECUTIONS`, the executions memory mode keeps.
+    pub fn memory(max_executions: usize) -> Self {
         let db = Arc::new(MemoryDb::default());
         Self {
             accounts: Arc::new(MemoryAccountStore::new(db.clone())),
             secrets: Arc::new(MemorySecretStore::new(db.clone())),
             tokens: Arc::new(MemoryTokenStore::new(db.clone())),
-            functions: Arc::new(MemoryFunctionStore::new(db.clone())),
+            functions: Arc::new(
+                MemoryFunctionStore::new(db.clone()).with_max_executions(max_executions),
+            ),
             jobs: Arc::new(MemoryJobStore::new(db.clone())),
             scheduler: Arc::new(MemoryJobStore::new(db.clone())),
             triggers: Arc::new(MemoryTriggerStore::new(db.clone())),

@@ -26,6 +26,12 @@ impl InFlight {
         self.0.len()
     }
 
+    /// How many more attempts may be claimed (see [`MAX_IN_FLIGHT`]); the task asking
+    /// counts itself, as it is tracked too.
+    pub fn room(&self) -> i64 {
+        MAX_IN_FLIGHT.saturating_sub(self.count().saturating_sub(1)) as i64
+    }
+
     /// [`InFlight::drain`], warning about what is left: it keeps its lease until
     /// `WORK_LEASE` runs out, then another replica takes it over.
     pub async fn drain_at_shutdown(&self, deadline: Duration, what: &'static str) {
@@ -78,4 +84,32 @@ where
             }
         }
     }
+}
+
+/// Most attempts (job runs, trigger firings) one actor keeps in flight: claims take only
+/// the room left, so a backlog stays in the database, under its leases' control, rather
+/// than in this process waiting for the executor.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// How often retention runs (executions, runs, firings, events).
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per statement, so a purge never holds long locks or a long transaction.
+pub const PURGE_BATCH: i64 = 1000;
+
+/// Runs `delete(PURGE_BATCH)` until a batch comes back short (or 100 batches ran: the
+/// rest waits for the next pass); returns how many rows went.
+pub async fn purge_in_batches<F, Fut>(mut delete: F) -> Result<u64, StoreError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    for _ in 0..100 {
+        let deleted = delete(PURGE_BATCH).await?;
+        total += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok(total)
 }

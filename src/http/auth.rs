@@ -6,8 +6,11 @@
 //! first makes the comparison independent of the presented token's length, and every
 //! configured digest is compared, so timing reveals neither which token nor how much of it
 //! matched. Account tokens (`slt_…`) are looked up by their hash in the shared store on
-//! every request, so a revocation holds on every replica at once.
+//! every request, so a revocation holds on every replica at once; only unknown tokens are
+//! remembered (for `AUTH_NEGATIVE_CACHE`), and failed authentications are throttled per
+//! client address (`auth_failures`).
 
+use super::auth_failures::{FailureThrottle, KnownGood, NegativeCache};
 use super::error::ApiError;
 use super::rate_limit::RateLimiter;
 use actix_web::body::{EitherBody, MessageBody};
@@ -20,6 +23,8 @@ use actors::supervisor::Ask;
 use actors::AccountId;
 use sha2::{Digest, Sha256};
 use std::future::{ready, Ready};
+use std::net::IpAddr;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// Who is calling. Inserted into request extensions by the middleware.
@@ -68,6 +73,10 @@ pub struct Auth {
     accounts: Option<std::sync::Arc<dyn Ask<VerifyToken>>>,
     /// Per-credential request rate limit; `None` when off.
     limiter: Option<std::sync::Arc<RateLimiter>>,
+    /// Failed authentications per client address, and unknown tokens remembered.
+    failures: std::sync::Arc<FailureThrottle>,
+    unknown_tokens: std::sync::Arc<NegativeCache>,
+    known_good: std::sync::Arc<KnownGood>,
 }
 
 impl Auth {
@@ -82,7 +91,42 @@ impl Auth {
             metrics_public: !metrics_require_token,
             accounts: None,
             limiter: None,
+            failures: std::sync::Arc::new(FailureThrottle::new(5, 20)),
+            unknown_tokens: std::sync::Arc::new(NegativeCache::new(Duration::from_secs(5))),
+            known_good: std::sync::Arc::default(),
         }
+    }
+
+    /// `AUTH_FAILURE_RPS`, `AUTH_FAILURE_BURST` and `AUTH_NEGATIVE_CACHE` (the defaults
+    /// above are the contract's).
+    pub fn with_failure_limits(mut self, rps: u32, burst: u32, negative_cache: Duration) -> Self {
+        self.failures = std::sync::Arc::new(FailureThrottle::new(rps, burst));
+        self.unknown_tokens = std::sync::Arc::new(NegativeCache::new(negative_cache));
+        self
+    }
+
+    /// 429 while the client address is over its failed-authentication budget, unless
+    /// `credential` authenticated recently; checked before the credential is looked at.
+    pub fn check_failures(
+        &self,
+        ip: Option<IpAddr>,
+        credential: Option<&[u8; 32]>,
+    ) -> Result<(), ApiError> {
+        match self.failures.check(ip) {
+            Err(_) if credential.is_some_and(|c| self.known_good.contains(c)) => Ok(()),
+            other => other.map_err(ApiError::RateLimited),
+        }
+    }
+
+    /// `credential` authenticated: it passes failure blocks for a while.
+    pub fn vouch(&self, credential: [u8; 32]) {
+        self.known_good.vouch(credential);
+    }
+
+    /// Counts a failed authentication; `Err(429)` when it went over the budget, to be
+    /// answered instead of the failure itself.
+    pub fn record_failure(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        self.failures.failed(ip).map_err(ApiError::RateLimited)
     }
 
     /// Limit each credential to `rps` requests per second with bursts of `burst`.
@@ -91,8 +135,8 @@ impl Auth {
         self
     }
 
-    /// 429 when the presented credential (its digest) has used up its bucket. Decided right
-    /// after authentication, before routing.
+    /// 429 when the presented credential (its digest) has used up its bucket. Decided
+    /// after the route and scope checks (see `admit`).
     pub fn check_rate(&self, credential: Option<[u8; 32]>) -> Result<(), ApiError> {
         let (Some(limiter), Some(credential)) = (&self.limiter, credential) else {
             return Ok(());
@@ -147,7 +191,13 @@ impl Auth {
         }
         match &self.accounts {
             Some(accounts) if token.starts_with(TOKEN_PREFIX) => {
+                if self.unknown_tokens.is_unknown(&presented) {
+                    return Ok(None);
+                }
                 let account = accounts.ask(VerifyToken { hash: presented }).await?;
+                if account.is_none() {
+                    self.unknown_tokens.remember(presented);
+                }
                 Ok(account.map(|id| (Caller::Account(id), credential)))
             }
             _ => Ok(None),
@@ -157,6 +207,11 @@ impl Auth {
 
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A webhook trigger as a credential (its rate limit and failure-block key).
+pub fn webhook_credential(trigger_id: &str) -> [u8; 32] {
+    Sha256::digest(format!("webhook:{trigger_id}")).into()
 }
 
 /// `Bearer <token>`, scheme case-insensitive.
@@ -178,21 +233,53 @@ pub async fn authenticate(
         return Ok(req.into_response(res).map_into_right_body());
     };
     let public = auth.is_public(req.path());
-    let outcome = auth
-        .authenticate(req.headers().get(header::AUTHORIZATION))
-        .await;
-    match outcome {
-        Ok(Some((caller, credential))) => {
-            if let Err(e) = auth.check_rate(credential) {
+    let authorization = req.headers().get(header::AUTHORIZATION);
+    let presented = authorization.and_then(bearer_token).map(digest);
+    let ip = req.peer_addr().map(|a| a.ip());
+    // An address over its failure budget is refused before its credential is looked at
+    // (and, for a webhook, before its body is read); admin tokens, which cost no lookup,
+    // and credentials that authenticated recently pass.
+    let webhook = req
+        .path()
+        .strip_prefix("/webhooks/")
+        .map(webhook_credential);
+    let checked = match (&presented, &webhook) {
+        (_, Some(trigger)) => Some(trigger),
+        (Some(token), None) if !public => Some(token),
+        _ => None,
+    };
+    if let Some(credential) = checked {
+        if !auth.is_admin(credential) {
+            if let Err(e) = auth.check_failures(ip, Some(credential)) {
                 return Ok(req.into_response(e.error_response()).map_into_right_body());
             }
-            req.extensions_mut().insert(caller);
+        }
+    }
+    let presented = presented.is_some();
+    let outcome = auth.authenticate(authorization).await;
+    match outcome {
+        Ok(Some((caller, credential))) => {
+            if let (Caller::Account(_), Some(credential)) = (caller, credential) {
+                auth.vouch(credential);
+            }
+            let mut extensions = req.extensions_mut();
+            extensions.insert(caller);
+            if let Some(credential) = credential {
+                extensions.insert(Credential(credential));
+            }
         }
         // A public path is served without credentials; a caller is recorded when present.
         Ok(None) if public => {}
         Ok(None) => {
-            let res = ApiError::Unauthorized.error_response();
-            return Ok(req.into_response(res).map_into_right_body());
+            let err = match presented {
+                // A token was presented and is unknown, expired or revoked.
+                true => auth.record_failure(ip).err(),
+                false => None,
+            }
+            .unwrap_or(ApiError::Unauthorized);
+            return Ok(req
+                .into_response(err.error_response())
+                .map_into_right_body());
         }
         Err(_) if public => {}
         Err(e) => return Ok(req.into_response(e.error_response()).map_into_right_body()),
@@ -202,7 +289,32 @@ pub async fn authenticate(
         .map(ServiceResponse::map_into_left_body)
 }
 
-fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+/// The digest of the credential that authenticated the request (the rate limit's key).
+#[derive(Clone, Copy)]
+struct Credential([u8; 32]);
+
+/// The request's rate limit has been taken.
+struct Admitted;
+
+/// Takes the per-credential rate limit, once per request, after the route and scope
+/// checks (§1.5: auth → route 404/405 → scope 404/403 → 429). Called by the extractors
+/// that do the scope checks.
+pub(crate) fn admit(req: &HttpRequest) -> Result<(), ApiError> {
+    let credential = {
+        let mut extensions = req.extensions_mut();
+        if extensions.get::<Admitted>().is_some() {
+            return Ok(());
+        }
+        extensions.insert(Admitted);
+        extensions.get::<Credential>().map(|c| c.0)
+    };
+    match req.app_data::<Auth>() {
+        Some(auth) => auth.check_rate(credential),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
     // Set by the middleware for every non-public path; a handler that asks for a caller
     // on a public path is a wiring bug, not a client error.
     req.extensions()
@@ -216,7 +328,7 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(caller_of(req))
+        ready(caller_of(req).and_then(|caller| admit(req).map(|()| caller)))
     }
 }
 
@@ -238,6 +350,7 @@ impl FromRequest for AccountPath {
                 .and_then(AccountId::parse)
                 .ok_or_else(|| ApiError::not_found("account"))?;
             caller.require_access(id)?;
+            admit(req)?;
             Ok(AccountPath(id))
         })())
     }
@@ -251,11 +364,15 @@ impl FromRequest for AdminOnly {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            caller_of(req)
-                .and_then(|c| c.require_admin())
-                .map(|()| AdminOnly),
-        )
+        ready((|| {
+            caller_of(req)?.require_admin()?;
+            // Routes under an account take the limit in `AccountPath`, after its scope
+            // check; others here.
+            if req.match_info().get("id").is_none() {
+                admit(req)?;
+            }
+            Ok(AdminOnly)
+        })())
     }
 }
 
@@ -307,6 +424,55 @@ mod tests {
                 .map(|(caller, _)| caller),
             None
         );
+    }
+
+    /// Counts lookups; knows one token.
+    struct Lookups {
+        known: [u8; 32],
+        account: AccountId,
+        count: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Ask<VerifyToken> for Lookups {
+        fn ask(
+            &self,
+            msg: VerifyToken,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<Option<AccountId>, actors::accounts::AccountsError>,
+        > {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let found = (msg.hash == self.known).then_some(self.account);
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn unknown_tokens_cost_one_lookup_per_negative_cache_period() {
+        let account = AccountId::generate();
+        let lookups = std::sync::Arc::new(Lookups {
+            known: digest("slt_known"),
+            account,
+            count: Default::default(),
+        });
+        let a = auth()
+            .with_account_tokens(lookups.clone())
+            .with_failure_limits(5, 20, Duration::from_secs(60));
+        let count = || lookups.count.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..5 {
+            let caller = a.authenticate(Some(&header("Bearer slt_unknown"))).await;
+            assert_eq!(caller.unwrap().map(|(c, _)| c), None);
+        }
+        assert_eq!(count(), 1, "one lookup, then remembered as unknown");
+        // Known tokens are never cached: each request asks (revocation holds at once).
+        for _ in 0..3 {
+            let caller = a.authenticate(Some(&header("Bearer slt_known"))).await;
+            assert_eq!(
+                caller.unwrap().map(|(c, _)| c),
+                Some(Caller::Account(account))
+            );
+        }
+        assert_eq!(count(), 4);
     }
 
     #[test]

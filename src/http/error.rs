@@ -42,6 +42,7 @@ fn status(code: Code) -> StatusCode {
             StatusCode::CONFLICT
         }
         Code::InsufficientFunds => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::Backlogged => StatusCode::TOO_MANY_REQUESTS,
         Code::ExecutorBusy | Code::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -177,7 +178,7 @@ impl ResponseError for ApiError {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
             Self::Domain {
-                code: Code::ExecutorBusy,
+                code: Code::ExecutorBusy | Code::Backlogged,
                 ..
             } => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
@@ -192,6 +193,68 @@ impl ResponseError for ApiError {
             code,
         })
     }
+}
+
+/// The contract's code for a status that reached the client without one (an error
+/// actix-web raised itself: a path that does not decode, a payload error).
+fn code_of_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        429 => "rate_limited",
+        503 => "service_unavailable",
+        s if s >= 500 => "internal",
+        _ => "invalid_request",
+    }
+}
+
+/// Every error leaves as `{error, code}` JSON, including the ones actix-web answers by
+/// itself with a plain-text or empty body; their headers (`Allow`, `Retry-After`) are
+/// kept. Registered with `ErrorHandlers::default_handler`, innermost, so it sees every
+/// response the application makes.
+pub fn json_error_body<B: actix_web::body::MessageBody + 'static>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    if let Some(err) = res.response().error() {
+        tracing::debug!(error = %err, status = status.as_u16(), "framework error answered as JSON");
+    }
+    let (req, old) = res.into_parts();
+    let mut new = HttpResponse::build(status);
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = old.headers().get(&name) {
+            new.insert_header((name, value.clone()));
+        }
+    }
+    let message = match status.as_u16() {
+        s if s >= 500 => "internal error".to_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase(),
+    };
+    let new = new.json(ErrorBody {
+        error: &message,
+        code: code_of_status(status),
+    });
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, new).map_into_right_body(),
+    ))
 }
 
 #[cfg(test)]
@@ -244,6 +307,12 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "the automation service is restarting; retry shortly",
+            ),
+            (
+                StoreError::LimitExceeded("jobs: at most 2 per account".into()).into(),
+                StatusCode::CONFLICT,
+                "limit_exceeded",
+                "jobs: at most 2 per account",
             ),
             (
                 StoreError::Internal(anyhow::anyhow!("secret detail")).into(),

@@ -108,6 +108,55 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// No NUL (CONTRACT.md §1.1): PostgreSQL cannot store U+0000 in TEXT or JSONB, so both
+/// modes refuse it. `whole` names the field when the body as a whole is one input
+/// (`params` of an execute, `body` of a webhook); otherwise the top-level field holding
+/// the NUL is named. Checked after the body parsed (JSON errors come first).
+pub fn reject_nul(bytes: &[u8], whole: Option<&str>) -> Result<(), ApiError> {
+    // JSON can only spell NUL as this escape (a raw control character is a syntax
+    // error), so a body without it, nearly every body, costs one scan and no parse.
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    let field = match (whole, &value) {
+        (Some(name), _) => has_nul(&value).then(|| name.to_owned()),
+        (None, serde_json::Value::Object(map)) => map
+            .iter()
+            .find(|(key, v)| key.contains('\0') || has_nul(v))
+            .map(|(key, _)| key.replace('\0', "\u{FFFD}")),
+        (None, other) => has_nul(other).then(|| "body".to_owned()),
+    };
+    match field {
+        Some(field) => Err(ApiError::validation(format!(
+            "{field}: must not contain NUL characters"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether any string or key in `value` holds U+0000. Iterative: depth costs no stack.
+fn has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// serde_json appends ` at line 1 column 17`; the field path already says where.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -151,10 +200,12 @@ impl FromRequest for RawBody {
 }
 
 /// Shared by both body extractors: header checks first (413, 415), then the body.
+/// `whole` names the body for NUL errors when it is one input (see [`reject_nul`]).
 fn extract_json<T: DeserializeOwned + 'static>(
     req: &HttpRequest,
     payload: &mut Payload,
     empty_is_object: bool,
+    whole: Option<&'static str>,
 ) -> LocalBoxFuture<'static, Result<T, ApiError>> {
     let limit = limit_of(req);
     let checked = check_headers(req, limit);
@@ -165,7 +216,9 @@ fn extract_json<T: DeserializeOwned + 'static>(
         if empty_is_object && body.iter().all(u8::is_ascii_whitespace) {
             return parse_object(b"{}");
         }
-        parse_object(&body)
+        let value = parse_object(&body)?;
+        reject_nul(&body, whole)?;
+        Ok(value)
     })
 }
 
@@ -174,7 +227,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = extract_json(req, payload, false);
+        let body = extract_json(req, payload, false, None);
         Box::pin(async move { body.await.map(JsonBody) })
     }
 }
@@ -184,7 +237,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrEmpty<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = extract_json(req, payload, true);
+        let body = extract_json(req, payload, true, Some("params"));
         Box::pin(async move { body.await.map(JsonOrEmpty) })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod auth_failures;
 pub mod automation;
 pub mod error;
 pub mod extract;
@@ -18,7 +19,7 @@ pub mod system;
 pub mod tokens;
 pub mod triggers;
 
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpMessage as _, HttpRequest};
 use actors::accounts::GetAccount;
 use actors::page::{Page, PageRequest};
 use error::ApiError;
@@ -57,9 +58,13 @@ fn not_allowed(allow: &'static str) -> actix_web::Route {
 
 /// Unknown paths: 404 in the usual JSON shape.
 pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let sent = req
+        .extensions()
+        .get::<request::SentMethod>()
+        .map(|m| m.0.clone());
     Err(ApiError::no_route(format!(
         "no route for {} {}",
-        req.method(),
+        sent.as_ref().unwrap_or(req.method()),
         req.path()
     )))
 }

@@ -1,11 +1,13 @@
-//! Optional per-credential rate limit (`RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`): governor's
-//! keyed GCRA limiter, keyed by the SHA-256 of the presented credential. Keys are made
-//! only for credentials that authenticated, and keys whose state has gone back to "fresh"
-//! are evicted as requests come in, so the map holds at most the credentials active within
-//! one burst period. Limits are per replica (each process keeps its own state).
+//! Keyed rate limits on governor's GCRA limiter: the optional per-credential limit
+//! (`RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`, keyed by the SHA-256 of a credential that
+//! authenticated) and the failed-authentication throttle (keyed by client address, see
+//! `auth_failures`). Keys whose state has gone back to "fresh" are evicted as checks come
+//! in, so the map holds at most the keys active within one burst period. Limits are per
+//! replica (each process keeps its own state).
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -13,24 +15,28 @@ use std::time::Duration;
 /// Evict stale keys once per this many checks: amortised O(1) per request.
 const EVICT_EVERY: u32 = 1024;
 
-pub struct RateLimiter {
-    limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+pub struct RateLimiter<K: Hash + Eq + Clone = [u8; 32]> {
+    limiter: DefaultKeyedRateLimiter<K>,
     checks: AtomicU32,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// `None` when the limit is off (`rps = 0`).
     pub fn new(rps: u32, burst: u32) -> Option<Self> {
-        let rps = NonZeroU32::new(rps)?;
+        NonZeroU32::new(rps).map(|rps| Self::per_second(rps, burst))
+    }
+
+    /// `rps` per second, bursts of `burst` (at least 1).
+    pub fn per_second(rps: NonZeroU32, burst: u32) -> Self {
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        Some(Self {
+        Self {
             limiter: DefaultKeyedRateLimiter::keyed(Quota::per_second(rps).allow_burst(burst)),
             checks: AtomicU32::new(0),
-        })
+        }
     }
 
     /// Takes one request for `credential`, or says how long until one is allowed.
-    pub fn take(&self, credential: [u8; 32]) -> Result<(), Duration> {
+    pub fn take(&self, credential: K) -> Result<(), Duration> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % EVICT_EVERY == EVICT_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
@@ -64,7 +70,7 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(5));
         assert!(limiter.take([1; 32]).is_ok(), "refilled");
-        assert!(RateLimiter::new(0, 10).is_none());
+        assert!(RateLimiter::<[u8; 32]>::new(0, 10).is_none());
     }
 
     #[test]

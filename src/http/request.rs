@@ -94,3 +94,36 @@ mod tests {
         assert!(!super::acceptable("semi;colon"));
     }
 }
+
+/// The method as the client sent it, when [`bound_method`] replaced it.
+#[derive(Debug, Clone)]
+pub struct SentMethod(pub actix_web::http::Method);
+
+/// Metric labels stay bounded (CONTRACT.md §7): a method outside the standard set (any
+/// token is a valid HTTP method, so a client could mint one series per request) is
+/// replaced by `other` before the metrics middleware sees it. No route serves `other`,
+/// so the request is answered 404/405 as before; error messages use the method sent.
+pub async fn bound_method(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    use actix_web::http::Method;
+    let standard = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if !standard.contains(req.method()) {
+        if let Ok(other) = Method::from_bytes(b"other") {
+            let sent = std::mem::replace(&mut req.head_mut().method, other);
+            req.extensions_mut().insert(SentMethod(sent));
+        }
+    }
+    next.call(req).await
+}

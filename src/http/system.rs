@@ -1,11 +1,10 @@
 //! `/healthz` (liveness), `/readyz` (readiness with checks) and `/metrics` (Prometheus).
 
-use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{NoParams, Query};
 use super::state::AppState;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actors::health::{ActorStatus, Phase};
 use prometheus::{Encoder as _, TextEncoder};
 use serde_json::json;
@@ -67,14 +66,15 @@ pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpRespo
 /// Prometheus text. When `METRICS_REQUIRE_TOKEN` is set it is admin-only (403 for account
 /// tokens); otherwise anyone may read it.
 pub async fn metrics(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Option<Caller>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(caller) = caller {
-        if state.metrics_require_token {
-            caller.require_admin()?;
-        }
+    if state.metrics_require_token {
+        // Not `Option<Caller>`: an extractor error there would read as "no caller" and
+        // skip the admin check. The middleware already refused requests without a token.
+        super::auth::caller_of(&req)?.require_admin()?;
+        super::auth::admit(&req)?;
     }
     let mut buffer = Vec::new();
     TextEncoder::new()

@@ -8,6 +8,7 @@ use super::list_under_account;
 use super::pagination::ListQuery;
 use super::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::error::{Code, ErrorCode as _};
 use actors::ids::TriggerId;
 use actors::triggers::{
     AcceptWebhook, CreateTrigger, DeleteTrigger, GetTrigger, ListTriggers, NewTrigger, Trigger,
@@ -16,7 +17,6 @@ use actors::triggers::{
 };
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 #[derive(Serialize)]
@@ -63,7 +63,8 @@ impl From<Trigger> for TriggerBody {
 impl From<TriggerWithSecret> for TriggerBody {
     fn from(t: TriggerWithSecret) -> Self {
         Self {
-            webhook_secret: t.webhook_secret,
+            // The response itself must carry it: shown once, here.
+            webhook_secret: t.webhook_secret.as_deref().cloned(),
             ..Self::from(t.trigger)
         }
     }
@@ -148,37 +149,57 @@ struct Accepted {
 }
 
 /// `POST /webhooks/{trigger_id}`: public, authenticated by the signature alone. Checked
-/// in this order: the body is read (413 over the limit); the trigger and the signature
-/// (404, 401: nothing stored); the trigger's rate limit (429, asked only once the
+/// in this order: the body is read (413 over the limit); the client address's
+/// failed-authentication budget (429); the trigger and the signature (404, 401: nothing
+/// stored, and counted as a failure); the trigger's rate limit (429, asked only once the
 /// signature proved the caller); disabled (409); a non-JSON media type (415); a body
-/// that is not a JSON object (400; empty = `{}`). Answered 202 once the firing is stored.
+/// that is not a JSON object (400; empty = `{}`); NUL characters (400); too many firings
+/// pending (429). Answered 202 once the firing is stored.
 pub async fn webhook(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let id = trigger_id(&path)?;
+    // An address over its failure budget was refused by the middleware, before the body
+    // was read (§1.5); failures are counted here.
+    let ip = req.peer_addr().map(|a| a.ip());
+    let Some(id) = TriggerId::parse(&path) else {
+        state.auth.record_failure(ip)?;
+        return Err(ApiError::not_found("trigger"));
+    };
     let signature = req
         .headers()
         .get("X-Webhook-Signature")
         .map(|v| v.as_bytes().to_vec());
-    let verified = state
+    let verified = match state
         .triggers
         .ask(VerifyWebhook {
             id,
             body: body.bytes.clone(),
             signature,
         })
-        .await?;
+        .await
+    {
+        Ok(verified) => verified,
+        // An unknown trigger or a bad signature is a failed authentication.
+        Err(e) => {
+            if matches!(e.code(), Code::NotFound | Code::InvalidSignature) {
+                state.auth.record_failure(ip)?;
+            }
+            return Err(e.into());
+        }
+    };
     // Each webhook trigger is its own credential for the rate limit.
-    let credential: [u8; 32] = Sha256::digest(format!("webhook:{id}")).into();
+    let credential = super::auth::webhook_credential(&id.to_string());
+    state.auth.vouch(credential);
     state.auth.check_rate(Some(credential))?;
     verified.check_enabled()?;
     if !body.json_media_type {
         return Err(ApiError::UnsupportedMediaType);
     }
     let params = webhook_params(&body.bytes)?;
+    super::extract::reject_nul(&body.bytes, Some("body"))?;
     let accepted = state
         .triggers
         .ask(AcceptWebhook { verified, params })

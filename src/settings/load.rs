@@ -304,6 +304,12 @@ impl Layers {
         Ok(d)
     }
 
+    /// A per-account (or per-trigger) quota; `0` means unlimited.
+    fn quota(&self, env: &'static str) -> Result<actors::quota::Quota, SettingsError> {
+        let n: u32 = self.int(env, 0)?;
+        Ok(actors::quota::Quota::new(env, n))
+    }
+
     /// A duration where `0` means "none".
     fn optional_duration(&self, env: &str) -> Result<Option<Duration>, SettingsError> {
         Ok(self.parsed(env, values::duration)?.filter(|d| !d.is_zero()))
@@ -380,6 +386,9 @@ impl Layers {
                 .collect(),
             disabled: self.bool("AUTH_DISABLED")?,
             metrics_require_token: self.bool("METRICS_REQUIRE_TOKEN")?,
+            failure_rps: self.int("AUTH_FAILURE_RPS", 1)?,
+            failure_burst: self.int("AUTH_FAILURE_BURST", 1)?,
+            negative_cache: self.interval("AUTH_NEGATIVE_CACHE")?,
         };
         if command == Command::Serve && auth.api_tokens.is_empty() && !auth.disabled {
             return Err(SettingsError::Invalid(
@@ -455,6 +464,20 @@ impl Layers {
             supervisor: SupervisorSettings {
                 max_restarts: self.int("SUPERVISOR_MAX_RESTARTS", 0)?,
                 restart_window: self.interval("SUPERVISOR_RESTART_WINDOW")?,
+            },
+            quotas: actors::quota::Quotas {
+                functions: self.quota("MAX_FUNCTIONS_PER_ACCOUNT")?,
+                secrets: self.quota("MAX_SECRETS_PER_ACCOUNT")?,
+                jobs: self.quota("MAX_JOBS_PER_ACCOUNT")?,
+                triggers: self.quota("MAX_TRIGGERS_PER_ACCOUNT")?,
+                feeds: self.quota("MAX_FEEDS_PER_ACCOUNT")?,
+                oracle_sources: self.quota("MAX_ORACLE_SOURCES_PER_ACCOUNT")?,
+                pending_firings_per_trigger: self.quota("MAX_PENDING_FIRINGS_PER_TRIGGER")?,
+            },
+            retention: RetentionSettings {
+                executions: self.optional_duration("EXECUTION_RETENTION")?,
+                runs: self.optional_duration("RUN_RETENTION")?,
+                memory_max_executions: self.int("MEMORY_MAX_EXECUTIONS", 1)?,
             },
         })
     }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub http_client: HttpClientSettings,
     pub random: RandomSettings,
     pub supervisor: SupervisorSettings,
+    pub quotas: actors::quota::Quotas,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,11 @@ pub struct AuthSettings {
     pub api_tokens: Vec<SecretString>,
     pub disabled: bool,
     pub metrics_require_token: bool,
+    /// Failed authentications per client address: steady rate and burst.
+    pub failure_rps: u32,
+    pub failure_burst: u32,
+    /// How long an unknown account token is remembered as unknown.
+    pub negative_cache: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +166,14 @@ pub struct HttpClientSettings {
 pub struct RandomSettings {
     /// A 32-byte Ed25519 seed, validated at load.
     pub signing_key: Option<SecretSlice<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// `None`: kept forever.
+    pub executions: Option<Duration>,
+    pub runs: Option<Duration>,
+    pub memory_max_executions: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -88,6 +88,9 @@ pub static TABLE: &[Def] = &[
     def!("API_TOKENS", ["API_TOKEN"], "auth"."api_tokens", Some("api-tokens"), None, List, "Admin bearer tokens, comma-separated (merged with API_TOKEN)"),
     def!("AUTH_DISABLED", "auth"."disabled", Some("auth-disabled"), Some("false"), Bool, "Treat every request as admin: local development only"),
     def!("METRICS_REQUIRE_TOKEN", "auth"."metrics_require_token", Some("metrics-require-token"), Some("false"), Bool, "Require an admin token for /metrics"),
+    def!("AUTH_FAILURE_RPS", "auth"."failure_rps", Some("auth-failure-rps"), Some("5"), Int, "Failed authentications per second allowed per client address after the burst"),
+    def!("AUTH_FAILURE_BURST", "auth"."failure_burst", Some("auth-failure-burst"), Some("20"), Int, "Failed authentications per client address before throttling (429)"),
+    def!("AUTH_NEGATIVE_CACHE", "auth"."negative_cache", Some("auth-negative-cache"), Some("5s"), Duration, "How long an unknown token is remembered as unknown (no database lookup)"),
     // log
     def!("LOG_LEVEL", "log"."level", Some("log-level"), Some("info"), Text, "Log level or filter, e.g. info or info,actors=debug"),
     def!("LOG_FORMAT", "log"."format", Some("log-format"), Some("text"), Text, "Log format: text or json"),
@@ -140,6 +143,18 @@ pub static TABLE: &[Def] = &[
     def!("RESOLVER_TIMEOUT", "http_client"."timeout", Some("resolver-timeout"), Some("10s"), Duration, "Timeout of outbound resolver calls"),
     // random
     def!("RANDOM_SIGNING_KEY", "random"."signing_key", None, None, Secret, "Ed25519 seed signing random numbers (default: generated)"),
+    // quotas
+    def!("MAX_FUNCTIONS_PER_ACCOUNT", "quotas"."functions", Some("max-functions-per-account"), Some("1000"), Int, "Functions per account (0 = unlimited)"),
+    def!("MAX_SECRETS_PER_ACCOUNT", "quotas"."secrets", Some("max-secrets-per-account"), Some("1000"), Int, "Secrets per account (0 = unlimited)"),
+    def!("MAX_JOBS_PER_ACCOUNT", "quotas"."jobs", Some("max-jobs-per-account"), Some("1000"), Int, "Automation jobs per account (0 = unlimited)"),
+    def!("MAX_TRIGGERS_PER_ACCOUNT", "quotas"."triggers", Some("max-triggers-per-account"), Some("1000"), Int, "Triggers per account (0 = unlimited)"),
+    def!("MAX_FEEDS_PER_ACCOUNT", "quotas"."feeds", Some("max-feeds-per-account"), Some("1000"), Int, "Price feeds per account (0 = unlimited)"),
+    def!("MAX_ORACLE_SOURCES_PER_ACCOUNT", "quotas"."oracle_sources", Some("max-oracle-sources-per-account"), Some("1000"), Int, "Oracle data sources per account (0 = unlimited)"),
+    def!("MAX_PENDING_FIRINGS_PER_TRIGGER", "quotas"."pending_firings_per_trigger", Some("max-pending-firings-per-trigger"), Some("1000"), Int, "Firings waiting to run per trigger; webhooks beyond it get 429 (0 = unlimited)"),
+    // retention
+    def!("EXECUTION_RETENTION", "retention"."executions", Some("execution-retention"), Some("30d"), Duration, "Finished executions older than this are deleted (0 = kept forever)"),
+    def!("RUN_RETENTION", "retention"."runs", Some("run-retention"), Some("30d"), Duration, "Finished job runs older than this are deleted (0 = kept forever)"),
+    def!("MEMORY_MAX_EXECUTIONS", "retention"."memory_max_executions", Some("memory-max-executions"), Some("100000"), Int, "Memory mode: most executions kept, oldest deleted first"),
     // supervisor
     def!("SUPERVISOR_MAX_RESTARTS", "supervisor"."max_restarts", Some("supervisor-max-restarts"), Some("5"), Int, "Restarts within the window before an actor is marked failed"),
     def!("SUPERVISOR_RESTART_WINDOW", "supervisor"."restart_window", Some("supervisor-restart-window"), Some("60s"), Duration, "Window for counting restarts"),

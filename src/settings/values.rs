@@ -48,7 +48,7 @@ pub fn integer(text: &str) -> Result<u64, String> {
 }
 
 pub fn duration(text: &str) -> Result<Duration, String> {
-    actors::duration::parse(text)
+    actors::duration::parse_with_days(text)
 }
 
 /// Comma-separated, trimmed, empties dropped.

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod automation;
+mod bounded;
 mod functions;
 mod helpers;
 mod http;

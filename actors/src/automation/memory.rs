@@ -9,6 +9,7 @@ use crate::error::StoreError;
 use crate::events::Event;
 use crate::ids::{AccountId, JobId, RunId};
 use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::quota::Quota;
 use crate::store::memory::AccountRows;
 use crate::store::{MemoryDb, MemoryTx, Row, Table, Tx};
 use chrono::{DateTime, Utc};
@@ -35,6 +36,8 @@ struct JobTable {
     by_job: BTreeMap<(JobId, PageKey), RunId>,
     /// Runs that are `running`.
     running: HashSet<RunId>,
+    /// `(completed_at, id)` of finished runs, oldest first: retention.
+    finished: BTreeMap<(DateTime<Utc>, RunId), JobId>,
 }
 
 impl JobTable {
@@ -53,8 +56,12 @@ impl JobTable {
             .collect();
         for (key, run) in runs {
             self.by_job.remove(&key);
-            self.runs.remove(&run);
             self.running.remove(&run);
+            if let Some(row) = self.runs.remove(&run) {
+                if let Some(at) = row.run.completed_at {
+                    self.finished.remove(&(at, run));
+                }
+            }
         }
         Some(job)
     }
@@ -63,6 +70,9 @@ impl JobTable {
         self.by_job.insert((run.job_id, run.page_key()), run.id);
         if run.status == RunStatus::Running {
             self.running.insert(run.id);
+        }
+        if let Some(at) = run.completed_at {
+            self.finished.insert((at, run.id), run.job_id);
         }
         self.runs.insert(
             run.id,
@@ -133,7 +143,7 @@ fn conflict(name: &str) -> StoreError {
 
 /// Inserts a job in a memory transaction, checking what the foreign keys and the unique
 /// name index check in PostgreSQL.
-pub(super) fn insert_job(tx: &mut MemoryTx<'_>, job: &Job) -> Result<(), StoreError> {
+pub(super) fn insert_job(tx: &mut MemoryTx<'_>, job: &Job, quota: Quota) -> Result<(), StoreError> {
     if !tx
         .tables()
         .exists(Row::Function(job.account_id, job.function_id))
@@ -145,6 +155,7 @@ pub(super) fn insert_job(tx: &mut MemoryTx<'_>, job: &Job) -> Result<(), StoreEr
     if table.names.contains_key(&key) {
         return Err(conflict(&job.name));
     }
+    table.jobs.check_quota(job.account_id, quota, "jobs")?;
     table.names.insert(key, job.id);
     table.jobs.insert(job.account_id, job.id, job.clone());
     let id = job.id;
@@ -152,6 +163,19 @@ pub(super) fn insert_job(tx: &mut MemoryTx<'_>, job: &Job) -> Result<(), StoreEr
         tables.get::<JobTable>().remove_job(&id);
     });
     Ok(())
+}
+
+/// Whether the lease of `lease`'s attempt still holds at `now` (the fence of an attempt).
+pub(super) fn holds_run(
+    tx: &mut MemoryTx<'_>,
+    lease: &super::RunLease,
+    now: DateTime<Utc>,
+) -> bool {
+    tx.get::<JobTable>()
+        .owned(lease.run, &lease.owner)
+        .is_some_and(|r| {
+            r.run.attempt == lease.attempt && r.lease_until.is_some_and(|until| until > now)
+        })
 }
 
 pub struct MemoryJobStore {
@@ -166,9 +190,9 @@ impl MemoryJobStore {
 
 #[async_trait::async_trait]
 impl JobStore for MemoryJobStore {
-    async fn create(&self, job: &Job) -> Result<(), StoreError> {
+    async fn create(&self, job: &Job, quota: Quota) -> Result<(), StoreError> {
         let mut tx = Tx::Memory(self.db.begin().await);
-        super::insert_job(&mut tx, job).await?;
+        super::insert_job(&mut tx, job, quota).await?;
         tx.commit().await
     }
 
@@ -429,10 +453,36 @@ impl SchedulerStore for MemoryJobStore {
         row.lease_owner = None;
         row.lease_until = None;
         if finished {
+            let job = row.run.job_id;
             table.running.remove(&run);
+            table.finished.insert((now, run), job);
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn purge_runs(
+        &self,
+        finished_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<JobTable>();
+        let mut removed = 0;
+        while removed < limit {
+            let Some((&(at, run), &job)) = table.finished.first_key_value() else {
+                break;
+            };
+            if at >= finished_before {
+                break;
+            }
+            table.finished.remove(&(at, run));
+            if let Some(row) = table.runs.remove(&run) {
+                table.by_job.remove(&(job, row.run.page_key()));
+            }
+            removed += 1;
+        }
+        Ok(removed as u64)
     }
 
     async fn release(

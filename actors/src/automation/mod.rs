@@ -20,6 +20,7 @@ pub use service::AutomationService;
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use crate::store::Tx;
 use chrono::{DateTime, Utc};
 
@@ -41,10 +42,33 @@ crate::handle_trait!(
 /// Inserts a job inside the caller's transaction (a Devpack `automation.schedule`):
 /// `Conflict` on a duplicate name in the account, `NotFound` if the account or function
 /// is gone.
-pub async fn insert_job(tx: &mut Tx<'_>, job: &Job) -> Result<(), StoreError> {
+pub async fn insert_job(tx: &mut Tx<'_>, job: &Job, quota: Quota) -> Result<(), StoreError> {
     match tx {
-        Tx::Memory(tx) => memory::insert_job(tx, job),
-        Tx::Postgres(tx) => postgres::insert_job(tx, job).await,
+        Tx::Memory(tx) => memory::insert_job(tx, job, quota),
+        Tx::Postgres(tx) => postgres::insert_job(tx, job, quota).await,
+    }
+}
+
+/// The lease of a job attempt, as the fence of its execution: the record and the
+/// Devpack effects of an attempt commit only while this replica holds the run.
+#[derive(Debug)]
+pub struct RunLease {
+    pub run: RunId,
+    pub owner: std::sync::Arc<str>,
+    /// The attempt this lease was taken for: a replica that lost its lease and claimed
+    /// the run again holds it for a later attempt, not for this one.
+    pub attempt: i32,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+#[async_trait::async_trait]
+impl crate::functions::Fence for RunLease {
+    async fn holds(&self, tx: &mut Tx<'_>) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        match tx {
+            Tx::Memory(tx) => Ok(memory::holds_run(tx, self, now)),
+            Tx::Postgres(tx) => postgres::holds_run(tx, self, now).await,
+        }
     }
 }
 
@@ -108,6 +132,13 @@ pub struct Advanced {
 /// worked by one lease holder at a time.
 #[async_trait::async_trait]
 pub trait SchedulerStore: Send + Sync + 'static {
+    /// Retention: deletes up to `limit` runs finished before `finished_before`, oldest
+    /// first; how many went.
+    async fn purge_runs(
+        &self,
+        finished_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
     /// For up to `limit` enabled jobs with `next_run ≤ now`, in one transaction: insert
     /// the run of the occurrence as `plan` says (unique per `(job, scheduled_for)`: a
     /// second replica's insert does nothing) and move `next_run` to `plan`'s.
@@ -156,7 +187,8 @@ pub trait SchedulerStore: Send + Sync + 'static {
 pub trait JobStore: Send + Sync + 'static {
     /// `Conflict` on a duplicate name (case-insensitive) in the account; `NotFound` if the
     /// account or the function is gone.
-    async fn create(&self, job: &Job) -> Result<(), StoreError>;
+    /// `LimitExceeded` when the account already holds `quota` jobs.
+    async fn create(&self, job: &Job, quota: Quota) -> Result<(), StoreError>;
     async fn get(&self, account: AccountId, id: JobId) -> Result<Job, StoreError>;
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Job>, StoreError>;
     /// Saves every field; `Conflict` on a duplicate name.

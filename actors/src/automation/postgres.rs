@@ -5,6 +5,7 @@ use super::{Job, JobStore, OverlapPolicy, Run, RunStatus, Start};
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -82,7 +83,16 @@ fn write_error(e: tokio_postgres::Error, name: &str) -> StoreError {
 pub(super) async fn insert_job(
     db: &impl deadpool_postgres::GenericClient,
     j: &Job,
+    quota: Quota,
 ) -> Result<(), StoreError> {
+    crate::quota::check_pg(
+        db,
+        quota,
+        j.account_id.as_uuid(),
+        "SELECT count(*) FROM (SELECT 1 FROM app_automation_jobs WHERE account_id = $1 LIMIT $2) held",
+        "jobs",
+    )
+    .await?;
     db.execute(
         &format!("INSERT INTO app_automation_jobs ({JOB}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"),
         &[
@@ -106,11 +116,34 @@ pub(super) async fn insert_job(
     Ok(())
 }
 
+/// Whether the lease of `lease`'s attempt still holds at `now`; the row stays locked until the
+/// caller's transaction ends, so no renewal or takeover slips in before it commits.
+pub(super) async fn holds_run(
+    db: &impl deadpool_postgres::GenericClient,
+    lease: &super::RunLease,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, StoreError> {
+    let owner: &str = &lease.owner;
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM app_automation_runs
+             WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND lease_until > $4
+             FOR UPDATE",
+            &[lease.run.as_uuid(), &owner, &lease.attempt, &now],
+        )
+        .await?
+        .is_some())
+}
+
 #[async_trait::async_trait]
 impl JobStore for PgJobStore {
-    async fn create(&self, j: &Job) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        insert_job(&client, j).await
+    async fn create(&self, j: &Job, quota: Quota) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        // A transaction: the quota's lock is held until the insert commits.
+        let tx = client.transaction().await?;
+        insert_job(&tx, j, quota).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get(&self, account: AccountId, id: JobId) -> Result<Job, StoreError> {
@@ -212,6 +245,23 @@ impl JobStore for PgJobStore {
 
 #[async_trait::async_trait]
 impl super::SchedulerStore for PgJobStore {
+    async fn purge_runs(
+        &self,
+        finished_before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM app_automation_runs WHERE id IN (
+                     SELECT id FROM app_automation_runs
+                     WHERE completed_at IS NOT NULL AND completed_at < $1
+                     ORDER BY completed_at LIMIT $2)",
+                &[&finished_before, &limit],
+            )
+            .await?)
+    }
+
     async fn advance_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,

@@ -32,6 +32,8 @@ pub struct SchedulerConfig {
     pub lease: Duration,
     pub retry_base: Duration,
     pub retry_max_delay: Duration,
+    /// `RUN_RETENTION`: finished runs older than this are deleted; `None` keeps them.
+    pub run_retention: Option<Duration>,
 }
 
 /// `service_layer_automation_*` metrics (no job ids in labels).
@@ -131,7 +133,8 @@ impl SchedulerService {
     /// One pass: advance due jobs and claim the runs due for an attempt. The caller runs
     /// each claimed attempt as its own task, so a long run never holds up the next tick
     /// (which must keep inserting, or skipping, occurrences).
-    pub async fn tick(&self) -> Result<Vec<ClaimedRun>, StoreError> {
+    /// `room`: how many more attempts this replica takes on (at most `BATCH`).
+    pub async fn tick(&self, room: i64) -> Result<Vec<ClaimedRun>, StoreError> {
         let now = self.clock.now();
         let plan = move |job: &Job, busy: bool| Self::plan(job, busy, now);
         let advanced = self.store.advance_due(now, BATCH, &plan).await?;
@@ -142,9 +145,28 @@ impl SchedulerService {
             let lag = (now - *scheduled_for).to_std().unwrap_or_default();
             self.metrics.lag.observe(lag.as_secs_f64());
         }
+        let limit = room.min(BATCH);
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
         self.store
-            .claim_runs(now, &self.owner, self.lease_until(), BATCH)
+            .claim_runs(now, &self.owner, self.lease_until(), limit)
             .await
+    }
+
+    /// Retention: deletes finished runs older than `RUN_RETENTION`; how many went.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        let Some(keep) = self.config.run_retention else {
+            return Ok(0);
+        };
+        // A retention reaching before the calendar's start keeps everything.
+        let Some(before) = ChronoDuration::from_std(keep)
+            .ok()
+            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
+        else {
+            return Ok(0);
+        };
+        crate::work::purge_in_batches(|limit| self.store.purge_runs(before, limit)).await
     }
 
     async fn finish(&self, claimed: &ClaimedRun, end: AttemptEnd) -> Result<(), StoreError> {
@@ -215,6 +237,12 @@ impl SchedulerService {
             // Background work waits its turn in the executor; it never fails as busy.
             options: ExecOptions {
                 wait_for_room: true,
+                fence: Some(Arc::new(super::RunLease {
+                    run: claimed.run.id,
+                    owner: self.owner.clone(),
+                    attempt: claimed.run.attempt,
+                    clock: self.clock.clone(),
+                })),
                 ..ExecOptions::default()
             },
         });
@@ -295,6 +323,9 @@ impl Actor for SchedulerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Retention at start and every `PURGE_EVERY`.
+        Self::purge(self, ctx);
+        ctx.run_interval(crate::work::PURGE_EVERY, Self::purge);
         let tick = self.service.config.tick;
         ctx.run_interval(tick, |act, ctx| {
             if act.ticking || act.stopping {
@@ -306,7 +337,7 @@ impl Actor for SchedulerActor {
             // The tick itself is tracked too: a stop that comes while it is claiming waits
             // for the runs it claims, instead of leaving them to their leases.
             let tick = act.in_flight.track(async move {
-                match service.tick().await {
+                match service.tick(in_flight.room()).await {
                     Ok(claimed) => {
                         for run in claimed {
                             let service = service.clone();
@@ -327,6 +358,23 @@ impl Actor for SchedulerActor {
                     .map(|(), act, _| act.ticking = false),
             );
         });
+    }
+}
+
+impl SchedulerActor {
+    fn purge(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let service = self.service.clone();
+        let purge = self.in_flight.track(async move {
+            match service.purge().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "purged finished job runs past RUN_RETENTION"),
+                Err(e) => tracing::warn!(error = ?e, "could not purge old job runs"),
+            }
+        });
+        ctx.spawn(purge.into_actor(self));
     }
 }
 

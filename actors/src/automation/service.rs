@@ -9,6 +9,7 @@ use crate::functions::FunctionStore;
 use crate::ids::{AccountId, FunctionId, JobId};
 use crate::page::{Page, PageRequest};
 use crate::patch::Patch;
+use crate::quota::Quota;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -16,6 +17,8 @@ pub struct AutomationService {
     jobs: Arc<dyn JobStore>,
     functions: Arc<dyn FunctionStore>,
     clock: Arc<dyn Clock>,
+    /// `MAX_JOBS_PER_ACCOUNT`.
+    quota: Quota,
 }
 
 fn function_not_found() -> AutomationError {
@@ -27,11 +30,13 @@ impl AutomationService {
         jobs: Arc<dyn JobStore>,
         functions: Arc<dyn FunctionStore>,
         clock: Arc<dyn Clock>,
+        quota: Quota,
     ) -> Self {
         Self {
             jobs,
             functions,
             clock,
+            quota,
         }
     }
 
@@ -51,7 +56,7 @@ impl AutomationService {
     pub async fn create(&self, account: AccountId, new: NewJob) -> Result<Job, AutomationError> {
         self.check_function(account, new.function_id).await?;
         let job = new.into_job(account, self.clock.now());
-        match self.jobs.create(&job).await {
+        match self.jobs.create(&job, self.quota).await {
             Ok(()) => {}
             // The function went away between the check and the insert.
             Err(StoreError::NotFound) => return Err(function_not_found()),

@@ -55,7 +55,7 @@ fn key_text_errors_are_specific() {
 fn every_key_size_round_trips_and_names_its_key() {
     for size in [16usize, 24, 32] {
         let r = ring(&vec![9u8; size]);
-        let sealed = r.seal(b"value", b"aad");
+        let sealed = r.seal(b"value", b"aad").unwrap();
         assert!(sealed.starts_with(&format!("v1.{}.", r.current_id())));
         assert_eq!(key_id_of(&sealed), Some(r.current_id()));
         assert_eq!(r.open(&sealed, b"aad").unwrap(), b"value");
@@ -77,7 +77,7 @@ fn key_id_is_specified() {
 #[test]
 fn rotation_previous_keys_open_and_unknown_keys_are_named() {
     let old = ring(&[1u8; 32]);
-    let sealed = old.seal(b"s", b"a");
+    let sealed = old.seal(b"s", b"a").unwrap();
     let rotated = KeyRing::new(
         Key::from_bytes(&[2u8; 32]).unwrap(),
         vec![Key::from_bytes(&[1u8; 32]).unwrap()],
@@ -85,6 +85,7 @@ fn rotation_previous_keys_open_and_unknown_keys_are_named() {
     assert_eq!(rotated.open(&sealed, b"a").unwrap(), b"s");
     assert!(rotated
         .seal(b"s", b"a")
+        .unwrap()
         .starts_with(&format!("v1.{}.", rotated.current_id())));
     let new_only = ring(&[2u8; 32]);
     assert_eq!(
@@ -98,7 +99,7 @@ fn aad_binds_account_name_and_version() {
     let r = ring(&[3u8; 32]);
     let a = AccountId::generate();
     let b = AccountId::generate();
-    let sealed = r.seal(b"v", secret_aad(a, "Token", 1).as_bytes());
+    let sealed = r.seal(b"v", secret_aad(a, "Token", 1).as_bytes()).unwrap();
     assert_eq!(
         r.open(&sealed, secret_aad(a, "token", 1).as_bytes())
             .unwrap(),
@@ -147,7 +148,7 @@ proptest! {
                   aad in proptest::collection::vec(any::<u8>(), 0..64),
                   size in prop::sample::select(vec![16usize, 24, 32])) {
         let r = ring(&vec![5u8; size]);
-        let sealed = r.seal(&plaintext, &aad);
+        let sealed = r.seal(&plaintext, &aad).unwrap();
         prop_assert_eq!(r.open(&sealed, &aad).unwrap(), plaintext);
     }
 
@@ -156,7 +157,7 @@ proptest! {
                                     position in any::<prop::sample::Index>(),
                                     bit in 0u8..8) {
         let r = ring(&[6u8; 32]);
-        let sealed = r.seal(&plaintext, b"aad");
+        let sealed = r.seal(&plaintext, b"aad").unwrap();
         let prefix_len = sealed.rfind('.').unwrap() + 1;
         let mut body = URL_SAFE_NO_PAD.decode(&sealed[prefix_len..]).unwrap();
         let i = position.index(body.len());
@@ -168,7 +169,7 @@ proptest! {
     #[test]
     fn any_changed_text_character_is_rejected(position in any::<prop::sample::Index>(), replacement in "[a-zA-Z0-9._-]") {
         let r = ring(&[8u8; 24]);
-        let sealed = r.seal(b"secret value", b"aad");
+        let sealed = r.seal(b"secret value", b"aad").unwrap();
         let i = position.index(sealed.len());
         let original = &sealed[i..=i];
         prop_assume!(original != replacement);
@@ -188,4 +189,14 @@ proptest! {
     fn key_text_parser_never_panics(text in "\\PC{0,100}") {
         let _ = parse_key_text(&text, SIZES);
     }
+}
+
+/// The ciphers holding key material wipe it when dropped (the `zeroize` features of
+/// `aes` and `chacha20poly1305`): this fails to compile if a feature goes missing.
+#[test]
+fn ciphers_wipe_their_keys_on_drop() {
+    fn wipes<T: zeroize::ZeroizeOnDrop>() {}
+    wipes::<aes::Aes128>();
+    wipes::<aes::Aes192>();
+    wipes::<chacha20poly1305::XChaCha20Poly1305>();
 }

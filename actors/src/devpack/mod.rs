@@ -11,6 +11,7 @@ use crate::automation::{Job, JobInput, NewJob};
 use crate::error::StoreError;
 use crate::executor::QueuedAction;
 use crate::functions::{Actions, Effect, EffectError, Refused, Scope};
+use crate::quota::{Quota, Quotas};
 use crate::store::Tx;
 use crate::triggers::{NewTrigger, Trigger, TriggerInput, TriggerRule, TriggerType};
 use serde::Deserialize;
@@ -22,6 +23,8 @@ use std::collections::BTreeMap;
 pub struct Devpack {
     /// `AUTOMATION_MAX_ATTEMPTS`, the attempts of a job it schedules.
     pub job_max_attempts: i32,
+    /// The same quotas as over HTTP: a function cannot grow past them either.
+    pub quotas: Quotas,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +71,7 @@ impl Devpack {
         let new = NewTrigger::parse(input).map_err(|e| e.to_string())?;
         Ok(Box::new(TriggerEffect(
             new.into_trigger(scope.account, scope.now),
+            self.quotas.triggers,
         )))
     }
 
@@ -81,7 +85,10 @@ impl Devpack {
             ..JobInput::default()
         };
         let new = NewJob::parse(input, self.job_max_attempts).map_err(|e| e.to_string())?;
-        Ok(Box::new(JobEffect(new.into_job(scope.account, scope.now))))
+        Ok(Box::new(JobEffect(
+            new.into_job(scope.account, scope.now),
+            self.quotas.jobs,
+        )))
     }
 }
 
@@ -118,7 +125,9 @@ fn unavailable(subsystem: &str) -> String {
 /// the actions; anything else is a store failure.
 fn refusal(e: StoreError) -> EffectError {
     match e {
-        StoreError::Conflict(reason) => EffectError::Refused(reason),
+        StoreError::Conflict(reason) | StoreError::LimitExceeded(reason) => {
+            EffectError::Refused(reason)
+        }
         StoreError::NotFound => EffectError::Refused("the function no longer exists".to_owned()),
         other => EffectError::Store(other),
     }
@@ -126,7 +135,7 @@ fn refusal(e: StoreError) -> EffectError {
 
 /// `automation.schedule`: the job, inserted by the automation subsystem.
 #[derive(Debug)]
-struct JobEffect(Job);
+struct JobEffect(Job, Quota);
 
 #[async_trait::async_trait]
 impl Effect for JobEffect {
@@ -135,7 +144,7 @@ impl Effect for JobEffect {
     }
 
     async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
-        crate::automation::insert_job(tx, &self.0)
+        crate::automation::insert_job(tx, &self.0, self.1)
             .await
             .map_err(refusal)
     }
@@ -143,7 +152,7 @@ impl Effect for JobEffect {
 
 /// `triggers.register`: the trigger, inserted by the triggers subsystem.
 #[derive(Debug)]
-struct TriggerEffect(Trigger);
+struct TriggerEffect(Trigger, Quota);
 
 #[async_trait::async_trait]
 impl Effect for TriggerEffect {
@@ -152,7 +161,7 @@ impl Effect for TriggerEffect {
     }
 
     async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
-        crate::triggers::insert_trigger(tx, &self.0)
+        crate::triggers::insert_trigger(tx, &self.0, self.1)
             .await
             .map_err(refusal)
     }

@@ -243,11 +243,18 @@ impl LogBuffer {
 }
 
 /// Secret values of 4 or more characters become `***` (shorter ones would hide ordinary
-/// words).
+/// words). Longest first: a secret that contains another is hidden whole, not left as
+/// `***` plus its tail.
 pub fn redact(mut text: String, secrets: &BTreeMap<String, String>) -> String {
-    for value in secrets.values().filter(|v| v.chars().count() >= 4) {
-        if text.contains(value.as_str()) {
-            text = text.replace(value.as_str(), "***");
+    let mut values: Vec<&str> = secrets
+        .values()
+        .map(String::as_str)
+        .filter(|v| v.chars().count() >= 4)
+        .collect();
+    values.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
+    for value in values {
+        if text.contains(value) {
+            text = text.replace(value, "***");
         }
     }
     text
@@ -293,6 +300,19 @@ mod tests {
         assert_eq!(
             normalise_output(serde_json::json!([1])),
             serde_json::json!({"result": [1]})
+        );
+    }
+
+    #[test]
+    fn a_secret_containing_another_is_hidden_whole() {
+        let secrets: BTreeMap<String, String> = [
+            ("A".to_owned(), "abcd".to_owned()),
+            ("B".to_owned(), "abcdefgh".to_owned()),
+        ]
+        .into();
+        assert_eq!(
+            redact("x abcdefgh y abcd".to_owned(), &secrets),
+            "x *** y ***"
         );
     }
 

@@ -24,7 +24,7 @@ pub mod worker;
 
 pub use admission::Busy;
 pub use engine::{
-    normalise_output, Disposal, Engine, EngineRuntime, ErrorCode, QueuedAction, RunContext,
+    normalise_output, redact, Disposal, Engine, EngineRuntime, ErrorCode, QueuedAction, RunContext,
     RunError, RunLimits, RunOutput, RunRequest,
 };
 pub use mock::MockEngine;

@@ -207,7 +207,7 @@ fn memory_limit() -> RunError {
 /// throws `null` instead; a thrown `null` is therefore reported as `memory_limit` (a
 /// script that itself throws `null` is reported the same way: docs/api.md).
 fn caught<'js>(ctx: &Ctx<'js>, text: &Text<'js>, error: CaughtError<'js>) -> RunError {
-    let shown = |value: Value<'js>| text.bounded_display(ctx, value, text::ERROR_BYTES).ok();
+    let shown = |value: Value<'js>| text.redacted_display(ctx, value, text::ERROR_BYTES).ok();
     let (name, message) = match error {
         CaughtError::Value(value) if value.is_null() => return memory_limit(),
         CaughtError::Exception(exception) => {
@@ -250,7 +250,7 @@ fn run_in<'js>(
     // The params text is parsed for the `params` global and again for the argument, so
     // each is its own copy. Setting up fails only when the heap is already full.
     let params_json = request.params.get();
-    let text = Text::capture(ctx).map_err(|_| memory_limit())?;
+    let text = Text::capture(ctx, &request.secrets).map_err(|_| memory_limit())?;
     let _release = text.releasing();
     let text = &text;
     host::install(ctx, text, request, params_json, state).map_err(|_| memory_limit())?;

@@ -39,6 +39,22 @@ pub trait Effect: Send + Sync + std::fmt::Debug {
     async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError>;
 }
 
+/// The work an execution runs for (a job attempt, a trigger firing), held under a lease
+/// by the caller. Checked inside the transaction that records the execution, before its
+/// effects: an attempt whose lease was lost (renewal failed, another replica took it
+/// over) commits neither its record nor its effects, so exactly one attempt's effects
+/// exist.
+#[async_trait::async_trait]
+pub trait Fence: Send + Sync + std::fmt::Debug {
+    /// Whether the lease is still held; may lock the leased row until `tx` ends.
+    async fn holds(&self, tx: &mut Tx<'_>) -> Result<bool, StoreError>;
+}
+
+/// What a lost lease makes of the recording.
+pub fn lease_lost() -> StoreError {
+    StoreError::InvalidState("the lease on this work was lost; nothing recorded".to_owned())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EffectError {
     #[error("{0}")]

@@ -24,6 +24,29 @@ impl FunctionsActor {
 
 impl Actor for FunctionsActor {
     type Context = Context<Self>;
+
+    /// Retention runs here, on the actor that owns the executions, at start and every
+    /// `PURGE_EVERY` (every replica runs it; deleting a deleted row is nothing).
+    fn started(&mut self, ctx: &mut Self::Context) {
+        Self::purge(self, ctx);
+        ctx.run_interval(crate::work::PURGE_EVERY, Self::purge);
+    }
+}
+
+impl FunctionsActor {
+    fn purge(&mut self, ctx: &mut Context<Self>) {
+        let service = self.service.clone();
+        let purge = async move {
+            match service.purge().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(executions = n, "purged executions past EXECUTION_RETENTION")
+                }
+                Err(e) => tracing::warn!(error = ?e, "could not purge old executions"),
+            }
+        };
+        ctx.spawn(purge.into_actor(self));
+    }
 }
 
 stop_on_request!(FunctionsActor);

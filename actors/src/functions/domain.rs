@@ -84,19 +84,22 @@ impl FunctionDraft {
                 format!("must be at most {SOURCE_MAX_BYTES} bytes"),
             ));
         }
-        let mut names: Vec<SecretName> = Vec::new();
-        for raw in &secrets {
-            let name = SecretName::parse(raw)
-                .map_err(|e| ValidationError::new("secrets", format!("{raw:?}: {}", e.message)))?;
-            if !names.iter().any(|n| n.key() == name.key()) {
-                names.push(name);
-            }
-        }
-        if names.len() > MAX_SECRETS {
+        // The cap comes first, on the list as sent (duplicates count): a body listing
+        // forty thousand names is refused before any of them is looked at.
+        if secrets.len() > MAX_SECRETS {
             return Err(ValidationError::new(
                 "secrets",
                 format!("at most {MAX_SECRETS} names allowed"),
             ));
+        }
+        let mut names: Vec<SecretName> = Vec::with_capacity(secrets.len());
+        let mut seen = std::collections::HashSet::with_capacity(secrets.len());
+        for raw in &secrets {
+            let name = SecretName::parse(raw)
+                .map_err(|e| ValidationError::new("secrets", format!("{raw:?}: {}", e.message)))?;
+            if seen.insert(name.key()) {
+                names.push(name);
+            }
         }
         let check = |field: &str, value: Option<u64>, max: u64| match value {
             Some(v) if v < 1 || v > max => Err(ValidationError::new(

@@ -2,13 +2,15 @@
 //! first per function; both removed with their account (functions) or function
 //! (executions, and through the cascade, its jobs and triggers).
 
-use super::{Effect, Execution, Function, FunctionStore, Refused};
+use super::{Effect, Execution, Fence, Function, FunctionStore, Refused};
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::quota::Quota;
 use crate::store::memory::AccountRows;
 use crate::store::{MemoryDb, MemoryTx, Row, Table, Tx};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ struct FunctionTable {
     executions: HashMap<ExecutionId, Execution>,
     /// `(function, started_at, id)`: a function's executions in list order.
     by_function: BTreeMap<(FunctionId, PageKey), ExecutionId>,
+    /// `(started_at, id)` of every execution, oldest first: retention and the cap.
+    by_age: BTreeMap<PageKey, FunctionId>,
 }
 
 impl FunctionTable {
@@ -31,8 +35,29 @@ impl FunctionTable {
             .collect();
         for (key, id) in keys {
             self.by_function.remove(&key);
+            self.by_age.remove(&key.1);
             self.executions.remove(&id);
         }
+    }
+
+    fn remove_execution(&mut self, age: PageKey, function: FunctionId) {
+        if let Some(id) = self.by_function.remove(&(function, age)) {
+            self.executions.remove(&id);
+        }
+        self.by_age.remove(&age);
+    }
+
+    /// Removes the oldest executions while `remove` says so; how many went.
+    fn remove_oldest(&mut self, mut remove: impl FnMut(&Self, &PageKey) -> bool) -> u64 {
+        let mut removed = 0;
+        while let Some((&age, &function)) = self.by_age.first_key_value() {
+            if !remove(self, &age) {
+                break;
+            }
+            self.remove_execution(age, function);
+            removed += 1;
+        }
+        removed
     }
 }
 
@@ -71,38 +96,48 @@ pub(super) fn insert_execution(
     }
     let key = (execution.function_id, execution.page_key());
     table.by_function.insert(key, execution.id);
+    table.by_age.insert(key.1, execution.function_id);
     table.executions.insert(execution.id, execution.clone());
-    let id = execution.id;
     tx.on_rollback(move |tables| {
-        let table = tables.get::<FunctionTable>();
-        table.by_function.remove(&key);
-        table.executions.remove(&id);
+        tables.get::<FunctionTable>().remove_execution(key.1, key.0);
     });
     Ok(())
 }
 
 pub struct MemoryFunctionStore {
     db: Arc<MemoryDb>,
+    /// `MEMORY_MAX_EXECUTIONS`: past it the oldest executions go first.
+    max_executions: usize,
 }
 
 impl MemoryFunctionStore {
     pub fn new(db: Arc<MemoryDb>) -> Self {
-        Self { db }
+        Self {
+            db,
+            max_executions: 100_000,
+        }
+    }
+
+    pub fn with_max_executions(mut self, max: usize) -> Self {
+        self.max_executions = max.max(1);
+        self
     }
 }
 
 #[async_trait::async_trait]
 impl FunctionStore for MemoryFunctionStore {
-    async fn create(&self, function: &Function) -> Result<(), StoreError> {
+    async fn create(&self, function: &Function, quota: Quota) -> Result<(), StoreError> {
         let mut tables = self.db.lock().await;
         if !tables.exists(Row::Account(function.account_id)) {
             return Err(StoreError::NotFound);
         }
-        tables.get::<FunctionTable>().functions.insert(
-            function.account_id,
-            function.id,
-            function.clone(),
-        );
+        let table = tables.get::<FunctionTable>();
+        table
+            .functions
+            .check_quota(function.account_id, quota, "functions")?;
+        table
+            .functions
+            .insert(function.account_id, function.id, function.clone());
         Ok(())
     }
 
@@ -155,14 +190,39 @@ impl FunctionStore for MemoryFunctionStore {
         &self,
         execution: &Execution,
         event: Option<&Event>,
+        fence: Option<&dyn Fence>,
         effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError> {
         let mut tx = Tx::Memory(self.db.begin().await);
-        let refused = super::record(&mut tx, execution, event, effects).await?;
+        let refused = super::record(&mut tx, execution, event, fence, effects).await?;
         if refused.is_none() {
+            let Tx::Memory(memory) = &mut tx else {
+                unreachable!("a memory store's transaction")
+            };
+            // The cap holds memory mode's memory: the oldest records make room, never
+            // the one just written (its id was promised to the caller).
+            let max = self.max_executions;
+            let inserted = execution.page_key();
+            memory
+                .get::<FunctionTable>()
+                .remove_oldest(|table, age| table.executions.len() > max && *age != inserted);
             tx.commit().await?;
         }
         Ok(refused)
+    }
+
+    async fn purge_executions(
+        &self,
+        started_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tables = self.db.lock().await;
+        let mut left = u64::try_from(limit).unwrap_or(0);
+        Ok(tables.get::<FunctionTable>().remove_oldest(|_, age| {
+            let go = left > 0 && age.at < started_before;
+            left = left.saturating_sub(1);
+            go
+        }))
     }
 
     async fn list_executions(

@@ -14,7 +14,7 @@ mod memory;
 mod postgres;
 mod service;
 
-pub use actions::{Actions, Effect, EffectError, Refused, Scope};
+pub use actions::{Actions, Effect, EffectError, Fence, Refused, Scope};
 pub use actor::{
     CreateFunction, DeleteFunction, ExecuteFunction, FunctionsActor, GetExecution, GetFunction,
     ListExecutions, ListFunctions, ReplaceFunction,
@@ -30,7 +30,9 @@ use crate::error::{Code, StoreError};
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use crate::store::Tx;
+use chrono::{DateTime, Utc};
 
 crate::subsystem_error!(
     /// Why a functions request failed, or why an execution could not start (nothing is
@@ -57,7 +59,8 @@ crate::handle_trait!(
 #[async_trait::async_trait]
 pub trait FunctionStore: Send + Sync + 'static {
     /// `NotFound` if the account does not exist.
-    async fn create(&self, function: &Function) -> Result<(), StoreError>;
+    /// `LimitExceeded` when the account already holds `quota` functions.
+    async fn create(&self, function: &Function, quota: Quota) -> Result<(), StoreError>;
     async fn get(&self, account: AccountId, id: FunctionId) -> Result<Function, StoreError>;
     async fn list(
         &self,
@@ -71,10 +74,12 @@ pub trait FunctionStore: Send + Sync + 'static {
     /// Records an execution and, in the same transaction, the event it causes (the
     /// outbox: `function.execution.failed`) and the effects of its Devpack actions. If
     /// effect `i` is refused when applied nothing is written and the refusal says which.
+    /// With a `fence`, nothing is written unless it still holds (`InvalidState`).
     async fn insert_execution(
         &self,
         execution: &Execution,
         event: Option<&Event>,
+        fence: Option<&dyn Fence>,
         effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError>;
     /// Newest first (`started_at`, then id, both descending); the page key is the last
@@ -85,6 +90,13 @@ pub trait FunctionStore: Send + Sync + 'static {
         function: FunctionId,
         page: PageRequest,
     ) -> Result<Page<Execution>, StoreError>;
+    /// Retention: deletes up to `limit` executions started before `started_before`,
+    /// oldest first; how many went.
+    async fn purge_executions(
+        &self,
+        started_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
     /// One execution of the account (and of `function`, when given).
     async fn get_execution(
         &self,
@@ -100,8 +112,14 @@ async fn record(
     tx: &mut Tx<'_>,
     execution: &Execution,
     event: Option<&Event>,
+    fence: Option<&dyn Fence>,
     effects: &[Box<dyn Effect>],
 ) -> Result<Option<Refused>, StoreError> {
+    if let Some(fence) = fence {
+        if !fence.holds(tx).await? {
+            return Err(actions::lease_lost());
+        }
+    }
     match tx {
         Tx::Memory(tx) => memory::insert_execution(tx, execution)?,
         Tx::Postgres(tx) => postgres::insert_execution(tx, execution).await?,

@@ -2,10 +2,13 @@
 //! lists and action records as JSONB), both cascading from the account; executions also
 //! from their function.
 
-use super::{Effect, Execution, ExecutionStatus, Function, FunctionLimits, FunctionStore, Refused};
+use super::{
+    Effect, Execution, ExecutionStatus, Fence, Function, FunctionLimits, FunctionStore, Refused,
+};
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use crate::store::Tx;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
@@ -92,9 +95,18 @@ fn fk_is_not_found(e: tokio_postgres::Error) -> StoreError {
 
 #[async_trait::async_trait]
 impl FunctionStore for PgFunctionStore {
-    async fn create(&self, f: &Function) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
+    async fn create(&self, f: &Function, quota: Quota) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        crate::quota::check_pg(
+            &tx,
+            quota,
+            f.account_id.as_uuid(),
+            "SELECT count(*) FROM (SELECT 1 FROM app_functions WHERE account_id = $1 LIMIT $2) held",
+            "functions",
+        )
+        .await?;
+        tx
             .execute(
                 &format!("INSERT INTO app_functions ({FUNCTION}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"),
                 &[
@@ -114,6 +126,7 @@ impl FunctionStore for PgFunctionStore {
             )
             .await
             .map_err(fk_is_not_found)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -196,21 +209,38 @@ impl FunctionStore for PgFunctionStore {
         &self,
         e: &Execution,
         event: Option<&crate::events::Event>,
+        fence: Option<&dyn Fence>,
         effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError> {
         let mut client = self.pool.get().await?;
-        if event.is_none() && effects.is_empty() {
+        if event.is_none() && fence.is_none() && effects.is_empty() {
             insert_execution(&client, e).await?;
             return Ok(None);
         }
         // The record, its event and its actions' effects: one transaction, rolled back
         // (by dropping it) when an effect is refused.
         let mut tx = Tx::Postgres(client.transaction().await?);
-        let refused = super::record(&mut tx, e, event, effects).await?;
+        let refused = super::record(&mut tx, e, event, fence, effects).await?;
         if refused.is_none() {
             tx.commit().await?;
         }
         Ok(refused)
+    }
+
+    async fn purge_executions(
+        &self,
+        started_before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM app_function_executions WHERE id IN (
+                     SELECT id FROM app_function_executions WHERE started_at < $1
+                     ORDER BY started_at LIMIT $2)",
+                &[&started_before, &limit],
+            )
+            .await?)
     }
 
     async fn list_executions(

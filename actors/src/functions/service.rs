@@ -2,19 +2,20 @@
 //! and execution (resolve secrets → run in the pool → apply Devpack actions all or
 //! nothing → record).
 
-use super::actions::{self, Actions, Effect, Outcome, Refused, Scope};
+use super::actions::{self, Actions, Effect, Fence, Outcome, Refused, Scope};
 use super::{
     Execution, ExecutionStatus, Function, FunctionDraft, FunctionStore, FunctionsError, LimitMaxima,
 };
 use crate::clock::Clock;
-use crate::error::{OrNotFound, ValidationError};
+use crate::error::{OrNotFound, StoreError, ValidationError};
 use crate::events::{self, Event};
 use crate::executor::{
-    ErrorCode, Execute, ExecutorActor, ExecutorMetrics, QueuedAction, RunContext, RunLimits,
-    RunOutput, RunRequest,
+    redact, ErrorCode, Execute, ExecutorActor, ExecutorMetrics, QueuedAction, RunContext,
+    RunLimits, RunOutput, RunRequest,
 };
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
+use crate::quota::{Quota, Quotas};
 use crate::secrets::{SecretName, SecretResolver, SecretStore};
 use crate::supervisor::ActorHandle;
 use serde_json::Value;
@@ -35,7 +36,7 @@ pub struct ExecDefaults {
 }
 
 /// How an execution is started.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// The id to record the execution under (a webhook caller was already told it);
     /// a new one when `None`.
@@ -45,6 +46,9 @@ pub struct ExecOptions {
     pub failure_event: bool,
     /// Wait for room in the executor instead of failing as busy (background work).
     pub wait_for_room: bool,
+    /// The lease the run is made under (a job attempt, a firing): nothing is recorded
+    /// unless it still holds when the execution is written.
+    pub fence: Option<Arc<dyn Fence>>,
 }
 
 impl Default for ExecOptions {
@@ -53,6 +57,7 @@ impl Default for ExecOptions {
             execution_id: None,
             failure_event: true,
             wait_for_room: false,
+            fence: None,
         }
     }
 }
@@ -69,6 +74,10 @@ pub struct FunctionsService {
     defaults: ExecDefaults,
     clock: Arc<dyn Clock>,
     metrics: ExecutorMetrics,
+    /// `MAX_FUNCTIONS_PER_ACCOUNT`.
+    quota: Quota,
+    /// `EXECUTION_RETENTION`; `None` keeps executions.
+    retention: Option<Duration>,
 }
 
 /// What the functions service works with, besides its settings.
@@ -102,7 +111,35 @@ impl FunctionsService {
             defaults,
             clock,
             metrics,
+            quota: Quotas::default().functions,
+            retention: None,
         }
+    }
+
+    /// Executions older than `retention` are deleted by [`Self::purge`].
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Retention: deletes executions older than `EXECUTION_RETENTION`; how many went.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        let Some(keep) = self.retention else {
+            return Ok(0);
+        };
+        // A retention reaching before the calendar's start keeps everything.
+        let Some(before) = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
+        else {
+            return Ok(0);
+        };
+        crate::work::purge_in_batches(|limit| self.store.purge_executions(before, limit)).await
+    }
+
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
     }
 
     pub fn maxima(&self) -> LimitMaxima {
@@ -146,7 +183,10 @@ impl FunctionsService {
         self.check_secrets(account, &draft).await?;
         let now = self.clock.now();
         let function = draft.into_function(FunctionId::generate(), account, 1, now, now);
-        self.store.create(&function).await.or_not_found("account")?;
+        self.store
+            .create(&function, self.quota)
+            .await
+            .or_not_found("account")?;
         tracing::info!(function_id = %function.id, "function created");
         Ok(function)
     }
@@ -263,10 +303,14 @@ impl FunctionsService {
         } else {
             self.resolver.resolve(account, names).await
         };
+        // The values, kept to redact what the run reports back (errors, action errors):
+        // the worker redacts its logs, but a thrown `Error(secret)` comes back verbatim.
+        let mut shown: BTreeMap<String, String> = BTreeMap::new();
         let mut output = match (secrets, serde_json::value::to_raw_value(&params)) {
             (Err(e), _) => RunOutput::failed(ErrorCode::SecretUnavailable, e.to_string()),
             (_, Err(e)) => RunOutput::failed(ErrorCode::Internal, format!("params: {e}")),
             (Ok(secrets), Ok(params_json)) => {
+                shown.clone_from(&secrets);
                 let request = RunRequest {
                     source: function.source.clone(),
                     params: params_json,
@@ -302,20 +346,32 @@ impl FunctionsService {
             started_at,
             clock,
         );
+        redact_reports(&mut execution, &shown);
         let event = |e: &Execution| {
             (options.failure_event && e.status == ExecutionStatus::Failed).then(|| failure_event(e))
         };
         let refused = self
             .store
-            .insert_execution(&execution, event(&execution).as_ref(), &effects)
+            .insert_execution(
+                &execution,
+                event(&execution).as_ref(),
+                options.fence.as_deref(),
+                &effects,
+            )
             .await
             .or_not_found("function")?;
         if let Some(refused) = refused {
             // An action was refused when applied: nothing was written; the execution is
             // recorded as failed, with no action applied.
             refuse(&mut execution, &queued, &refused);
+            redact_reports(&mut execution, &shown);
             self.store
-                .insert_execution(&execution, event(&execution).as_ref(), &[])
+                .insert_execution(
+                    &execution,
+                    event(&execution).as_ref(),
+                    options.fence.as_deref(),
+                    &[],
+                )
                 .await
                 .or_not_found("function")?;
         }
@@ -393,6 +449,23 @@ impl FunctionsService {
 }
 
 /// Marks an execution failed because an action was refused; the script's output is kept.
+/// Secret values out of the texts a run reports: its error (also carried by the
+/// failure event) and its actions' errors. Output is what the function chose to return
+/// and is kept as returned.
+fn redact_reports(execution: &mut Execution, secrets: &BTreeMap<String, String>) {
+    if secrets.is_empty() {
+        return;
+    }
+    if let Some(error) = execution.error.take() {
+        execution.error = Some(redact(error, secrets));
+    }
+    for action in &mut execution.actions {
+        if let Some(error) = action.error.take() {
+            action.error = Some(redact(error, secrets));
+        }
+    }
+}
+
 fn refuse(execution: &mut Execution, queued: &[QueuedAction], refused: &Refused) {
     execution.status = ExecutionStatus::Failed;
     execution.error = Some(actions::failure_message(queued, refused));

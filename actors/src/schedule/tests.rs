@@ -57,6 +57,30 @@ fn macros_and_every() {
 }
 
 #[test]
+fn huge_steps_and_far_past_phases_stay_finite() {
+    // A step past u32 arithmetic selects its start only (it used to wrap).
+    assert_eq!(
+        next("5/4294967295 * * * *", "2025-01-01T10:00:00Z"),
+        "2025-01-01T10:05:00Z"
+    );
+    let every = Schedule::parse("@every 1s").unwrap();
+    let now = at("2025-01-01T10:00:00.500000Z");
+    for past in [
+        at("2001-01-01T00:00:00Z"),
+        at("0001-01-01T00:00:00Z"),
+        DateTime::<Utc>::MIN_UTC,
+    ] {
+        let due = every
+            .next_dispatch(Some(past), now)
+            .unwrap_or_else(|| panic!("{past}: a due schedule always has a next run"));
+        assert!(
+            due > now && due <= now + chrono::Duration::seconds(1),
+            "{past}: {due}"
+        );
+    }
+}
+
+#[test]
 fn cron_features() {
     assert_eq!(
         next("*/15 * * * *", "2025-01-31T09:31:00Z"),

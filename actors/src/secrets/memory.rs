@@ -5,6 +5,7 @@ use super::{SealedVersion, SecretMetadata, SecretStore, VersionRef};
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
 use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::quota::Quota;
 use crate::store::memory::AccountRows;
 use crate::store::{MemoryDb, Row, Table};
 use chrono::{DateTime, Utc};
@@ -75,7 +76,12 @@ fn find<'a>(
 
 #[async_trait::async_trait]
 impl SecretStore for MemorySecretStore {
-    async fn create(&self, meta: &SecretMetadata, first: &SealedVersion) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        meta: &SecretMetadata,
+        first: &SealedVersion,
+        quota: Quota,
+    ) -> Result<(), StoreError> {
         let mut tables = self.db.lock().await;
         if !tables.exists(Row::Account(meta.account_id)) {
             return Err(StoreError::NotFound);
@@ -88,6 +94,7 @@ impl SecretStore for MemorySecretStore {
                 meta.name
             )));
         }
+        table.rows.check_quota(meta.account_id, quota, "secrets")?;
         table.by_name.insert(key, meta.id);
         table.rows.insert(
             meta.account_id,

@@ -23,6 +23,7 @@ pub use service::{RewrapReport, SecretsService};
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use chrono::{DateTime, Utc};
 
 crate::handle_trait!(
@@ -40,7 +41,13 @@ crate::handle_trait!(
 pub trait SecretStore: Send + Sync + 'static {
     /// Inserts a secret at version 1. `Conflict` if the account already has the name
     /// (case-insensitively); `NotFound` if the account does not exist.
-    async fn create(&self, meta: &SecretMetadata, first: &SealedVersion) -> Result<(), StoreError>;
+    /// `LimitExceeded` when the account already holds `quota` secrets.
+    async fn create(
+        &self,
+        meta: &SecretMetadata,
+        first: &SealedVersion,
+        quota: Quota,
+    ) -> Result<(), StoreError>;
 
     async fn get(&self, account: AccountId, name_key: &str) -> Result<SecretMetadata, StoreError>;
 

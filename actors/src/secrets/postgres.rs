@@ -6,6 +6,7 @@ use super::{SealedVersion, SecretMetadata, SecretStore, VersionRef};
 use crate::error::StoreError;
 use crate::ids::{AccountId, SecretId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
@@ -41,9 +42,22 @@ fn mismatch(current: i64, expected: i64) -> StoreError {
 
 #[async_trait::async_trait]
 impl SecretStore for PgSecretStore {
-    async fn create(&self, meta: &SecretMetadata, first: &SealedVersion) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        meta: &SecretMetadata,
+        first: &SealedVersion,
+        quota: Quota,
+    ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        crate::quota::check_pg(
+            &tx,
+            quota,
+            meta.account_id.as_uuid(),
+            "SELECT count(*) FROM (SELECT 1 FROM app_secrets WHERE account_id = $1 LIMIT $2) held",
+            "secrets",
+        )
+        .await?;
         let inserted = tx
             .execute(
                 "INSERT INTO app_secrets (id, account_id, name, version, created_at, updated_at)

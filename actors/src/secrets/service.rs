@@ -9,6 +9,7 @@ use crate::crypto::{self, KeyRing};
 use crate::error::{OrNotFound, StoreError};
 use crate::ids::{AccountId, SecretId};
 use crate::page::{Page, PageRequest};
+use crate::quota::{Quota, Quotas};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub struct SecretsService {
     store: Arc<dyn SecretStore>,
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
+    /// `MAX_SECRETS_PER_ACCOUNT`.
+    quota: Quota,
 }
 
 /// What `--rewrap-secrets` did.
@@ -34,7 +37,17 @@ pub struct RewrapReport {
 
 impl SecretsService {
     pub fn new(store: Arc<dyn SecretStore>, keys: Arc<KeyRing>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, keys, clock }
+        Self {
+            store,
+            keys,
+            clock,
+            quota: Quotas::default().secrets,
+        }
+    }
+
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
     }
 
     fn seal(
@@ -43,14 +56,14 @@ impl SecretsService {
         name: &str,
         version: i64,
         value: &SecretValue,
-    ) -> SealedVersion {
+    ) -> Result<SealedVersion, StoreError> {
         let aad = crypto::secret_aad(account, name, version);
-        SealedVersion {
+        Ok(SealedVersion {
             version,
             key_id: self.keys.current_id().to_string(),
-            ciphertext: self.keys.seal(value.expose().as_bytes(), aad.as_bytes()),
+            ciphertext: self.keys.seal(value.expose().as_bytes(), aad.as_bytes())?,
             created_at: self.clock.now(),
-        }
+        })
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %account))]
@@ -69,9 +82,9 @@ impl SecretsService {
             created_at: now,
             updated_at: now,
         };
-        let first = self.seal(account, name.as_str(), 1, &value);
+        let first = self.seal(account, name.as_str(), 1, &value)?;
         self.store
-            .create(&meta, &first)
+            .create(&meta, &first, self.quota)
             .await
             .or_not_found("account")?;
         tracing::info!(secret_id = %meta.id, "secret created");
@@ -116,7 +129,7 @@ impl SecretsService {
                     return Err(mismatch(current.version, expected));
                 }
             }
-            let next = self.seal(account, &current.name, current.version + 1, &value);
+            let next = self.seal(account, &current.name, current.version + 1, &value)?;
             match self
                 .store
                 .add_version(current.id, current.version, &next, self.clock.now())
@@ -213,7 +226,8 @@ impl SecretsService {
                         continue;
                     }
                 };
-                let sealed = self.keys.seal(&plaintext, aad.as_bytes());
+                let plaintext = zeroize::Zeroizing::new(plaintext);
+                let sealed = self.keys.seal(&plaintext, aad.as_bytes())?;
                 if self
                     .store
                     .replace_ciphertext(

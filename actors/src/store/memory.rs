@@ -210,9 +210,23 @@ impl<Id: Copy + Eq + std::hash::Hash, T: Keyed> AccountRows<Id, T> {
         Some(row)
     }
 
-    /// How many rows `account` has (quotas count with this).
-    pub fn count(&self, account: AccountId) -> usize {
-        self.ids_of(account).count()
+    /// How many rows `account` has, counting no further than `max` (quotas count with
+    /// this: the work is bounded by the quota, not by the table).
+    pub fn count_up_to(&self, account: AccountId, max: u32) -> u64 {
+        self.ids_of(account).take(max as usize).count() as u64
+    }
+
+    /// `LimitExceeded` unless `account` has room for one more row under `quota`.
+    pub fn check_quota(
+        &self,
+        account: AccountId,
+        quota: crate::quota::Quota,
+        what: &str,
+    ) -> Result<(), crate::error::StoreError> {
+        match quota.max() {
+            Some(max) => quota.check(self.count_up_to(account, max), what, "account"),
+            None => Ok(()),
+        }
     }
 
     /// The ids of `account`'s rows, in list order.

@@ -396,10 +396,24 @@ impl crate::page::Keyed for Trigger {
 
 /// A trigger as the API returns it from creation or rotation: with the webhook secret
 /// in plain text, shown only then.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TriggerWithSecret {
     pub trigger: Trigger,
-    pub webhook_secret: Option<String>,
+    /// Wiped from memory when dropped.
+    pub webhook_secret: Option<zeroize::Zeroizing<String>>,
+}
+
+/// Never prints the secret (a `?trigger` in a log line must not leak it).
+impl std::fmt::Debug for TriggerWithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerWithSecret")
+            .field("trigger", &self.trigger)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,4 +529,22 @@ pub(crate) fn event_firing(trigger: TriggerId, event: &Event, now: DateTime<Utc>
         error: None,
         created_at: now,
     }
+}
+
+/// The firing of an event for a trigger with `MAX_PENDING_FIRINGS_PER_TRIGGER` firings
+/// already open: stored as `skipped`, so the backlog stays bounded and the drop is seen.
+pub(crate) fn backlogged_event_firing(
+    trigger: TriggerId,
+    event: &Event,
+    now: DateTime<Utc>,
+    quota: crate::quota::Quota,
+) -> Firing {
+    let mut firing = event_firing(trigger, event, now);
+    firing.status = FiringStatus::Skipped;
+    firing.execution_id = None;
+    firing.error = Some(format!(
+        "too many pending firings (at most {} per trigger)",
+        quota.max().unwrap_or(0)
+    ));
+    firing
 }

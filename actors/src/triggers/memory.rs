@@ -2,19 +2,20 @@
 //! trigger; firings go with their trigger, triggers with their function or account.
 //! Every claim is atomic under the database's one lock, as a transaction would be.
 
-use super::domain::{cron_firing, event_firing};
+use super::domain::{backlogged_event_firing, cron_firing, event_firing};
 use super::{
     AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger, TriggerRule,
     TriggerStore, TriggerType,
 };
 use crate::error::StoreError;
 use crate::events::Event;
-use crate::ids::{AccountId, ExecutionId, FiringId, TriggerId};
+use crate::ids::{AccountId, EventId, ExecutionId, FiringId, TriggerId};
 use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::quota::Quota;
 use crate::store::memory::AccountRows;
 use crate::store::{MemoryDb, MemoryTx, Row, Table, Tx};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A trigger with its sealed webhook secret.
@@ -40,44 +41,65 @@ struct FiringRow {
     updated_at: DateTime<Utc>,
 }
 
-/// `app_triggers` and `app_trigger_firings`.
+/// What makes a firing unique within its trigger (the unique keys of
+/// `app_trigger_firings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FiringKey {
+    Tick(DateTime<Utc>),
+    Event(EventId),
+}
+
+impl FiringKey {
+    fn of(firing: &Firing) -> Option<Self> {
+        firing
+            .tick_at
+            .map(Self::Tick)
+            .or(firing.event_id.map(Self::Event))
+    }
+}
+
+/// `app_triggers` and `app_trigger_firings`, with the indexes PostgreSQL would use: the
+/// unique keys, and the open (pending or running) firings in claim order with a count
+/// per trigger, so no insert, claim or quota check reads finished firings.
 #[derive(Debug, Default)]
 struct TriggerTable {
     triggers: AccountRows<TriggerId, TriggerRow>,
     firings: HashMap<FiringId, FiringRow>,
     by_trigger: HashMap<TriggerId, HashSet<FiringId>>,
+    keys: HashSet<(TriggerId, FiringKey)>,
+    open: BTreeSet<(DateTime<Utc>, FiringId)>,
+    open_per_trigger: HashMap<TriggerId, usize>,
 }
 
 impl TriggerTable {
     fn remove_trigger(&mut self, id: &TriggerId) -> Option<Trigger> {
         let row = self.triggers.remove(id)?;
-        for firing in self.by_trigger.remove(id).unwrap_or_default() {
-            self.firings.remove(&firing);
+        for firing in self.by_trigger.get(id).cloned().unwrap_or_default() {
+            self.remove_firing(&firing);
         }
+        self.by_trigger.remove(id);
         Some(row.trigger)
     }
 
-    fn firings_of(&self, trigger: TriggerId) -> impl Iterator<Item = &FiringRow> + '_ {
-        self.by_trigger
-            .get(&trigger)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.firings.get(id))
+    /// Firings of `trigger` waiting to run or running.
+    fn open_of(&self, trigger: TriggerId) -> usize {
+        self.open_per_trigger.get(&trigger).copied().unwrap_or(0)
     }
 
     /// Inserts a firing unless one for the same tick or event exists; whether it did.
     fn insert_firing(&mut self, firing: Firing) -> bool {
-        let duplicate = self.firings_of(firing.trigger_id).any(|f| {
-            (firing.tick_at.is_some() && f.firing.tick_at == firing.tick_at)
-                || (firing.event_id.is_some() && f.firing.event_id == firing.event_id)
-        });
-        if duplicate {
-            return false;
+        if let Some(key) = FiringKey::of(&firing) {
+            if !self.keys.insert((firing.trigger_id, key)) {
+                return false;
+            }
         }
         self.by_trigger
             .entry(firing.trigger_id)
             .or_default()
             .insert(firing.id);
+        if firing.status.is_open() {
+            self.opened(&firing);
+        }
         self.firings.insert(
             firing.id,
             FiringRow {
@@ -90,8 +112,29 @@ impl TriggerTable {
         true
     }
 
+    fn opened(&mut self, firing: &Firing) {
+        self.open.insert((firing.created_at, firing.id));
+        *self.open_per_trigger.entry(firing.trigger_id).or_default() += 1;
+    }
+
+    /// Takes a firing out of the open index (it finished, or is removed).
+    fn closed(&mut self, firing: &Firing) {
+        if self.open.remove(&(firing.created_at, firing.id)) {
+            if let Some(n) = self.open_per_trigger.get_mut(&firing.trigger_id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.open_per_trigger.remove(&firing.trigger_id);
+                }
+            }
+        }
+    }
+
     fn remove_firing(&mut self, id: &FiringId) {
         if let Some(row) = self.firings.remove(id) {
+            self.closed(&row.firing);
+            if let Some(key) = FiringKey::of(&row.firing) {
+                self.keys.remove(&(row.firing.trigger_id, key));
+            }
             if let Some(set) = self.by_trigger.get_mut(&row.firing.trigger_id) {
                 set.remove(id);
             }
@@ -143,6 +186,7 @@ pub(super) fn insert_trigger(
     tx: &mut MemoryTx<'_>,
     trigger: &Trigger,
     secret: Option<&str>,
+    quota: Quota,
 ) -> Result<(), StoreError> {
     if !tx
         .tables()
@@ -150,7 +194,11 @@ pub(super) fn insert_trigger(
     {
         return Err(StoreError::NotFound);
     }
-    tx.get::<TriggerTable>().triggers.insert(
+    let table = tx.get::<TriggerTable>();
+    table
+        .triggers
+        .check_quota(trigger.account_id, quota, "triggers")?;
+    table.triggers.insert(
         trigger.account_id,
         trigger.id,
         TriggerRow {
@@ -165,6 +213,18 @@ pub(super) fn insert_trigger(
     Ok(())
 }
 
+/// Whether `owner` still holds firing `id`'s lease at `now` (the fence of its run).
+pub(super) fn holds_firing(
+    tx: &mut MemoryTx<'_>,
+    id: FiringId,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> bool {
+    tx.get::<TriggerTable>()
+        .owned(id, owner)
+        .is_some_and(|r| r.lease_until.is_some_and(|until| until > now))
+}
+
 pub struct MemoryTriggerStore {
     db: Arc<MemoryDb>,
 }
@@ -177,9 +237,14 @@ impl MemoryTriggerStore {
 
 #[async_trait::async_trait]
 impl TriggerStore for MemoryTriggerStore {
-    async fn create(&self, trigger: &Trigger, secret: Option<&str>) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        trigger: &Trigger,
+        secret: Option<&str>,
+        quota: Quota,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await;
-        insert_trigger(&mut tx, trigger, secret)?;
+        insert_trigger(&mut tx, trigger, secret, quota)?;
         tx.commit();
         Ok(())
     }
@@ -254,12 +319,17 @@ impl TriggerStore for MemoryTriggerStore {
             .ok_or(StoreError::NotFound)
     }
 
-    async fn insert_firing(&self, firing: &Firing) -> Result<(), StoreError> {
+    async fn insert_firing(&self, firing: &Firing, quota: Quota) -> Result<(), StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<TriggerTable>();
         if table.triggers.get(&firing.trigger_id).is_none() {
             return Err(StoreError::NotFound);
         }
+        quota.check(
+            table.open_of(firing.trigger_id) as u64,
+            "pending firings",
+            "trigger",
+        )?;
         table.insert_firing(firing.clone());
         Ok(())
     }
@@ -323,7 +393,7 @@ impl FiringStore for MemoryTriggerStore {
             let Some(trigger) = table.triggers.get(&id).map(|t| t.trigger.clone()) else {
                 continue;
             };
-            let busy = table.firings_of(id).any(|f| f.firing.status.is_open());
+            let busy = table.open_of(id) > 0;
             let dispatch = plan(&trigger, busy);
             if table.insert_firing(cron_firing(id, tick, dispatch.skip, now)) {
                 if dispatch.skip {
@@ -344,6 +414,7 @@ impl FiringStore for MemoryTriggerStore {
         event: &Event,
         owner: &str,
         now: DateTime<Utc>,
+        quota: Quota,
     ) -> Result<usize, StoreError> {
         let mut tx = Tx::Memory(self.db.begin().await);
         if !crate::events::mark_delivered(&mut tx, event.id, owner, now).await? {
@@ -365,7 +436,13 @@ impl FiringStore for MemoryTriggerStore {
             .collect();
         let mut stored = 0;
         for trigger in targets {
-            stored += usize::from(table.insert_firing(event_firing(trigger, event, now)));
+            let firing = match quota.max() {
+                Some(max) if table.open_of(trigger) >= max as usize => {
+                    backlogged_event_firing(trigger, event, now, quota)
+                }
+                _ => event_firing(trigger, event, now),
+            };
+            stored += usize::from(table.insert_firing(firing));
         }
         tx.commit().await?;
         Ok(stored)
@@ -395,16 +472,20 @@ impl FiringStore for MemoryTriggerStore {
     ) -> Result<Vec<ClaimedFiring>, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<TriggerTable>();
-        let mut due: Vec<_> = table
-            .firings
-            .values()
-            .filter(|f| f.firing.status.is_open() && free(f.lease_until, now))
-            .map(|f| (f.firing.created_at, f.firing.id))
+        let due: Vec<FiringId> = table
+            .open
+            .iter()
+            .map(|(_, id)| *id)
+            .filter(|id| {
+                table
+                    .firings
+                    .get(id)
+                    .is_some_and(|f| free(f.lease_until, now))
+            })
+            .take(usize::try_from(limit).unwrap_or(0))
             .collect();
-        due.sort();
-        due.truncate(usize::try_from(limit).unwrap_or(0));
         let mut claimed = Vec::new();
-        for (_, id) in due {
+        for id in due {
             let Some(trigger_id) = table.firings.get(&id).map(|f| f.firing.trigger_id) else {
                 continue;
             };
@@ -461,18 +542,21 @@ impl FiringStore for MemoryTriggerStore {
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut tables = self.db.lock().await;
-        match tables.get::<TriggerTable>().owned(id, owner) {
-            Some(row) => {
-                row.firing.status = status;
-                row.firing.execution_id = execution_id;
-                row.firing.error = error.map(str::to_owned);
-                row.lease_owner = None;
-                row.lease_until = None;
-                row.updated_at = now;
-                Ok(true)
-            }
-            None => Ok(false),
+        let table = tables.get::<TriggerTable>();
+        let Some(row) = table.owned(id, owner) else {
+            return Ok(false);
+        };
+        row.firing.status = status;
+        row.firing.execution_id = execution_id;
+        row.firing.error = error.map(str::to_owned);
+        row.lease_owner = None;
+        row.lease_until = None;
+        row.updated_at = now;
+        let firing = row.firing.clone();
+        if !status.is_open() {
+            table.closed(&firing);
         }
+        Ok(true)
     }
 
     async fn release_firing(

@@ -32,6 +32,7 @@ use crate::error::{Code, StoreError};
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FiringId, TriggerId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use crate::store::Tx;
 use chrono::{DateTime, Utc};
 
@@ -41,6 +42,9 @@ crate::subsystem_error!(
         /// The webhook's `X-Webhook-Signature` is missing or wrong.
         #[error("webhook signature missing or wrong")]
         InvalidSignature => Code::InvalidSignature,
+        /// The trigger already has `MAX_PENDING_FIRINGS_PER_TRIGGER` firings waiting.
+        #[error("{0}; retry later")]
+        Backlogged(String) => Code::Backlogged,
     }
 );
 
@@ -57,10 +61,33 @@ crate::handle_trait!(
 
 /// Inserts a trigger inside the caller's transaction (a Devpack `triggers.register`):
 /// `NotFound` unless its function exists in its account.
-pub async fn insert_trigger(tx: &mut Tx<'_>, trigger: &Trigger) -> Result<(), StoreError> {
+pub async fn insert_trigger(
+    tx: &mut Tx<'_>,
+    trigger: &Trigger,
+    quota: Quota,
+) -> Result<(), StoreError> {
     match tx {
-        Tx::Memory(tx) => memory::insert_trigger(tx, trigger, None),
-        Tx::Postgres(tx) => postgres::insert_trigger(tx, trigger, None).await,
+        Tx::Memory(tx) => memory::insert_trigger(tx, trigger, None, quota),
+        Tx::Postgres(tx) => postgres::insert_trigger(tx, trigger, None, quota).await,
+    }
+}
+
+/// The lease of a firing, as the fence of its execution (see `functions::Fence`).
+#[derive(Debug)]
+pub struct FiringLease {
+    pub firing: FiringId,
+    pub owner: std::sync::Arc<str>,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+#[async_trait::async_trait]
+impl crate::functions::Fence for FiringLease {
+    async fn holds(&self, tx: &mut Tx<'_>) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        match tx {
+            Tx::Memory(tx) => Ok(memory::holds_firing(tx, self.firing, &self.owner, now)),
+            Tx::Postgres(tx) => postgres::holds_firing(tx, self.firing, &self.owner, now).await,
+        }
     }
 }
 
@@ -85,11 +112,13 @@ pub struct AdvancedCron {
 
 #[async_trait::async_trait]
 pub trait TriggerStore: Send + Sync + 'static {
-    /// `NotFound` if the account or the function is gone.
+    /// `NotFound` if the account or the function is gone; `LimitExceeded` when the
+    /// account already holds `quota` triggers.
     async fn create(
         &self,
         trigger: &Trigger,
         sealed_secret: Option<&str>,
+        quota: Quota,
     ) -> Result<(), StoreError>;
     async fn get(&self, account: AccountId, id: TriggerId) -> Result<Trigger, StoreError>;
     async fn list(
@@ -108,8 +137,9 @@ pub trait TriggerStore: Send + Sync + 'static {
     /// A trigger of any account with its sealed webhook secret (the webhook endpoint is
     /// authenticated by the signature alone).
     async fn with_secret(&self, id: TriggerId) -> Result<(Trigger, Option<String>), StoreError>;
-    /// Stores a firing (`pending`); `NotFound` if the trigger is gone.
-    async fn insert_firing(&self, firing: &Firing) -> Result<(), StoreError>;
+    /// Stores a firing (`pending`); `NotFound` if the trigger is gone, `LimitExceeded`
+    /// when `quota` firings of the trigger are already open (pending or running).
+    async fn insert_firing(&self, firing: &Firing, quota: Quota) -> Result<(), StoreError>;
     /// Sealed webhook secrets in id order after `after`, for `--rewrap-secrets`.
     async fn sealed_secrets(
         &self,
@@ -136,13 +166,15 @@ pub trait FiringStore: Send + Sync + 'static {
     ) -> Result<AdvancedCron, StoreError>;
     /// In one transaction: a firing for each enabled event trigger of the event's account
     /// whose rule is its name (at most one per trigger and event), and the event marked
-    /// delivered (`events::mark_delivered`). Returns the firings stored; nothing changes
-    /// if the lease on the event was lost.
+    /// delivered (`events::mark_delivered`). A trigger with `quota` firings already open
+    /// gets a `skipped` one instead. Returns the firings stored; nothing changes if the
+    /// lease on the event was lost.
     async fn deliver(
         &self,
         event: &Event,
         owner: &str,
         now: DateTime<Utc>,
+        quota: Quota,
     ) -> Result<usize, StoreError>;
     /// Deletes finished firings last changed before `finished_before`; returns how many.
     async fn purge(&self, finished_before: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -6,7 +6,7 @@
 //! `app_functions` in the same statement, as a foreign key on (function, account) would,
 //! so a function deleted concurrently cannot leave a trigger pointing at it.
 
-use super::domain::{cron_firing, event_firing};
+use super::domain::{backlogged_event_firing, cron_firing, event_firing};
 use super::{
     AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger, TriggerRule,
     TriggerStore, TriggerType,
@@ -15,6 +15,7 @@ use crate::error::StoreError;
 use crate::events::Event;
 use crate::ids::{AccountId, EventId, ExecutionId, FiringId, FunctionId, TriggerId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
 use crate::store::Tx;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -111,7 +112,16 @@ pub(super) async fn insert_trigger(
     db: &impl deadpool_postgres::GenericClient,
     t: &Trigger,
     secret: Option<&str>,
+    quota: Quota,
 ) -> Result<(), StoreError> {
+    crate::quota::check_pg(
+        db,
+        quota,
+        t.account_id.as_uuid(),
+        "SELECT count(*) FROM (SELECT 1 FROM app_triggers WHERE account_id = $1 LIMIT $2) held",
+        "triggers",
+    )
+    .await?;
     let n = db
         .execute(
             &format!(
@@ -142,11 +152,38 @@ pub(super) async fn insert_trigger(
     Ok(())
 }
 
+/// Whether `owner` still holds firing `id`'s lease at `now`; the row stays locked until
+/// the caller's transaction ends.
+pub(super) async fn holds_firing(
+    db: &impl deadpool_postgres::GenericClient,
+    id: FiringId,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM app_trigger_firings
+             WHERE id = $1 AND lease_owner = $2 AND lease_until > $3 FOR UPDATE",
+            &[id.as_uuid(), &owner, &now],
+        )
+        .await?
+        .is_some())
+}
+
 #[async_trait::async_trait]
 impl TriggerStore for PgTriggerStore {
-    async fn create(&self, t: &Trigger, secret: Option<&str>) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        insert_trigger(&client, t, secret).await
+    async fn create(
+        &self,
+        t: &Trigger,
+        secret: Option<&str>,
+        quota: Quota,
+    ) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        // A transaction: the quota's lock is held until the insert commits.
+        let tx = client.transaction().await?;
+        insert_trigger(&tx, t, secret, quota).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get(&self, account: AccountId, id: TriggerId) -> Result<Trigger, StoreError> {
@@ -230,11 +267,25 @@ impl TriggerStore for PgTriggerStore {
         Ok((trigger_from(&row)?, row.try_get("webhook_secret")?))
     }
 
-    async fn insert_firing(&self, firing: &Firing) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        insert_firing(&client, firing)
-            .await
-            .map_err(fk_is_not_found)?;
+    async fn insert_firing(&self, firing: &Firing, quota: Quota) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Counts open firings through their partial index, at most `quota` rows. No lock:
+        // concurrent webhooks to one trigger must not queue for a pool connection, and
+        // the bound may be passed by at most the number of them in flight at once.
+        if let Some(max) = quota.max() {
+            let open = crate::quota::count_pg(
+                &tx,
+                max,
+                firing.trigger_id.as_uuid(),
+                "SELECT count(*) FROM (SELECT 1 FROM app_trigger_firings
+                     WHERE trigger_id = $1 AND status IN ('pending', 'running') LIMIT $2) held",
+            )
+            .await?;
+            quota.check(open, "pending firings", "trigger")?;
+        }
+        insert_firing(&tx, firing).await.map_err(fk_is_not_found)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -347,6 +398,7 @@ impl FiringStore for PgTriggerStore {
         event: &Event,
         owner: &str,
         now: DateTime<Utc>,
+        quota: Quota,
     ) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await?;
         let mut tx = Tx::Postgres(client.transaction().await?);
@@ -366,7 +418,28 @@ impl FiringStore for PgTriggerStore {
         let mut stored = 0;
         for row in &targets {
             let trigger = TriggerId::from(row.try_get::<_, Uuid>(0)?);
-            stored += insert_firing(pg, &event_firing(trigger, event, now)).await? as usize;
+            // The open firings are counted up to the quota (an index range, not a scan);
+            // concurrent deliveries on other replicas may each add one past it.
+            let firing = match quota.max() {
+                Some(max) => {
+                    let open: i64 = pg
+                        .query_one(
+                            "SELECT count(*) FROM (SELECT 1 FROM app_trigger_firings
+                                 WHERE trigger_id = $1 AND status IN ('pending', 'running')
+                                 LIMIT $2) held",
+                            &[trigger.as_uuid(), &i64::from(max)],
+                        )
+                        .await?
+                        .get(0);
+                    if open >= i64::from(max) {
+                        backlogged_event_firing(trigger, event, now, quota)
+                    } else {
+                        event_firing(trigger, event, now)
+                    }
+                }
+                None => event_firing(trigger, event, now),
+            };
+            stored += insert_firing(pg, &firing).await? as usize;
         }
         tx.commit().await?;
         Ok(stored)

@@ -15,11 +15,15 @@ use crate::error::{OrNotFound, StoreError, ValidationError};
 use crate::functions::FunctionStore;
 use crate::ids::{AccountId, ExecutionId, FiringId, FunctionId, TriggerId};
 use crate::page::{Page, PageRequest};
+use crate::quota::Quotas;
 use chacha20poly1305::aead::rand_core::RngCore as _;
 use chacha20poly1305::aead::OsRng;
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
 
 /// A stored webhook firing: the id its execution will have.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +66,75 @@ pub struct TriggersService {
     clock: Arc<dyn Clock>,
     /// Wakes the firing worker once a webhook firing is stored.
     wake: Arc<tokio::sync::Notify>,
+    quotas: Quotas,
+    webhooks: Arc<WebhookCache>,
+}
+
+/// How long a webhook trigger's row (or its absence) is trusted without reading it
+/// again: a rotation, disable or delete on another replica holds within this time, as a
+/// token revocation does.
+const WEBHOOK_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most webhook triggers remembered; beyond it stale entries go, then all of them.
+const WEBHOOK_CACHE_MAX: usize = 4096;
+
+/// A webhook trigger as the signature check needs it, with its secret decrypted once per
+/// rotation (the sealed text tells a rotation). A flood of bad signatures on one trigger
+/// then costs an HMAC each and no database read or decryption.
+struct WebhookKey {
+    sealed: String,
+    secret: Zeroizing<String>,
+    enabled: bool,
+}
+
+/// `None`: no webhook trigger with that id (remembered too, so unknown ids are not a
+/// database read each).
+struct Remembered {
+    read_at: Instant,
+    key: Option<Arc<WebhookKey>>,
+}
+
+#[derive(Default)]
+struct WebhookCache(Mutex<HashMap<TriggerId, Remembered>>);
+
+impl WebhookCache {
+    fn fresh(&self, id: TriggerId) -> Option<Option<Arc<WebhookKey>>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&id)
+            .filter(|r| r.read_at.elapsed() < WEBHOOK_CACHE_TTL)
+            .map(|r| r.key.clone())
+    }
+
+    /// The key remembered for `id` if it was sealed as `sealed` (no rotation since).
+    fn same_rotation(&self, id: TriggerId, sealed: &str) -> Option<Arc<WebhookKey>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&id)
+            .and_then(|r| r.key.clone())
+            .filter(|k| k.sealed == sealed)
+    }
+
+    fn remember(&self, id: TriggerId, key: Option<Arc<WebhookKey>>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Stale entries go; if that frees less than a quarter, all of them: a full map
+        // costs one scan per quarter of its size, not one per insert.
+        if map.len() >= WEBHOOK_CACHE_MAX {
+            map.retain(|_, r| r.read_at.elapsed() < WEBHOOK_CACHE_TTL);
+            if map.len() > WEBHOOK_CACHE_MAX * 3 / 4 {
+                map.clear();
+            }
+        }
+        map.insert(
+            id,
+            Remembered {
+                read_at: Instant::now(),
+                key,
+            },
+        );
+    }
+
+    /// Changed on this replica: read it again next time.
+    fn forget(&self, id: TriggerId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
 }
 
 fn function_not_found() -> TriggersError {
@@ -109,7 +182,15 @@ impl TriggersService {
             keys,
             clock,
             wake: Arc::default(),
+            quotas: Quotas::default(),
+            webhooks: Arc::default(),
         }
+    }
+
+    /// The quotas of triggers per account and pending firings per trigger.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// Wakes `wake` (the events actor's) whenever a webhook firing is stored, so it runs
@@ -120,14 +201,14 @@ impl TriggersService {
     }
 
     /// A fresh secret (64 lower-case hex characters) and its sealed form.
-    fn new_secret(&self, trigger: TriggerId) -> (String, String) {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        let secret = hex::encode(bytes);
+    fn new_secret(&self, trigger: TriggerId) -> Result<(Zeroizing<String>, String), StoreError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut *bytes);
+        let secret = Zeroizing::new(hex::encode(*bytes));
         let sealed = self
             .keys
-            .seal(secret.as_bytes(), crypto::webhook_aad(trigger).as_bytes());
-        (secret, sealed)
+            .seal(secret.as_bytes(), crypto::webhook_aad(trigger).as_bytes())?;
+        Ok((secret, sealed))
     }
 
     async fn check_function(
@@ -150,10 +231,17 @@ impl TriggersService {
     ) -> Result<TriggerWithSecret, TriggersError> {
         self.check_function(account, new.function_id).await?;
         let trigger = new.into_trigger(account, self.clock.now());
-        let secret = (trigger.kind() == TriggerType::Webhook).then(|| self.new_secret(trigger.id));
+        let secret = match trigger.kind() {
+            TriggerType::Webhook => Some(self.new_secret(trigger.id)?),
+            _ => None,
+        };
         match self
             .store
-            .create(&trigger, secret.as_ref().map(|(_, sealed)| sealed.as_str()))
+            .create(
+                &trigger,
+                secret.as_ref().map(|(_, sealed)| sealed.as_str()),
+                self.quotas.triggers,
+            )
             .await
         {
             Ok(()) => {}
@@ -192,9 +280,10 @@ impl TriggersService {
         if let Some(function) = patch.function_id {
             self.check_function(account, function).await?;
         }
-        let secret = patch
-            .rotate_webhook_secret
-            .then(|| self.new_secret(trigger.id));
+        let secret = match patch.rotate_webhook_secret {
+            true => Some(self.new_secret(trigger.id)?),
+            false => None,
+        };
         let trigger = match self
             .store
             .update(&trigger, secret.as_ref().map(|(_, sealed)| sealed.as_str()))
@@ -205,6 +294,7 @@ impl TriggersService {
             }
             other => other.or_not_found("trigger")?,
         };
+        self.webhooks.forget(id);
         if secret.is_some() {
             tracing::info!("webhook secret rotated");
         }
@@ -215,11 +305,56 @@ impl TriggersService {
     }
 
     pub async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), TriggersError> {
-        Ok(self
-            .store
+        self.store
             .delete(account, id)
             .await
-            .or_not_found("trigger")?)
+            .or_not_found("trigger")?;
+        self.webhooks.forget(id);
+        Ok(())
+    }
+
+    /// The webhook trigger `id` with its secret, from the cache while fresh; `None` for
+    /// no such webhook trigger.
+    async fn webhook_key(&self, id: TriggerId) -> Result<Option<Arc<WebhookKey>>, TriggersError> {
+        if let Some(known) = self.webhooks.fresh(id) {
+            return Ok(known);
+        }
+        let (trigger, sealed) = match self.store.with_secret(id).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => {
+                self.webhooks.remember(id, None);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(sealed) = sealed.filter(|_| trigger.kind() == TriggerType::Webhook) else {
+            self.webhooks.remember(id, None);
+            return Ok(None);
+        };
+        let secret = match self.webhooks.same_rotation(id, &sealed) {
+            Some(known) => known.secret.clone(),
+            None => {
+                let plain = Zeroizing::new(
+                    self.keys
+                        .open(&sealed, crypto::webhook_aad(id).as_bytes())
+                        .map_err(|e| {
+                            StoreError::internal(anyhow::anyhow!(
+                                "webhook secret of trigger {id}: {e}"
+                            ))
+                        })?,
+                );
+                Zeroizing::new(String::from_utf8(plain.to_vec()).map_err(|_| {
+                    StoreError::internal(anyhow::anyhow!("webhook secret is not text"))
+                })?)
+            }
+        };
+        let key = Arc::new(WebhookKey {
+            sealed,
+            secret,
+            enabled: trigger.enabled,
+        });
+        self.webhooks.remember(id, Some(key.clone()));
+        Ok(Some(key))
     }
 
     /// `POST /webhooks/{id}`, first half: an unknown or non-webhook trigger is not found;
@@ -231,25 +366,16 @@ impl TriggersService {
         body: &[u8],
         signature: Option<&[u8]>,
     ) -> Result<VerifiedWebhook, TriggersError> {
-        let (trigger, sealed) = self.store.with_secret(id).await.or_not_found("trigger")?;
-        let Some(sealed) = sealed.filter(|_| trigger.kind() == TriggerType::Webhook) else {
+        let Some(key) = self.webhook_key(id).await? else {
             return Err(TriggersError::NotFound("trigger"));
         };
-        let secret = self
-            .keys
-            .open(&sealed, crypto::webhook_aad(id).as_bytes())
-            .map_err(|e| {
-                StoreError::internal(anyhow::anyhow!("webhook secret of trigger {id}: {e}"))
-            })?;
-        let secret = String::from_utf8(secret)
-            .map_err(|_| StoreError::internal(anyhow::anyhow!("webhook secret is not text")))?;
-        if !signature_matches(&secret, body, signature) {
+        if !signature_matches(&key.secret, body, signature) {
             tracing::info!("webhook refused: bad signature");
             return Err(TriggersError::InvalidSignature);
         }
         Ok(VerifiedWebhook {
             trigger: id,
-            enabled: trigger.enabled,
+            enabled: key.enabled,
         })
     }
 
@@ -273,11 +399,20 @@ impl TriggersService {
             error: None,
             created_at: self.clock.now(),
         };
-        // Deleted between the verification and now: not found.
-        self.store
-            .insert_firing(&firing)
+        // Deleted between the verification and now: not found. Too many already waiting:
+        // the caller is told to come back (429), as for a rate limit.
+        match self
+            .store
+            .insert_firing(&firing, self.quotas.pending_firings_per_trigger)
             .await
-            .or_not_found("trigger")?;
+        {
+            Ok(()) => {}
+            Err(StoreError::LimitExceeded(message)) => {
+                return Err(TriggersError::Backlogged(message))
+            }
+            Err(StoreError::NotFound) => return Err(TriggersError::NotFound("trigger")),
+            Err(e) => return Err(e.into()),
+        }
         self.wake.notify_one();
         let execution_id = firing.execution_id.unwrap_or_else(ExecutionId::generate);
         tracing::info!(firing_id = %firing.id, execution_id = %execution_id, "webhook accepted");
@@ -305,7 +440,8 @@ impl TriggersService {
                 let aad = crypto::webhook_aad(*id);
                 match self.keys.open(sealed, aad.as_bytes()) {
                     Ok(plain) => {
-                        let resealed = self.keys.seal(&plain, aad.as_bytes());
+                        let plain = Zeroizing::new(plain);
+                        let resealed = self.keys.seal(&plain, aad.as_bytes())?;
                         if self.store.replace_secret(*id, sealed, &resealed).await? {
                             rewrapped += 1;
                         } else {

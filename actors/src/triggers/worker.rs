@@ -38,6 +38,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How long a stopping actor waits for firings in flight (`SHUTDOWN_TIMEOUT`).
     pub drain: Duration,
+    /// `MAX_PENDING_FIRINGS_PER_TRIGGER`, for event deliveries.
+    pub pending_firings: crate::quota::Quota,
 }
 
 /// `service_layer_triggers_fired_total{type,status}`.
@@ -144,7 +146,12 @@ impl TriggerWorker {
         for event in &events {
             stored += self
                 .store
-                .deliver(event, &self.owner, self.clock.now())
+                .deliver(
+                    event,
+                    &self.owner,
+                    self.clock.now(),
+                    self.config.pending_firings,
+                )
                 .await?;
         }
         Ok(stored)
@@ -159,10 +166,29 @@ impl TriggerWorker {
     }
 
     /// Claims open firings; the caller runs each with [`TriggerWorker::fire`].
-    pub async fn claim(&self) -> Result<Vec<ClaimedFiring>, StoreError> {
-        self.store
-            .claim_firings(self.clock.now(), &self.owner, self.lease_until(), BATCH)
-            .await
+    /// Claims up to `room` open firings (at most `BATCH`), under a lease owner of their
+    /// own (`<replica>:<claim>`): a firing this replica loses and claims again is held by
+    /// a different owner, so the first claim's fence, renewals and outcome no longer
+    /// count. Returns the worker to run them with (it renews and records as that owner).
+    pub async fn claim(&self, room: i64) -> Result<(Self, Vec<ClaimedFiring>), StoreError> {
+        let claimer = Self {
+            owner: format!(
+                "{}:{}",
+                self.owner,
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )
+            .into(),
+            ..self.clone()
+        };
+        let limit = room.min(BATCH);
+        if limit <= 0 {
+            return Ok((claimer, Vec::new()));
+        }
+        let claimed = self
+            .store
+            .claim_firings(self.clock.now(), &claimer.owner, self.lease_until(), limit)
+            .await?;
+        Ok((claimer, claimed))
     }
 
     async fn finish(
@@ -218,6 +244,11 @@ impl TriggerWorker {
                 failure_event: claimed.kind != TriggerType::Event,
                 // Background work waits its turn in the executor; it never fails as busy.
                 wait_for_room: true,
+                fence: Some(Arc::new(super::FiringLease {
+                    firing: claimed.firing.id,
+                    owner: self.owner.clone(),
+                    clock: self.clock.clone(),
+                })),
             },
         });
         let result = crate::work::renewing(call, self.config.lease / 3, || {
@@ -325,10 +356,10 @@ impl EventsActor {
             if let Err(e) = worker.deliver_events().await {
                 tracing::warn!(error = ?e, "event delivery failed");
             }
-            match worker.claim().await {
-                Ok(claimed) => {
+            match worker.claim(in_flight.room()).await {
+                Ok((claimer, claimed)) => {
                     for firing in claimed {
-                        let worker = worker.clone();
+                        let worker = claimer.clone();
                         in_flight.spawn(async move {
                             if let Err(e) = worker.fire(firing).await {
                                 tracing::warn!(error = ?e, "trigger firing could not be recorded");

@@ -255,3 +255,22 @@ fn a_runtime_is_freed_cleanly_after_any_run() {
         drop(rt);
     }
 }
+
+/// A thrown secret is redacted in the worker, before the message is cut, so one that
+/// straddles the cut leaves no prefix behind.
+#[test]
+fn thrown_secrets_are_redacted_before_the_cut() {
+    let (_, message) = error(&run("(p, s) => { throw new Error(s.API_KEY) }"));
+    assert_eq!(message, "Uncaught Error: ***");
+    let source = format!(
+        "(p, s) => {{ throw new Error('x'.repeat({}) + s.API_KEY) }}",
+        text::ERROR_BYTES - 4
+    );
+    let (_, message) = error(&run(&source));
+    assert!(
+        !message.contains("sk-s"),
+        "{}",
+        &message[message.len() - 40..]
+    );
+    assert!(message.ends_with("x***"), "redacted whole, then it fits");
+}

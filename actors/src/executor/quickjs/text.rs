@@ -16,6 +16,7 @@ use rquickjs::convert::Coerced;
 use rquickjs::function::This;
 use rquickjs::{Ctx, Function, Object, Value};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Longest error name or message kept from a thrown value; longer ones are cut and end
@@ -42,6 +43,8 @@ pub enum Bounded {
 #[derive(Clone)]
 pub struct Text<'js> {
     well_formed: Rc<RefCell<Option<Function<'js>>>>,
+    /// The run's secrets, redacted from error messages before they are cut.
+    secrets: Rc<BTreeMap<String, String>>,
 }
 
 /// Releases the captured built-ins when dropped (see the module comment).
@@ -55,10 +58,11 @@ impl Drop for Releasing<'_> {
 
 impl<'js> Text<'js> {
     /// Must run before the script does.
-    pub fn capture(ctx: &Ctx<'js>) -> rquickjs::Result<Self> {
+    pub fn capture(ctx: &Ctx<'js>, secrets: &BTreeMap<String, String>) -> rquickjs::Result<Self> {
         let prototype: Object = ctx.globals().get::<_, Object>("String")?.get("prototype")?;
         Ok(Self {
             well_formed: Rc::new(RefCell::new(Some(prototype.get("toWellFormed")?))),
+            secrets: Rc::new(secrets.clone()),
         })
     }
 
@@ -92,23 +96,30 @@ impl<'js> Text<'js> {
         })
     }
 
-    /// [`display`] as at most `max` bytes of Rust text, ending `…[truncated]` when cut.
-    pub fn bounded_display(
+    /// [`display`] as at most `max` bytes of Rust text (ending `…[truncated]` when cut),
+    /// with the run's secrets redacted first: the text is read up to `max` plus the
+    /// longest secret, so a secret straddling the cut is seen whole and hidden, then cut
+    /// to `max` (as console entries are).
+    pub fn redacted_display(
         &self,
         ctx: &Ctx<'js>,
         value: Value<'js>,
         max: usize,
     ) -> rquickjs::Result<String> {
+        let slack = self.secrets.values().map(String::len).max().unwrap_or(0);
         let Some(string) = display(ctx, value) else {
             return Ok("[unprintable]".to_owned());
         };
-        Ok(match self.bounded(string, max)? {
-            Bounded::Whole(text) => text,
-            Bounded::Cut { mut prefix, .. } => {
-                prefix.push_str("…[truncated]");
-                prefix
-            }
-        })
+        let (text, cut) = match self.bounded(string, max.saturating_add(slack))? {
+            Bounded::Whole(text) => (text, false),
+            Bounded::Cut { prefix, .. } => (prefix, true),
+        };
+        let mut text = crate::executor::engine::redact(text, &self.secrets);
+        if cut || text.len() > max {
+            crate::executor::engine::truncate_on_char(&mut text, max);
+            text.push_str("…[truncated]");
+        }
+        Ok(text)
     }
 }
 

@@ -6,7 +6,7 @@
 //! calls it again after a crash.
 
 use crate::error::StartupError;
-use crate::settings::{Settings, TeeMode};
+use crate::settings::{ExposeSecret as _, Settings, TeeMode};
 use actix::{Actor, Arbiter};
 use actors::accounts::tokens::TokensService;
 use actors::accounts::{AccountsActor, AccountsService};
@@ -150,12 +150,33 @@ pub async fn register(
         let service = triggers_service.clone();
         TriggersActor::start_in_arbiter(&arbiter, move |_| TriggersActor::new(service, exit))
     });
+    // Wakes the `events` actor when a firing or event is stored, or a trigger changes,
+    // on any replica (PostgreSQL); in memory mode the triggers service wakes it itself.
+    if let Some(dsn) = &settings.database.dsn {
+        actors::store::notify::listen(
+            dsn.expose_secret(),
+            actors::events::WORK_CHANNEL,
+            worker.waker(),
+        )
+        .map_err(|e| anyhow::anyhow!("LISTEN set-up: {e}"))?;
+    }
+    // Wakes the scheduler: job changes made here, and (PostgreSQL) on any replica.
+    let job_wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(dsn) = &settings.database.dsn {
+        actors::store::notify::listen(
+            dsn.expose_secret(),
+            actors::automation::JOBS_CHANNEL,
+            job_wake.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("LISTEN set-up: {e}"))?;
+    }
     let automation_service = AutomationService::new(
         stores.jobs.clone(),
         stores.functions.clone(),
         Arc::new(SystemClock),
         settings.quotas.jobs,
-    );
+    )
+    .waking(job_wake.clone());
     // The automation subsystem's thread: its CRUD actor and its `scheduler`.
     let arbiter = thread(&mut arbiters);
     let automation_arbiter = arbiter.clone();
@@ -184,8 +205,9 @@ pub async fn register(
     );
     supervisor.add("scheduler", move |exit| {
         let service = scheduler_service.clone();
+        let wake = job_wake.clone();
         SchedulerActor::start_in_arbiter(&automation_arbiter, move |_| {
-            SchedulerActor::new(service, exit)
+            SchedulerActor::new(service, wake, exit)
         })
     });
     Ok(Subsystems {

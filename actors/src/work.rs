@@ -89,7 +89,7 @@ where
 /// Most attempts (job runs, trigger firings) one actor keeps in flight: claims take only
 /// the room left, so a backlog stays in the database, under its leases' control, rather
 /// than in this process waiting for the executor.
-pub const MAX_IN_FLIGHT: usize = 64;
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// How often retention runs (executions, runs, firings, events).
 pub const PURGE_EVERY: Duration = Duration::from_secs(60);

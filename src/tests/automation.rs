@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 both_stores!(
     jobs_crud_and_next_run,
     job_validation_changes_nothing,
-    jobs_go_with_their_function
+    jobs_go_with_their_function,
+    jobs_run_on_time_not_on_the_tick,
 );
 
 /// An account with one function: (jobs base path, function id).
@@ -422,4 +423,56 @@ async fn shutdown_lets_an_attempt_in_flight_finish_and_clears_its_lease() {
         None,
         "its lease was cleared"
     );
+}
+
+/// The scheduler sleeps until the next due time, not for a fixed tick: with
+/// `AUTOMATION_TICK` at 60 s, an `@every 1s` job still runs every second, and a job
+/// created over the API runs at once.
+async fn jobs_run_on_time_not_on_the_tick(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions::default().env("AUTOMATION_TICK", "60s")).await;
+    let (base, function, _) = setup(&app).await;
+    let job = app
+        .post(
+            &base,
+            &json!({"function_id": function, "name": "j", "schedule": "@every 1s"}),
+        )
+        .await
+        .json();
+    let path = format!("{base}/{}", job["id"].as_str().unwrap());
+    // (`runs_until` gives up after 15 s, far below the 60 s tick.)
+    let runs = runs_until(&app, &path, |r| r.len() >= 3).await;
+    assert!(runs.iter().all(|r| r["status"] != "skipped"), "{runs:?}");
+}
+
+/// A job committed by another replica (here: by SQL, with the `NOTIFY` every store
+/// write sends) wakes this replica's scheduler through `LISTEN`, though its
+/// `AUTOMATION_TICK` is 60 s and it had nothing scheduled.
+#[actix_web::test]
+async fn a_job_written_elsewhere_wakes_the_scheduler() {
+    let app = spawn_app_with(
+        Backend::Postgres,
+        AppOptions::default().env("AUTOMATION_TICK", "60s"),
+    )
+    .await;
+    let (base, function, account) = setup(&app).await;
+    // Let the scheduler go to sleep with nothing scheduled.
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let client = app.db.as_ref().unwrap().client().await;
+    let id = uuid::Uuid::new_v4();
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO app_automation_jobs (id, account_id, function_id, name, description,
+                 schedule, enabled, overlap_policy, max_attempts, next_run, created_at, updated_at)
+             VALUES ('{id}', '{account}', '{function}', 'elsewhere', '', '@every 1h', true,
+                 'skip', 1, now(), now(), now());
+             SELECT pg_notify('{}', '');
+             COMMIT;",
+            actors::automation::JOBS_CHANNEL
+        ))
+        .await
+        .unwrap();
+    // (`runs_until` gives up after 15 s, far below the 60 s tick.)
+    let runs = runs_until(&app, &format!("{base}/{id}"), |r| !r.is_empty()).await;
+    assert_eq!(runs.len(), 1);
 }

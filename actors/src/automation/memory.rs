@@ -292,7 +292,10 @@ impl SchedulerStore for MemoryJobStore {
             .collect();
         due.sort();
         due.truncate(usize::try_from(limit).unwrap_or(0));
-        let mut advanced = Advanced::default();
+        let mut advanced = Advanced {
+            examined: due.len(),
+            ..Advanced::default()
+        };
         for (scheduled_for, id) in due {
             let Some(job) = table.jobs.get(&id).cloned() else {
                 continue;
@@ -330,6 +333,22 @@ impl SchedulerStore for MemoryJobStore {
             }
         }
         Ok(advanced)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<JobTable>();
+        let jobs = table
+            .jobs
+            .values()
+            .filter(|j| j.enabled)
+            .filter_map(|j| j.next_run);
+        let retries = table
+            .running
+            .iter()
+            .filter_map(|id| table.runs.get(id))
+            .filter_map(|r| r.next_attempt_at);
+        Ok(jobs.chain(retries).min())
     }
 
     async fn claim_runs(

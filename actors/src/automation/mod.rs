@@ -13,7 +13,7 @@ pub use domain::{
     Job, JobInput, JobPatch, JobPatchInput, NewJob, OverlapPolicy, Run, RunStatus, MAX_ATTEMPTS,
 };
 pub use memory::MemoryJobStore;
-pub use postgres::PgJobStore;
+pub use postgres::{PgJobStore, JOBS_CHANNEL};
 pub use scheduler::{AutomationMetrics, SchedulerActor, SchedulerConfig, SchedulerService};
 pub use service::AutomationService;
 
@@ -122,9 +122,11 @@ pub enum AttemptEnd {
 /// What advancing due jobs did, for metrics and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Advanced {
-    /// `(job, scheduled_for, lag)` of each run inserted as `running`.
+    /// `(job, scheduled_for)` of each run inserted as `running`.
     pub started: Vec<(JobId, DateTime<Utc>)>,
     pub skipped: usize,
+    /// Due jobs taken in this batch: fewer than the limit means none is left due.
+    pub examined: usize,
 }
 
 /// The scheduler's side of the job store. Both implementations give the same guarantees:
@@ -148,6 +150,9 @@ pub trait SchedulerStore: Send + Sync + 'static {
         limit: i64,
         plan: &Plan,
     ) -> Result<Advanced, StoreError>;
+    /// When the scheduler has work next: the earliest `next_run` of an enabled job or
+    /// retry time of a run waiting for its next attempt; `None` if nothing is scheduled.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Claims up to `limit` running runs due for an attempt whose lease is free or
     /// expired, counting the new attempt.
     async fn claim_runs(

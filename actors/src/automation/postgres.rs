@@ -78,6 +78,17 @@ fn write_error(e: tokio_postgres::Error, name: &str) -> StoreError {
     }
 }
 
+/// The channel every replica's scheduler listens on (`store::notify`).
+pub const JOBS_CHANNEL: &str = "app_automation_jobs";
+
+/// Tells every replica's scheduler that jobs changed; sent when the caller's transaction
+/// commits (at once outside one).
+async fn notify_jobs(db: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
+    let stmt = db.prepare_cached("SELECT pg_notify($1, '')").await?;
+    db.execute(&stmt, &[&JOBS_CHANNEL]).await?;
+    Ok(())
+}
+
 /// Inserts a job, in the caller's transaction when it has one (Devpack actions):
 /// `Conflict` on a duplicate name, `NotFound` if the account or function is gone.
 pub(super) async fn insert_job(
@@ -113,7 +124,7 @@ pub(super) async fn insert_job(
     )
     .await
     .map_err(|e| write_error(e, &j.name))?;
-    Ok(())
+    notify_jobs(db).await
 }
 
 /// Whether the lease of `lease`'s attempt still holds at `now`; the row stays locked until the
@@ -195,7 +206,9 @@ impl JobStore for PgJobStore {
             )
             .await
             .map_err(|e| write_error(e, &j.name))?;
-        row.as_ref().map(job_from).ok_or(StoreError::NotFound)?
+        let job = row.as_ref().map(job_from).ok_or(StoreError::NotFound)??;
+        notify_jobs(&client).await?;
+        Ok(job)
     }
 
     async fn delete(&self, account: AccountId, id: JobId) -> Result<(), StoreError> {
@@ -262,6 +275,10 @@ impl super::SchedulerStore for PgJobStore {
             .await?)
     }
 
+    /// One batch in four statements, whatever its size: the due jobs (locked, skipping
+    /// rows another replica holds), which of them have a run in progress, the runs
+    /// inserted from arrays, and every `next_run` moved from arrays. The plans (cron and
+    /// overlap rules) are computed in between, in Rust, from the parsed schedules.
     async fn advance_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -270,22 +287,26 @@ impl super::SchedulerStore for PgJobStore {
     ) -> Result<super::Advanced, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // Rows locked here are skipped by other replicas until this commits.
-        let due = tx
-            .query(
-                &format!(
-                    "SELECT {JOB} FROM app_automation_jobs
-                     WHERE enabled AND next_run <= $1
-                     ORDER BY next_run LIMIT $2
-                     FOR UPDATE SKIP LOCKED"
-                ),
-                &[&now, &limit],
-            )
+        let select = tx
+            .prepare_cached(&format!(
+                "SELECT {JOB} FROM app_automation_jobs
+                 WHERE enabled AND next_run <= $1
+                 ORDER BY next_run LIMIT $2
+                 FOR UPDATE SKIP LOCKED"
+            ))
             .await?;
-        let mut advanced = super::Advanced::default();
+        let due = tx.query(&select, &[&now, &limit]).await?;
+        let mut advanced = super::Advanced {
+            examined: due.len(),
+            ..super::Advanced::default()
+        };
+        if due.is_empty() {
+            return Ok(advanced);
+        }
+        let mut jobs = Vec::with_capacity(due.len());
         for row in &due {
-            let job = match job_from(row) {
-                Ok(job) => job,
+            match job_from(row) {
+                Ok(job) => jobs.push(job),
                 // A row this build cannot read (edited by hand, or a stricter parser) must
                 // not stop every other job: it is parked, and said so.
                 Err(e) => {
@@ -296,60 +317,117 @@ impl super::SchedulerStore for PgJobStore {
                         &[&id],
                     )
                     .await?;
-                    continue;
-                }
-            };
-            let Some(scheduled_for) = job.next_run else {
-                continue;
-            };
-            let busy = tx
-                .query_opt(
-                    "SELECT 1 FROM app_automation_runs WHERE job_id = $1 AND status = 'running' LIMIT 1",
-                    &[job.id.as_uuid()],
-                )
-                .await?
-                .is_some();
-            let dispatch = plan(&job, busy);
-            let skip = dispatch.start == Start::Skip;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO app_automation_runs
-                         (id, job_id, scheduled_for, status, attempt, completed_at, error, next_attempt_at, created_at)
-                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $7)
-                     ON CONFLICT (job_id, scheduled_for) DO NOTHING",
-                    &[
-                        &Uuid::new_v4(),
-                        job.id.as_uuid(),
-                        &scheduled_for,
-                        &if skip { "skipped" } else { "running" },
-                        &skip.then_some(now),
-                        &skip.then_some("previous run still in progress"),
-                        &now,
-                    ],
-                )
-                .await?;
-            tx.execute(
-                "UPDATE app_automation_jobs
-                 SET next_run = $2, last_run = CASE WHEN $3 THEN $4 ELSE last_run END
-                 WHERE id = $1",
-                &[
-                    job.id.as_uuid(),
-                    &dispatch.next_run,
-                    &(inserted == 1),
-                    &scheduled_for,
-                ],
-            )
-            .await?;
-            if inserted == 1 {
-                if skip {
-                    advanced.skipped += 1;
-                } else {
-                    advanced.started.push((job.id, scheduled_for));
                 }
             }
         }
+        let ids: Vec<Uuid> = jobs.iter().map(|j| *j.id.as_uuid()).collect();
+        let busy_stmt = tx
+            .prepare_cached(
+                "SELECT DISTINCT job_id FROM app_automation_runs
+                 WHERE job_id = ANY($1) AND status = 'running'",
+            )
+            .await?;
+        let busy: std::collections::HashSet<Uuid> = tx
+            .query(&busy_stmt, &[&ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // The runs to insert and the `next_run` of every job, as parallel arrays.
+        let (mut run_ids, mut run_jobs, mut run_at, mut run_status) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut run_done, mut run_error) = (Vec::new(), Vec::new());
+        let mut next_runs: Vec<Option<chrono::DateTime<chrono::Utc>>> = Vec::new();
+        let mut skipped_jobs = std::collections::HashSet::new();
+        for job in &jobs {
+            let Some(scheduled_for) = job.next_run else {
+                next_runs.push(None);
+                continue;
+            };
+            let dispatch = plan(job, busy.contains(job.id.as_uuid()));
+            let skip = dispatch.start == Start::Skip;
+            if skip {
+                skipped_jobs.insert(*job.id.as_uuid());
+            }
+            run_ids.push(Uuid::new_v4());
+            run_jobs.push(*job.id.as_uuid());
+            run_at.push(scheduled_for);
+            run_status.push(if skip { "skipped" } else { "running" });
+            run_done.push(skip.then_some(now));
+            run_error.push(skip.then_some("previous run still in progress"));
+            next_runs.push(dispatch.next_run);
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO app_automation_runs
+                     (id, job_id, scheduled_for, status, attempt, completed_at, error, created_at)
+                 SELECT id, job_id, at, status, 0, done, error, $7
+                 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[],
+                             $5::timestamptz[], $6::text[])
+                      AS r(id, job_id, at, status, done, error)
+                 ON CONFLICT (job_id, scheduled_for) DO NOTHING
+                 RETURNING job_id, scheduled_for",
+            )
+            .await?;
+        let inserted = tx
+            .query(
+                &insert,
+                &[
+                    &run_ids,
+                    &run_jobs,
+                    &run_at,
+                    &run_status,
+                    &run_done,
+                    &run_error,
+                    &now,
+                ],
+            )
+            .await?;
+        let mut fresh = std::collections::HashSet::new();
+        for row in &inserted {
+            let job: Uuid = row.get(0);
+            let scheduled_for: chrono::DateTime<chrono::Utc> = row.get(1);
+            fresh.insert(job);
+            if skipped_jobs.contains(&job) {
+                advanced.skipped += 1;
+            } else {
+                advanced.started.push((JobId::from(job), scheduled_for));
+            }
+        }
+        let inserted_flags: Vec<bool> = jobs
+            .iter()
+            .map(|j| fresh.contains(j.id.as_uuid()))
+            .collect();
+        let scheduled: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+            jobs.iter().map(|j| j.next_run).collect();
+        let update = tx
+            .prepare_cached(
+                "UPDATE app_automation_jobs j
+                 SET next_run = u.next_run,
+                     last_run = CASE WHEN u.inserted THEN u.scheduled_for ELSE j.last_run END
+                 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::bool[])
+                      AS u(id, next_run, scheduled_for, inserted)
+                 WHERE j.id = u.id",
+            )
+            .await?;
+        tx.execute(&update, &[&ids, &next_runs, &scheduled, &inserted_flags])
+            .await?;
         tx.commit().await?;
         Ok(advanced)
+    }
+
+    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let client = self.pool.get().await?;
+        // Both through partial indexes: jobs by `next_run` where enabled, runs by
+        // `next_attempt_at` where running.
+        let stmt = client
+            .prepare_cached(
+                "SELECT LEAST(
+                     (SELECT min(next_run) FROM app_automation_jobs WHERE enabled),
+                     (SELECT min(next_attempt_at) FROM app_automation_runs WHERE status = 'running'))",
+            )
+            .await?;
+        Ok(client.query_one(&stmt, &[]).await?.get(0))
     }
 
     async fn claim_runs(

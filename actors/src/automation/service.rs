@@ -19,6 +19,9 @@ pub struct AutomationService {
     clock: Arc<dyn Clock>,
     /// `MAX_JOBS_PER_ACCOUNT`.
     quota: Quota,
+    /// Wakes this replica's scheduler when a job is created or changed (other replicas
+    /// hear of it through `LISTEN`/`NOTIFY` in PostgreSQL).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn function_not_found() -> AutomationError {
@@ -37,7 +40,14 @@ impl AutomationService {
             functions,
             clock,
             quota,
+            wake: Arc::default(),
         }
+    }
+
+    /// Wakes `wake` (the scheduler's) whenever a job is created or changed.
+    pub fn waking(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     async fn check_function(
@@ -63,6 +73,7 @@ impl AutomationService {
             Err(StoreError::Conflict(message)) => return Err(AutomationError::Conflict(message)),
             Err(e) => return Err(e.into()),
         }
+        self.wake.notify_one();
         tracing::info!(job_id = %job.id, schedule = %job.schedule, "job created");
         Ok(job)
     }
@@ -115,11 +126,13 @@ impl AutomationService {
             job.next_run = None;
         }
         job.updated_at = now;
-        match self.jobs.update(&job).await {
+        let updated = match self.jobs.update(&job).await {
             Err(StoreError::NotFound) if patch.function_id.is_some() => Err(function_not_found()),
             Err(StoreError::Conflict(message)) => Err(AutomationError::Conflict(message)),
             other => Ok(other.or_not_found("job")?),
-        }
+        }?;
+        self.wake.notify_one();
+        Ok(updated)
     }
 
     pub async fn delete(&self, account: AccountId, id: JobId) -> Result<(), AutomationError> {

@@ -18,6 +18,18 @@ use crate::store::Tx;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+/// The `LISTEN`/`NOTIFY` channel of the `events` actor's work: an event stored, a
+/// firing stored, a trigger changed, on any replica (`store::notify`).
+pub const WORK_CHANNEL: &str = "app_trigger_work";
+
+/// Announces new work to every replica's `events` actor; sent when the caller's
+/// transaction commits (at once outside one).
+pub async fn notify_work(db: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
+    let stmt = db.prepare_cached("SELECT pg_notify($1, '')").await?;
+    db.execute(&stmt, &[&WORK_CHANNEL]).await?;
+    Ok(())
+}
+
 pub const FUNCTION_EXECUTION_FAILED: &str = "function.execution.failed";
 pub const AUTOMATION_JOB_FAILED: &str = "automation.job.failed";
 

@@ -21,7 +21,7 @@ pub(super) async fn insert(db: &impl GenericClient, event: &Event) -> Result<(),
         ],
     )
     .await?;
-    Ok(())
+    super::notify_work(db).await
 }
 
 pub(super) async fn mark_delivered(

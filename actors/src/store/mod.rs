@@ -5,6 +5,7 @@
 
 pub mod memory;
 pub mod migrations;
+pub mod notify;
 pub mod postgres;
 pub mod tx;
 

@@ -409,6 +409,17 @@ impl FiringStore for MemoryTriggerStore {
         Ok(advanced)
     }
 
+    async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut tables = self.db.lock().await;
+        Ok(tables
+            .get::<TriggerTable>()
+            .triggers
+            .values()
+            .filter(|t| t.trigger.enabled && matches!(t.trigger.rule, TriggerRule::Cron(_)))
+            .filter_map(|t| t.trigger.next_run)
+            .min())
+    }
+
     async fn deliver(
         &self,
         event: &Event,

@@ -164,6 +164,8 @@ pub trait FiringStore: Send + Sync + 'static {
         limit: i64,
         plan: &TickPlan,
     ) -> Result<AdvancedCron, StoreError>;
+    /// The earliest `next_run` of an enabled cron trigger.
+    async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// In one transaction: a firing for each enabled event trigger of the event's account
     /// whose rule is its name (at most one per trigger and event), and the event marked
     /// delivered (`events::mark_delivered`). A trigger with `quota` firings already open

@@ -149,7 +149,7 @@ pub(super) async fn insert_trigger(
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    Ok(())
+    crate::events::notify_work(db).await
 }
 
 /// Whether `owner` still holds firing `id`'s lease at `now`; the row stays locked until
@@ -238,7 +238,12 @@ impl TriggerStore for PgTriggerStore {
             )
             .await
             .map_err(fk_is_not_found)?;
-        row.as_ref().map(trigger_from).ok_or(StoreError::NotFound)?
+        let trigger = row
+            .as_ref()
+            .map(trigger_from)
+            .ok_or(StoreError::NotFound)??;
+        crate::events::notify_work(&client).await?;
+        Ok(trigger)
     }
 
     async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError> {
@@ -285,6 +290,7 @@ impl TriggerStore for PgTriggerStore {
             quota.check(open, "pending firings", "trigger")?;
         }
         insert_firing(&tx, firing).await.map_err(fk_is_not_found)?;
+        crate::events::notify_work(&tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -391,6 +397,17 @@ impl FiringStore for PgTriggerStore {
         }
         tx.commit().await?;
         Ok(advanced)
+    }
+
+    async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let client = self.pool.get().await?;
+        // Through the partial index on `next_run` of enabled cron triggers.
+        let stmt = client
+            .prepare_cached(
+                "SELECT min(next_run) FROM app_triggers WHERE enabled AND type = 'cron'",
+            )
+            .await?;
+        Ok(client.query_one(&stmt, &[]).await?.get(0))
     }
 
     async fn deliver(

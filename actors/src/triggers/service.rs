@@ -249,6 +249,8 @@ impl TriggersService {
             Err(StoreError::NotFound) => return Err(function_not_found()),
             Err(e) => return Err(e.into()),
         }
+        // The `events` actor plans its cron passes by the earliest tick: tell it.
+        self.wake.notify_one();
         tracing::info!(trigger_id = %trigger.id, kind = trigger.kind().as_str(), "trigger created");
         Ok(TriggerWithSecret {
             trigger,
@@ -295,6 +297,7 @@ impl TriggersService {
             other => other.or_not_found("trigger")?,
         };
         self.webhooks.forget(id);
+        self.wake.notify_one();
         if secret.is_some() {
             tracing::info!("webhook secret rotated");
         }

@@ -135,6 +135,22 @@ impl TriggerWorker {
         Ok(advanced.pending)
     }
 
+    /// How long until the earliest cron tick is due, at most `AUTOMATION_TICK`.
+    pub async fn next_cron_wait(&self) -> Duration {
+        let tick = self.config.tick;
+        match self.store.next_cron_due().await {
+            Ok(Some(at)) => (at - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(tick),
+            Ok(None) => tick,
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not read the next cron tick");
+                tick
+            }
+        }
+    }
+
     /// Delivers claimed events to their triggers.
     pub async fn deliver_events(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
@@ -298,8 +314,11 @@ impl TriggerWorker {
 pub struct EventsActor {
     worker: TriggerWorker,
     polling: bool,
-    /// A cron pass is running.
+    /// A cron pass is running; `advance_again` asks for another right after it.
     advancing: bool,
+    advance_again: bool,
+    /// The cron pass planned for the earliest due tick, cancelled by an earlier one.
+    planned: Option<SpawnHandle>,
     /// Woken while a poll was running: poll again when it ends.
     again: bool,
     stopping: bool,
@@ -314,6 +333,8 @@ impl EventsActor {
             worker,
             polling: false,
             advancing: false,
+            advance_again: false,
+            planned: None,
             again: false,
             stopping: false,
             last_purge: None,
@@ -379,27 +400,45 @@ impl EventsActor {
     }
 
     /// Stores due cron firings; a pass never overlaps the previous one.
+    /// Stores due cron firings, then plans the next pass at the earliest due tick (at
+    /// most `AUTOMATION_TICK` away): cron triggers fire on time, not on the next poll.
     fn advance_cron(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || self.advancing {
+        if self.stopping {
             return;
+        }
+        if self.advancing {
+            self.advance_again = true;
+            return;
+        }
+        if let Some(planned) = self.planned.take() {
+            ctx.cancel_future(planned);
         }
         self.advancing = true;
         let worker = self.worker.clone();
         // Tracked like a poll, so a stop mid-pass waits for it to commit.
         let advance = self.in_flight.track(async move {
-            match worker.advance_cron().await {
+            let pending = match worker.advance_cron().await {
                 Ok(pending) => pending,
                 Err(e) => {
                     tracing::warn!(error = ?e, "advancing cron triggers failed");
                     0
                 }
-            }
+            };
+            (pending, worker.next_cron_wait().await)
         });
-        ctx.spawn(advance.into_actor(self).map(|pending, act, ctx| {
+        ctx.spawn(advance.into_actor(self).map(|(pending, wait), act, ctx| {
             act.advancing = false;
             // Firings were stored: run them now rather than at the next poll.
             if pending > 0 {
                 act.poll(ctx);
+            }
+            if std::mem::take(&mut act.advance_again) {
+                act.advance_cron(ctx);
+            } else {
+                act.planned = Some(ctx.run_later(wait, |act, ctx| {
+                    act.planned = None;
+                    act.advance_cron(ctx);
+                }));
             }
         }));
     }
@@ -411,6 +450,8 @@ impl EventsActor {
             async move { wake.notified().await }
                 .into_actor(self)
                 .map(|(), act, ctx| {
+                    // A firing or event stored, or a trigger changed, on any replica.
+                    act.advance_cron(ctx);
                     act.poll(ctx);
                     act.wait_for_wake(ctx);
                 }),
@@ -422,8 +463,9 @@ impl Actor for EventsActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The poll interval is the fallback; wake-ups and due times drive the work.
         ctx.run_interval(self.worker.config.poll, |act, ctx| act.poll(ctx));
-        ctx.run_interval(self.worker.config.tick, |act, ctx| act.advance_cron(ctx));
+        self.advance_cron(ctx);
         self.wait_for_wake(ctx);
     }
 }

@@ -1,0 +1,73 @@
+//! Wake-ups across replicas through PostgreSQL `LISTEN`/`NOTIFY`: a change committed on
+//! any replica (`pg_notify(channel, '')` in its transaction) wakes the listeners of every
+//! replica at once, so their loops sleep until the next due time instead of polling.
+//!
+//! One dedicated connection per channel and process, outside the pool (a pooled
+//! connection cannot hold a `LISTEN`: the pool's driver task drops notifications).
+//! Reconnects with back-off; while disconnected, the loops' fallback interval keeps them
+//! correct, only later. Each (re)connection wakes the listeners once, in case something
+//! changed meanwhile.
+
+use futures_util::StreamExt as _;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_postgres::AsyncMessage;
+
+/// Spawns the listener of `channel` on the current runtime; each notification (or
+/// burst of them) calls `wake.notify_one()`. Runs until the process ends.
+pub fn listen(dsn: &str, channel: &'static str, wake: Arc<Notify>) -> Result<(), String> {
+    let config = tokio_postgres::Config::from_str(dsn).map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match listen_once(&config, channel, &wake).await {
+                Ok(()) => delay = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "LISTEN connection lost; reconnecting");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    });
+    Ok(())
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    channel: &str,
+    wake: &Notify,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    // The connection must be driven while the LISTEN command runs.
+    let command = format!("LISTEN {channel}");
+    {
+        let listening = client.batch_execute(&command);
+        tokio::pin!(listening);
+        loop {
+            tokio::select! {
+                done = &mut listening => {
+                    done?;
+                    break;
+                }
+                message = messages.next() => match message {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+    wake.notify_one();
+    while let Some(message) = messages.next().await {
+        if let AsyncMessage::Notification(_) = message? {
+            wake.notify_one();
+        }
+    }
+    // `client` lives until here: dropping it would close the connection.
+    drop(client);
+    Ok(())
+}

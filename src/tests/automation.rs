@@ -9,6 +9,7 @@ both_stores!(
     job_validation_changes_nothing,
     jobs_go_with_their_function,
     jobs_run_on_time_not_on_the_tick,
+    a_refused_action_settles_the_attempt_as_failed,
 );
 
 /// An account with one function: (jobs base path, function id).
@@ -475,4 +476,37 @@ async fn a_job_written_elsewhere_wakes_the_scheduler() {
     // (`runs_until` gives up after 15 s, far below the 60 s tick.)
     let runs = runs_until(&app, &format!("{base}/{id}"), |r| !r.is_empty()).await;
     assert_eq!(runs.len(), 1);
+}
+
+/// An attempt is settled in its execution's transaction; when a Devpack action of the
+/// run is refused, that transaction is rolled back, run update included, and the
+/// refusal is recorded (and settled) on its own: the retry, then the failure, happen
+/// as for any failed attempt, and no effect of the refused runs exists.
+async fn a_refused_action_settles_the_attempt_as_failed(backend: Backend) {
+    let app = spawn_app_with(backend, fast_scheduler()).await;
+    let job = job_with(
+        &app,
+        "() => { Devpack.automation.schedule({name: 'twin', schedule: '@yearly'}); Devpack.automation.schedule({name: 'twin', schedule: '@yearly'}); return 1 }",
+        json!({"name": "j", "schedule": "@every 1h", "max_attempts": 2}),
+    )
+    .await;
+    let base = job.rsplit_once('/').unwrap().0.to_owned();
+    app.patch(&job, &json!({"next_run": "2020-01-01T00:00:00Z"}))
+        .await;
+    let runs = runs_until(&app, &job, |r| {
+        r.first().is_some_and(|run| run["status"] == "failed")
+    })
+    .await;
+    let run = &runs[0];
+    assert_eq!(run["attempt"], 2, "{run}");
+    assert_eq!(
+        run["error"],
+        "devpack action action_2 (automation.schedule) failed: job \"twin\" already exists"
+    );
+    let jobs = app.get(&base).await.json();
+    assert_eq!(
+        jobs["items"].as_array().unwrap().len(),
+        1,
+        "no twin was created: {jobs}"
+    );
 }

@@ -112,6 +112,61 @@ impl JobTable {
             .get_mut(&run)
             .filter(|r| r.lease_owner.as_deref() == Some(owner))
     }
+
+    /// Records an attempt's end and clears its lease, if `owner` holds it.
+    fn end_attempt(&mut self, run: RunId, owner: &str, now: DateTime<Utc>, end: &AttemptEnd) {
+        let Some(row) = self.owned(run, owner) else {
+            return;
+        };
+        let mut finished = false;
+        row.next_attempt_at = None;
+        match end {
+            AttemptEnd::Succeeded { execution_id } => {
+                row.run.status = RunStatus::Succeeded;
+                row.run.execution_id = Some(*execution_id);
+                row.run.error = None;
+                row.run.completed_at = Some(now);
+                finished = true;
+            }
+            AttemptEnd::Failed {
+                execution_id,
+                error,
+                retry_at,
+            } => {
+                row.run.execution_id = execution_id.or(row.run.execution_id);
+                row.run.error = Some(error.clone());
+                match retry_at {
+                    Some(at) => row.next_attempt_at = Some(*at),
+                    None => {
+                        row.run.status = RunStatus::Failed;
+                        row.run.completed_at = Some(now);
+                        finished = true;
+                    }
+                }
+            }
+        }
+        row.lease_owner = None;
+        row.lease_until = None;
+        if finished {
+            let job = row.run.job_id;
+            self.running.remove(&run);
+            self.finished.insert((now, run), job);
+        }
+    }
+
+    /// Puts a run back as it was (a rolled-back transaction).
+    fn restore_run(&mut self, row: RunRow, was_running: bool) {
+        let id = row.run.id;
+        if let Some(current) = self.runs.get(&id) {
+            if let Some(at) = current.run.completed_at {
+                self.finished.remove(&(at, id));
+            }
+        }
+        if was_running {
+            self.running.insert(id);
+        }
+        self.runs.insert(id, row);
+    }
 }
 
 impl Table for JobTable {
@@ -176,6 +231,29 @@ pub(super) fn holds_run(
         .is_some_and(|r| {
             r.run.attempt == lease.attempt && r.lease_until.is_some_and(|until| until > now)
         })
+}
+
+/// The fence of an attempt, settling it: records its end if its lease still holds, with
+/// an undo step (the execution's effects may still be refused after it).
+pub(super) fn settle_run(
+    tx: &mut MemoryTx<'_>,
+    lease: &super::RunLease,
+    now: DateTime<Utc>,
+    end: &AttemptEnd,
+) -> bool {
+    if !holds_run(tx, lease, now) {
+        return false;
+    }
+    let table = tx.get::<JobTable>();
+    let Some(before) = table.runs.get(&lease.run).cloned() else {
+        return false;
+    };
+    let was_running = table.running.contains(&lease.run);
+    table.end_attempt(lease.run, &lease.owner, now, end);
+    tx.on_rollback(move |tables| {
+        tables.get::<JobTable>().restore_run(before, was_running);
+    });
+    true
 }
 
 pub struct MemoryJobStore {
@@ -438,44 +516,7 @@ impl SchedulerStore for MemoryJobStore {
         let Tx::Memory(memory) = &mut tx else {
             return Ok(false);
         };
-        let table = memory.get::<JobTable>();
-        let Some(row) = table.owned(run, owner) else {
-            return Ok(false);
-        };
-        let mut finished = false;
-        row.next_attempt_at = None;
-        match end {
-            AttemptEnd::Succeeded { execution_id } => {
-                row.run.status = RunStatus::Succeeded;
-                row.run.execution_id = Some(*execution_id);
-                row.run.error = None;
-                row.run.completed_at = Some(now);
-                finished = true;
-            }
-            AttemptEnd::Failed {
-                execution_id,
-                error,
-                retry_at,
-            } => {
-                row.run.execution_id = execution_id.or(row.run.execution_id);
-                row.run.error = Some(error.clone());
-                match retry_at {
-                    Some(at) => row.next_attempt_at = Some(*at),
-                    None => {
-                        row.run.status = RunStatus::Failed;
-                        row.run.completed_at = Some(now);
-                        finished = true;
-                    }
-                }
-            }
-        }
-        row.lease_owner = None;
-        row.lease_until = None;
-        if finished {
-            let job = row.run.job_id;
-            table.running.remove(&run);
-            table.finished.insert((now, run), job);
-        }
+        memory.get::<JobTable>().end_attempt(run, owner, now, end);
         tx.commit().await?;
         Ok(true)
     }

@@ -59,6 +59,72 @@ pub struct RunLease {
     /// the run again holds it for a later attempt, not for this one.
     pub attempt: i32,
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    /// What a failed execution makes of the run: a retry this long after it ended, or
+    /// (`None`) the run's final failure, with its `automation.job.failed` event.
+    pub retry_after: Option<std::time::Duration>,
+    pub failure: FailureContext,
+}
+
+/// What the `automation.job.failed` event of a run says about it.
+#[derive(Debug, Clone)]
+pub struct FailureContext {
+    pub account_id: AccountId,
+    pub job_id: JobId,
+    pub scheduled_for: DateTime<Utc>,
+    pub attempt: i32,
+}
+
+impl FailureContext {
+    pub fn event(&self, run: RunId, error: &str, now: DateTime<Utc>) -> crate::events::Event {
+        crate::events::Event::new(
+            self.account_id,
+            crate::events::AUTOMATION_JOB_FAILED,
+            serde_json::json!({
+                "job_id": self.job_id.to_string(),
+                "run_id": run.to_string(),
+                "scheduled_for": crate::clock::timestamp(&self.scheduled_for),
+                "attempt": self.attempt,
+                "error": error,
+            }),
+            now,
+        )
+    }
+}
+
+impl RunLease {
+    /// The attempt's end for `execution`, and the event a final failure emits.
+    pub fn end_of(
+        &self,
+        execution: &crate::functions::Execution,
+        now: DateTime<Utc>,
+    ) -> (AttemptEnd, Option<crate::events::Event>) {
+        if execution.status == crate::functions::ExecutionStatus::Succeeded {
+            return (
+                AttemptEnd::Succeeded {
+                    execution_id: execution.id,
+                },
+                None,
+            );
+        }
+        let error = execution
+            .error
+            .clone()
+            .unwrap_or_else(|| "execution failed".to_owned());
+        let retry_at = self.retry_after.map(|delay| {
+            now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1))
+        });
+        let event = retry_at
+            .is_none()
+            .then(|| self.failure.event(self.run, &error, now));
+        (
+            AttemptEnd::Failed {
+                execution_id: Some(execution.id),
+                error,
+                retry_at,
+            },
+            event,
+        )
+    }
 }
 
 #[async_trait::async_trait]
@@ -69,6 +135,26 @@ impl crate::functions::Fence for RunLease {
             Tx::Memory(tx) => Ok(memory::holds_run(tx, self, now)),
             Tx::Postgres(tx) => postgres::holds_run(tx, self, now).await,
         }
+    }
+
+    /// Records the attempt's end with the execution: one transaction per attempt.
+    async fn settle(
+        &self,
+        tx: &mut Tx<'_>,
+        execution: &crate::functions::Execution,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let (end, event) = self.end_of(execution, now);
+        let settled = match tx {
+            Tx::Memory(memory) => memory::settle_run(memory, self, now, &end),
+            Tx::Postgres(pg) => postgres::settle_run(pg, self, now, &end).await?,
+        };
+        if settled {
+            if let Some(event) = &event {
+                crate::events::insert(tx, event).await?;
+            }
+        }
+        Ok(settled)
     }
 }
 

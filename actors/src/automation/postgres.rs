@@ -78,6 +78,73 @@ fn write_error(e: tokio_postgres::Error, name: &str) -> StoreError {
     }
 }
 
+/// Records an attempt's end and clears its lease, if `owner` holds it (for `attempt`,
+/// with an unexpired lease, when fencing); whether it did.
+async fn end_attempt(
+    db: &impl deadpool_postgres::GenericClient,
+    run: RunId,
+    owner: &str,
+    fence: Option<i32>,
+    now: chrono::DateTime<chrono::Utc>,
+    end: &super::AttemptEnd,
+) -> Result<bool, StoreError> {
+    let (status, execution_id, error, retry_at) = match end {
+        super::AttemptEnd::Succeeded { execution_id } => {
+            ("succeeded", Some(*execution_id.as_uuid()), None, None)
+        }
+        super::AttemptEnd::Failed {
+            execution_id,
+            error,
+            retry_at,
+        } => (
+            if retry_at.is_some() {
+                "running"
+            } else {
+                "failed"
+            },
+            execution_id.map(|e| *e.as_uuid()),
+            Some(error.as_str()),
+            *retry_at,
+        ),
+    };
+    let stmt = db
+        .prepare_cached(
+            "UPDATE app_automation_runs
+             SET status = $3, execution_id = COALESCE($4, execution_id), error = $5, next_attempt_at = $6,
+                 completed_at = CASE WHEN $3 = 'running' THEN NULL ELSE $7::timestamptz END,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2
+               AND ($8::int IS NULL OR (attempt = $8 AND lease_until > $7))",
+        )
+        .await?;
+    let n = db
+        .execute(
+            &stmt,
+            &[
+                run.as_uuid(),
+                &owner,
+                &status,
+                &execution_id,
+                &error,
+                &retry_at,
+                &now,
+                &fence,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The fence of an attempt, settling it: records its end if its lease still holds.
+pub(super) async fn settle_run(
+    db: &impl deadpool_postgres::GenericClient,
+    lease: &super::RunLease,
+    now: chrono::DateTime<chrono::Utc>,
+    end: &super::AttemptEnd,
+) -> Result<bool, StoreError> {
+    end_attempt(db, lease.run, &lease.owner, Some(lease.attempt), now, end).await
+}
+
 /// The channel every replica's scheduler listens on (`store::notify`).
 pub const JOBS_CHANNEL: &str = "app_automation_jobs";
 
@@ -506,43 +573,15 @@ impl super::SchedulerStore for PgJobStore {
     ) -> Result<bool, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let (status, execution_id, error, retry_at) = match end {
-            super::AttemptEnd::Succeeded { execution_id } => {
-                ("succeeded", Some(*execution_id.as_uuid()), None, None)
-            }
-            super::AttemptEnd::Failed {
-                execution_id,
-                error,
-                retry_at,
-            } => (
-                if retry_at.is_some() {
-                    "running"
-                } else {
-                    "failed"
-                },
-                execution_id.map(|e| *e.as_uuid()),
-                Some(error.as_str()),
-                *retry_at,
-            ),
-        };
-        let n = tx
-            .execute(
-                "UPDATE app_automation_runs
-                 SET status = $3, execution_id = COALESCE($4, execution_id), error = $5, next_attempt_at = $6,
-                     completed_at = CASE WHEN $3 = 'running' THEN NULL ELSE $7::timestamptz END,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND lease_owner = $2",
-                &[run.as_uuid(), &owner, &status, &execution_id, &error, &retry_at, &now],
-            )
-            .await?;
+        let n = end_attempt(&tx, run, owner, None, now, end).await?;
         let mut tx = crate::store::Tx::Postgres(tx);
-        if n == 1 {
+        if n {
             if let Some(event) = event {
                 crate::events::insert(&mut tx, event).await?;
             }
         }
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(n)
     }
 
     async fn release(

@@ -11,7 +11,7 @@
 use super::{AttemptEnd, ClaimedRun, Dispatch, Job, OverlapPolicy, SchedulerStore, Start};
 use crate::clock::Clock;
 use crate::error::StoreError;
-use crate::events::{self, Event};
+
 use crate::functions::{ExecOptions, ExecuteFunction, ExecutionStatus, FunctionsError};
 use crate::supervisor::{Ask, ExitGuard, Stop};
 use crate::work::InFlight;
@@ -213,18 +213,7 @@ impl SchedulerService {
                 error,
                 retry_at: None,
                 ..
-            } => Some(Event::new(
-                claimed.account_id,
-                events::AUTOMATION_JOB_FAILED,
-                serde_json::json!({
-                    "job_id": claimed.run.job_id.to_string(),
-                    "run_id": claimed.run.id.to_string(),
-                    "scheduled_for": crate::clock::timestamp(&claimed.run.scheduled_for),
-                    "attempt": claimed.run.attempt,
-                    "error": error,
-                }),
-                now,
-            )),
+            } => Some(failure_context(claimed).event(claimed.run.id, error, now)),
             _ => None,
         };
         if !self
@@ -235,13 +224,18 @@ impl SchedulerService {
             tracing::warn!(run_id = %claimed.run.id, "lost the lease before recording the attempt; another replica owns the run");
             return Ok(());
         }
+        self.count(claimed, final_status);
+        Ok(())
+    }
+
+    /// Metrics and the log line of a run's final status.
+    fn count(&self, claimed: &ClaimedRun, final_status: Option<&str>) {
         if let Some(status) = final_status {
             self.metrics.runs.with_label_values(&[status]).inc();
             if status == "failed" {
                 tracing::warn!(run_id = %claimed.run.id, job_id = %claimed.run.job_id, "job run failed");
             }
         }
-        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %claimed.run.job_id, run_id = %claimed.run.id, attempt = claimed.run.attempt))]
@@ -262,6 +256,7 @@ impl SchedulerService {
             "scheduled_for": crate::clock::timestamp(&claimed.run.scheduled_for),
         });
         let started = std::time::Instant::now();
+        let retries = claimed.run.attempt < claimed.max_attempts;
         let call = self.functions.ask(ExecuteFunction {
             account: claimed.account_id,
             id: claimed.function_id,
@@ -269,11 +264,14 @@ impl SchedulerService {
             // Background work waits its turn in the executor; it never fails as busy.
             options: ExecOptions {
                 wait_for_room: true,
+                // The fence also settles the attempt in the execution's transaction.
                 fence: Some(Arc::new(super::RunLease {
                     run: claimed.run.id,
                     owner: self.owner.clone(),
                     attempt: claimed.run.attempt,
                     clock: self.clock.clone(),
+                    retry_after: retries.then(|| self.retry_delay(claimed.run.attempt)),
+                    failure: failure_context(&claimed),
                 })),
                 ..ExecOptions::default()
             },
@@ -300,17 +298,16 @@ impl SchedulerService {
             }
         };
         let end = match result {
-            Ok(execution) if execution.status == ExecutionStatus::Succeeded => {
-                AttemptEnd::Succeeded {
-                    execution_id: execution.id,
-                }
+            // Recorded with the execution, by its fence ([`super::RunLease`]).
+            Ok(execution) => {
+                let status = match execution.status {
+                    ExecutionStatus::Succeeded => Some("succeeded"),
+                    ExecutionStatus::Failed if !retries => Some("failed"),
+                    ExecutionStatus::Failed => None,
+                };
+                self.count(&claimed, status);
+                return Ok(());
             }
-            Ok(execution) => retry_or_fail(
-                execution
-                    .error
-                    .unwrap_or_else(|| "execution failed".to_owned()),
-                Some(execution.id),
-            ),
             Err(FunctionsError::NotFound(_)) => failed("function not found"),
             // No capacity right now: give the claim back without counting the attempt.
             Err(FunctionsError::ExecutorBusy | FunctionsError::Unavailable(_)) => {
@@ -324,6 +321,15 @@ impl SchedulerService {
             Err(e) => retry_or_fail(format!("could not run the function: {e}"), None),
         };
         self.finish(&claimed, end).await
+    }
+}
+
+fn failure_context(claimed: &ClaimedRun) -> super::FailureContext {
+    super::FailureContext {
+        account_id: claimed.account_id,
+        job_id: claimed.run.job_id,
+        scheduled_for: claimed.run.scheduled_for,
+        attempt: claimed.run.attempt,
     }
 }
 

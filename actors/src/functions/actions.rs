@@ -48,6 +48,19 @@ pub trait Effect: Send + Sync + std::fmt::Debug {
 pub trait Fence: Send + Sync + std::fmt::Debug {
     /// Whether the lease is still held; may lock the leased row until `tx` ends.
     async fn holds(&self, tx: &mut Tx<'_>) -> Result<bool, StoreError>;
+
+    /// As [`Fence::holds`], and records in the same transaction what `execution` means
+    /// for the leased work (a job attempt's outcome), saving the lease holder a second
+    /// transaction. `false`: the lease was lost and nothing may commit. The default only
+    /// checks.
+    async fn settle(
+        &self,
+        tx: &mut Tx<'_>,
+        execution: &super::Execution,
+    ) -> Result<bool, StoreError> {
+        let _ = execution;
+        self.holds(tx).await
+    }
 }
 
 /// What a lost lease makes of the recording.

@@ -116,7 +116,7 @@ async fn record(
     effects: &[Box<dyn Effect>],
 ) -> Result<Option<Refused>, StoreError> {
     if let Some(fence) = fence {
-        if !fence.holds(tx).await? {
+        if !fence.settle(tx, execution).await? {
             return Err(actions::lease_lost());
         }
     }

@@ -2,6 +2,11 @@
 """Job starts per second and dispatch lag of the real release binary on PostgreSQL.
 
     benches/load/scheduler.py --jobs 1000 --replicas 1 --seconds 30
+    benches/load/scheduler.py --kind cron --jobs 200            # cron triggers @every 1s
+    benches/load/scheduler.py --kind webhook --rate 200         # webhooks per second
+
+For `cron` and `webhook` the lag is the function's start (its execution record) minus the
+firing's tick (cron) or the firing's creation, i.e. the 202 (webhook).
 
 Creates a fresh database, starts `--replicas` appservers on it, creates `--jobs` jobs
 `@every 1s` running a trivial function, lets them run for `--seconds`, stops the replicas
@@ -65,6 +70,8 @@ def main():
     ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--kind", choices=["jobs", "cron", "webhook"], default="jobs")
+    ap.add_argument("--rate", type=int, default=100, help="webhooks per second (--kind webhook)")
     ap.add_argument("--aligned", action="store_true",
                     help="every job due at the same instant (worst case); default: phases "
                          "spread over the second, as jobs created at different times are")
@@ -96,6 +103,8 @@ def main():
         account = call(base, "POST", "/accounts", {"owner": "bench"})["id"]
         function = call(base, "POST", f"/accounts/{account}/functions",
                         {"name": "noop", "source": "() => 1"})["id"]
+        if args.kind != "jobs":
+            return other_kinds(args, base, url, account, function, servers, name)
         # Created disabled, then enabled together, so every job starts in one window.
         ids = []
         for i in range(args.jobs):
@@ -150,6 +159,86 @@ def main():
     print(json.dumps(result))
     psql(ADMIN, f"DROP DATABASE {name} WITH (FORCE)")
     return 0 if dupes == 0 else 1
+
+
+def other_kinds(args, base, url, account, function, servers, name):
+    """Cron triggers `@every 1s`, or signed webhooks at `--rate` per second."""
+    import hashlib
+    import hmac
+    import threading
+    try:
+        if args.kind == "cron":
+            for i in range(args.jobs):
+                call(base, "POST", f"/accounts/{account}/triggers",
+                     {"function_id": function, "rule": "@every 1s", "enabled": False})
+            spread = "" if args.aligned else " + random() * interval '1 second'"
+            psql(url, f"UPDATE app_triggers SET enabled = true, next_run = now(){spread}")
+            start = time.time()
+            time.sleep(args.warmup + args.seconds)
+        else:
+            hook = call(base, "POST", f"/accounts/{account}/triggers",
+                        {"function_id": function, "type": "webhook"})
+            body = b"{}"
+            sig = "sha256=" + hmac.new(hook["webhook_secret"].encode(), body,
+                                       hashlib.sha256).hexdigest()
+            start = time.time()
+            end = start + args.warmup + args.seconds
+            threads = 8
+            refused = [0]
+
+            def sender(k):
+                n = 0
+                while True:
+                    due = start + (n * threads + k) / args.rate
+                    if due >= end:
+                        return
+                    time.sleep(max(0, due - time.time()))
+                    req = urllib.request.Request(
+                        base + f"/webhooks/{hook['id']}", method="POST", data=body,
+                        headers={"X-Webhook-Signature": sig,
+                                 "Content-Type": "application/json"})
+                    try:
+                        urllib.request.urlopen(req, timeout=30).read()
+                    except Exception:
+                        refused[0] += 1
+                    n += 1
+
+            pool = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            time.sleep(2)
+    finally:
+        for s in servers:
+            s.terminate()
+        for s in servers:
+            s.wait(timeout=30)
+    w0 = f"to_timestamp({start + args.warmup})"
+    w1 = f"to_timestamp({start + args.warmup + args.seconds})"
+    origin = "f.tick_at" if args.kind == "cron" else "f.created_at"
+    row = psql(url, f"""
+        SELECT count(*),
+               coalesce(round(1000 * extract(epoch from percentile_cont(0.5) WITHIN GROUP
+                   (ORDER BY e.started_at - {origin})))::bigint, 0),
+               coalesce(round(1000 * extract(epoch from percentile_cont(0.99) WITHIN GROUP
+                   (ORDER BY e.started_at - {origin})))::bigint, 0),
+               coalesce(round(1000 * extract(epoch from max(e.started_at - {origin})))::bigint, 0)
+        FROM app_trigger_firings f JOIN app_function_executions e ON e.id = f.execution_id
+        WHERE e.started_at >= {w0} AND e.started_at < {w1}""")
+    started, p50, p99, worst = (int(x) for x in row.split("|"))
+    # (No duplicate count here: a firing's execution id is its record's primary key.)
+    result = {"kind": args.kind, "replicas": args.replicas, "seconds": args.seconds,
+              "starts_per_s": round(started / args.seconds, 1),
+              "lag_p50_ms": p50, "lag_p99_ms": p99, "lag_max_ms": worst}
+    if args.kind == "cron":
+        result["triggers"] = args.jobs
+    else:
+        result["rate"] = args.rate
+        result["refused"] = refused[0]
+    print(json.dumps(result))
+    psql(ADMIN, f"DROP DATABASE {name} WITH (FORCE)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -113,3 +113,21 @@ where
     }
     Ok(total)
 }
+
+/// How long a loop sleeps before its next pass: until `due` (the earliest work, as read
+/// from its store), at most `fallback`; an unreadable due time falls back (and says so).
+pub fn wait_until(
+    due: Result<Option<DateTime<Utc>>, StoreError>,
+    now: DateTime<Utc>,
+    fallback: Duration,
+    what: &'static str,
+) -> Duration {
+    match due {
+        Ok(Some(at)) => (at - now).to_std().unwrap_or(Duration::ZERO).min(fallback),
+        Ok(None) => fallback,
+        Err(e) => {
+            tracing::warn!(error = ?e, "could not read the next {what}");
+            fallback
+        }
+    }
+}

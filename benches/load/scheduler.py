@@ -64,6 +64,25 @@ def call(base, method, path, body=None):
         return json.loads(res.read() or b"{}")
 
 
+def stop(servers):
+    for s in servers:
+        s.terminate()
+    for s in servers:
+        s.wait(timeout=30)
+
+
+def lags(url, lag, tables, where):
+    """count, p50, p99, max (ms) of the interval `lag` over the rows of `tables`."""
+    ms = "coalesce(round(1000 * extract(epoch from {}))::bigint, 0)"
+    row = psql(url, f"""
+        SELECT count(*),
+               {ms.format(f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {lag})")},
+               {ms.format(f"percentile_cont(0.99) WITHIN GROUP (ORDER BY {lag})")},
+               {ms.format(f"max({lag})")}
+        FROM {tables} WHERE {where}""")
+    return tuple(int(x) for x in row.split("|"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=200)
@@ -117,31 +136,16 @@ def main():
         start = time.time()
         time.sleep(args.warmup + args.seconds)
     finally:
-        for s in servers:
-            s.terminate()
-        for s in servers:
-            s.wait(timeout=30)
+        stop(servers)
     w0 = f"to_timestamp({start + args.warmup})"
     w1 = f"to_timestamp({start + args.warmup + args.seconds})"
-    row = psql(url, f"""
-        SELECT count(*),
-               coalesce(round(1000 * extract(epoch from percentile_cont(0.5) WITHIN GROUP
-                   (ORDER BY started_at - scheduled_for)))::bigint, 0),
-               coalesce(round(1000 * extract(epoch from percentile_cont(0.99) WITHIN GROUP
-                   (ORDER BY started_at - scheduled_for)))::bigint, 0),
-               coalesce(round(1000 * extract(epoch from max(started_at - scheduled_for)))::bigint, 0)
-        FROM app_automation_runs
-        WHERE started_at >= {w0} AND started_at < {w1}""")
-    started, p50, p99, worst = (int(x) for x in row.split("|"))
+    window = f"r.started_at >= {w0} AND r.started_at < {w1}"
+    started, p50, p99, worst = lags(url, "r.started_at - r.scheduled_for",
+                                    "app_automation_runs r", window)
     # When the function itself began (the execution record), for the same runs.
-    row = psql(url, f"""
-        SELECT coalesce(round(1000 * extract(epoch from percentile_cont(0.5) WITHIN GROUP
-                   (ORDER BY e.started_at - r.scheduled_for)))::bigint, 0),
-               coalesce(round(1000 * extract(epoch from percentile_cont(0.99) WITHIN GROUP
-                   (ORDER BY e.started_at - r.scheduled_for)))::bigint, 0)
-        FROM app_automation_runs r JOIN app_function_executions e ON e.id = r.execution_id
-        WHERE r.started_at >= {w0} AND r.started_at < {w1}""")
-    exec_p50, exec_p99 = (int(x) for x in row.split("|"))
+    _, exec_p50, exec_p99, _ = lags(
+        url, "e.started_at - r.scheduled_for",
+        "app_automation_runs r JOIN app_function_executions e ON e.id = r.execution_id", window)
     waiting = int(psql(url, "SELECT count(*) FROM app_automation_runs WHERE started_at IS NULL AND status = 'running'"))
     behind = psql(url, f"SELECT coalesce(round(extract(epoch from {w1} - min(next_run)))::bigint, 0) FROM app_automation_jobs WHERE enabled")
     dupes = int(psql(url, """
@@ -210,23 +214,14 @@ def other_kinds(args, base, url, account, function, servers, name):
                 t.join()
             time.sleep(2)
     finally:
-        for s in servers:
-            s.terminate()
-        for s in servers:
-            s.wait(timeout=30)
+        stop(servers)
     w0 = f"to_timestamp({start + args.warmup})"
     w1 = f"to_timestamp({start + args.warmup + args.seconds})"
     origin = "f.tick_at" if args.kind == "cron" else "f.created_at"
-    row = psql(url, f"""
-        SELECT count(*),
-               coalesce(round(1000 * extract(epoch from percentile_cont(0.5) WITHIN GROUP
-                   (ORDER BY e.started_at - {origin})))::bigint, 0),
-               coalesce(round(1000 * extract(epoch from percentile_cont(0.99) WITHIN GROUP
-                   (ORDER BY e.started_at - {origin})))::bigint, 0),
-               coalesce(round(1000 * extract(epoch from max(e.started_at - {origin})))::bigint, 0)
-        FROM app_trigger_firings f JOIN app_function_executions e ON e.id = f.execution_id
-        WHERE e.started_at >= {w0} AND e.started_at < {w1}""")
-    started, p50, p99, worst = (int(x) for x in row.split("|"))
+    started, p50, p99, worst = lags(
+        url, f"e.started_at - {origin}",
+        "app_trigger_firings f JOIN app_function_executions e ON e.id = f.execution_id",
+        f"e.started_at >= {w0} AND e.started_at < {w1}")
     # (No duplicate count here: a firing's execution id is its record's primary key.)
     result = {"kind": args.kind, "replicas": args.replicas, "seconds": args.seconds,
               "starts_per_s": round(started / args.seconds, 1),

@@ -151,9 +151,7 @@ pub const JOBS_CHANNEL: &str = "app_automation_jobs";
 /// Tells every replica's scheduler that jobs changed; sent when the caller's transaction
 /// commits (at once outside one).
 async fn notify_jobs(db: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
-    let stmt = db.prepare_cached("SELECT pg_notify($1, '')").await?;
-    db.execute(&stmt, &[&JOBS_CHANNEL]).await?;
-    Ok(())
+    crate::store::notify::send(db, JOBS_CHANNEL).await
 }
 
 /// Inserts a job, in the caller's transaction when it has one (Devpack actions):

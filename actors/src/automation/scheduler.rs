@@ -172,18 +172,8 @@ impl SchedulerService {
     /// When to look again: at the earliest due time, or after `AUTOMATION_TICK` at the
     /// latest (the fallback for changes no wake-up announced, and for lease takeovers).
     pub async fn next_wait(&self) -> Duration {
-        let tick = self.config.tick;
-        match self.store.next_due().await {
-            Ok(Some(at)) => (at - self.clock.now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(tick),
-            Ok(None) => tick,
-            Err(e) => {
-                tracing::warn!(error = ?e, "could not read the next due time");
-                tick
-            }
-        }
+        let due = self.store.next_due().await;
+        crate::work::wait_until(due, self.clock.now(), self.config.tick, "due time")
     }
 
     /// Retention: deletes finished runs older than `RUN_RETENTION`; how many went.

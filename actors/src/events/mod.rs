@@ -25,9 +25,7 @@ pub const WORK_CHANNEL: &str = "app_trigger_work";
 /// Announces new work to every replica's `events` actor; sent when the caller's
 /// transaction commits (at once outside one).
 pub async fn notify_work(db: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
-    let stmt = db.prepare_cached("SELECT pg_notify($1, '')").await?;
-    db.execute(&stmt, &[&WORK_CHANNEL]).await?;
-    Ok(())
+    crate::store::notify::send(db, WORK_CHANNEL).await
 }
 
 pub const FUNCTION_EXECUTION_FAILED: &str = "function.execution.failed";

@@ -15,6 +15,17 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
+/// Announces a change on `channel` to every replica's listener; sent when the caller's
+/// transaction commits (at once outside one).
+pub async fn send(
+    db: &impl deadpool_postgres::GenericClient,
+    channel: &str,
+) -> Result<(), crate::error::StoreError> {
+    let stmt = db.prepare_cached("SELECT pg_notify($1, '')").await?;
+    db.execute(&stmt, &[&channel]).await?;
+    Ok(())
+}
+
 /// Spawns the listener of `channel` on the current runtime; each notification (or
 /// burst of them) calls `wake.notify_one()`. Runs until the process ends.
 pub fn listen(dsn: &str, channel: &'static str, wake: Arc<Notify>) -> Result<(), String> {

@@ -24,6 +24,10 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+/// Open firings of a trigger (`$1`), counted through their partial index up to `$2`.
+const OPEN_FIRINGS: &str = "SELECT count(*) FROM (SELECT 1 FROM app_trigger_firings
+     WHERE trigger_id = $1 AND status IN ('pending', 'running') LIMIT $2) held";
+
 const TRIGGER: &str = "id, account_id, function_id, type, rule, config, enabled, next_run, \
                        last_fired_at, created_at, updated_at";
 
@@ -279,14 +283,8 @@ impl TriggerStore for PgTriggerStore {
         // concurrent webhooks to one trigger must not queue for a pool connection, and
         // the bound may be passed by at most the number of them in flight at once.
         if let Some(max) = quota.max() {
-            let open = crate::quota::count_pg(
-                &tx,
-                max,
-                firing.trigger_id.as_uuid(),
-                "SELECT count(*) FROM (SELECT 1 FROM app_trigger_firings
-                     WHERE trigger_id = $1 AND status IN ('pending', 'running') LIMIT $2) held",
-            )
-            .await?;
+            let open =
+                crate::quota::count_pg(&tx, max, firing.trigger_id.as_uuid(), OPEN_FIRINGS).await?;
             quota.check(open, "pending firings", "trigger")?;
         }
         insert_firing(&tx, firing).await.map_err(fk_is_not_found)?;
@@ -439,16 +437,9 @@ impl FiringStore for PgTriggerStore {
             // concurrent deliveries on other replicas may each add one past it.
             let firing = match quota.max() {
                 Some(max) => {
-                    let open: i64 = pg
-                        .query_one(
-                            "SELECT count(*) FROM (SELECT 1 FROM app_trigger_firings
-                                 WHERE trigger_id = $1 AND status IN ('pending', 'running')
-                                 LIMIT $2) held",
-                            &[trigger.as_uuid(), &i64::from(max)],
-                        )
-                        .await?
-                        .get(0);
-                    if open >= i64::from(max) {
+                    let open =
+                        crate::quota::count_pg(pg, max, trigger.as_uuid(), OPEN_FIRINGS).await?;
+                    if open >= u64::from(max) {
                         backlogged_event_firing(trigger, event, now, quota)
                     } else {
                         event_firing(trigger, event, now)

@@ -137,18 +137,8 @@ impl TriggerWorker {
 
     /// How long until the earliest cron tick is due, at most `AUTOMATION_TICK`.
     pub async fn next_cron_wait(&self) -> Duration {
-        let tick = self.config.tick;
-        match self.store.next_cron_due().await {
-            Ok(Some(at)) => (at - self.clock.now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(tick),
-            Ok(None) => tick,
-            Err(e) => {
-                tracing::warn!(error = ?e, "could not read the next cron tick");
-                tick
-            }
-        }
+        let due = self.store.next_cron_due().await;
+        crate::work::wait_until(due, self.clock.now(), self.config.tick, "cron tick")
     }
 
     /// Delivers claimed events to their triggers.
@@ -399,8 +389,7 @@ impl EventsActor {
         }));
     }
 
-    /// Stores due cron firings; a pass never overlaps the previous one.
-    /// Stores due cron firings, then plans the next pass at the earliest due tick (at
+    /// Stores due cron firings (a pass never overlaps the previous one), then plans the next pass at the earliest due tick (at
     /// most `AUTOMATION_TICK` away): cron triggers fire on time, not on the next poll.
     fn advance_cron(&mut self, ctx: &mut Context<Self>) {
         if self.stopping {

@@ -106,7 +106,7 @@ def main():
         for i in range(args.replicas):
             port = free_port()
             env = dict(os.environ, API_TOKENS=TOKEN, LISTEN_ADDR=f"127.0.0.1:{port}",
-                       DATABASE_URL=url, SECRET_ENCRYPTION_KEY=KEY, LOG_LEVEL="error",
+                       DATABASE_URL=url, SECRET_ENCRYPTION_KEY=KEY, LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "error"),
                        DATABASE_MAX_CONNECTIONS="20", MAX_JOBS_PER_ACCOUNT="0")
             servers.append(subprocess.Popen([binary], env=env))
             ports.append(port)

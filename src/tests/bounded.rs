@@ -812,6 +812,17 @@ async fn invented_methods_share_one_metrics_label() {
 /// attempt's execution and Devpack effects exist.
 #[actix_web::test]
 async fn a_stalled_lease_holder_commits_nothing() {
+    stalled_lease_holder("Devpack.triggers.register({rule: '@yearly'});", 1).await;
+}
+
+/// The same without Devpack actions: such a record is group-committed with others, and a
+/// lost lease must keep it out of its batch.
+#[actix_web::test]
+async fn a_stalled_lease_holder_without_actions_commits_nothing() {
+    stalled_lease_holder("", 0).await;
+}
+
+async fn stalled_lease_holder(action: &str, triggers_expected: usize) {
     let first = spawn_app_with(
         Backend::Postgres,
         AppOptions::default()
@@ -827,7 +838,7 @@ async fn a_stalled_lease_holder_commits_nothing() {
         &first,
         &account,
         "slow",
-        "() => { const end = Date.now() + 2500; while (Date.now() < end) {} Devpack.triggers.register({rule: '@yearly'}); return 1 }",
+        &format!("() => {{ const end = Date.now() + 2500; while (Date.now() < end) {{}} {action} return 1 }}"),
     )
     .await;
     let job = first
@@ -899,7 +910,7 @@ async fn a_stalled_lease_holder_commits_nothing() {
     let triggers = first.get(&format!("{base}/triggers")).await.json();
     assert_eq!(
         triggers["items"].as_array().unwrap().len(),
-        1,
+        triggers_expected,
         "one attempt's effects: {triggers}"
     );
     drop(second);

@@ -13,6 +13,7 @@ both_stores!(
     functions_see_only_their_accounts_secrets,
     devpack_actions_are_all_or_nothing,
     deleting_a_function_removes_its_executions,
+    a_hundred_concurrent_executions_are_correct_or_told_busy,
 );
 
 /// An account with one function; returns (functions base path, function path).
@@ -466,10 +467,9 @@ async fn no_state_leaks_between_executions() {
     assert_eq!(out["output"], json!({"result": ["undefined", true]}));
 }
 
-#[actix_web::test]
-async fn a_hundred_concurrent_executions_are_correct_or_told_busy() {
+async fn a_hundred_concurrent_executions_are_correct_or_told_busy(backend: Backend) {
     let app = spawn_app_with(
-        Backend::Memory,
+        backend,
         AppOptions::default()
             .env("EXEC_POOL_SIZE", "2")
             .env("EXEC_QUEUE_SIZE", "8")
@@ -547,4 +547,118 @@ async fn mock_mode_echoes_without_javascript() {
         json!({"x": 1, "function_name": "f", "message": "mock execution (TEE disabled)"})
     );
     assert_eq!(out["logs"], json!([]));
+}
+
+/// A lease that holds or not, as the test says.
+#[derive(Debug)]
+struct FixedLease(bool);
+
+#[async_trait::async_trait]
+impl actors::functions::Fence for FixedLease {
+    async fn holds(
+        &self,
+        _: &mut actors::store::Tx<'_>,
+    ) -> Result<bool, actors::error::StoreError> {
+        Ok(self.0)
+    }
+}
+
+/// Execution records written together (group commit) each get their own outcome: a record
+/// whose lease was lost is refused and not written, one whose function is gone is
+/// `NotFound` (its batch then falls back to one transaction per record), and every other
+/// record is written exactly once.
+#[actix_web::test]
+async fn grouped_execution_records_each_get_their_own_outcome() {
+    use actors::error::StoreError;
+    use actors::functions::{Execution, ExecutionStatus, Fence, FunctionStore, PgFunctionStore};
+    use actors::ids::{AccountId, ExecutionId, FunctionId};
+    use std::sync::Arc;
+    type Case = (Execution, Option<Arc<dyn Fence>>, &'static str);
+
+    let app = spawn_app(Backend::Postgres).await;
+    let (base, path) = function(&app, "() => 1", json!({})).await;
+    let account = base.split('/').nth(2).unwrap();
+    let function = path.rsplit('/').next().unwrap();
+    let db = app.db.as_ref().unwrap();
+    let pool = actors::store::connect(
+        &db.url,
+        &actors::store::PgOptions {
+            max_connections: 4,
+            connect_timeout: std::time::Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let store = PgFunctionStore::new(pool);
+    let account = AccountId::parse(account).unwrap();
+    let function = FunctionId::parse(function).unwrap();
+    let record = |function: FunctionId, n: usize| Execution {
+        id: ExecutionId::generate(),
+        account_id: account,
+        function_id: function,
+        status: ExecutionStatus::Succeeded,
+        input: json!({"n": n}),
+        output: json!(n),
+        logs: vec![format!("line {n}")],
+        error: None,
+        error_code: None,
+        started_at: chrono::Utc::now(),
+        completed_at: chrono::Utc::now(),
+        duration_ms: 1,
+        actions: Vec::new(),
+    };
+    // Round 1 holds a record of a missing function (the whole batch fails, then each
+    // record is written alone); round 2 does not (one transaction for the batch).
+    for (round, missing) in [(1, 3), (2, 0)] {
+        // (record, its lease, what must come of it: written, refused, missing)
+        let mut cases: Vec<Case> = Vec::new();
+        for n in 0..40 {
+            cases.push(match n % 8 {
+                0 => (
+                    record(function, n),
+                    Some(Arc::new(FixedLease(false))),
+                    "refused",
+                ),
+                1 => (
+                    record(function, n),
+                    Some(Arc::new(FixedLease(true))),
+                    "written",
+                ),
+                _ => (record(function, n), None, "written"),
+            });
+        }
+        for n in 0..missing {
+            cases.push((record(FunctionId::generate(), 100 + n), None, "missing"));
+        }
+        let outcomes = futures_util::future::join_all(
+            cases
+                .iter()
+                .map(|(e, fence, _)| store.insert_execution(e, None, fence.as_ref(), &[])),
+        )
+        .await;
+        let client = db.client().await;
+        for ((execution, _, expected), outcome) in cases.iter().zip(outcomes) {
+            let stored: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM app_function_executions WHERE id = $1 AND output = $2",
+                    &[execution.id.as_uuid(), &execution.output],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            match (*expected, outcome) {
+                ("written", Ok(None)) => assert_eq!(stored, 1, "round {round}: {execution:?}"),
+                ("refused", Err(StoreError::InvalidState(_)))
+                | ("missing", Err(StoreError::NotFound)) => {
+                    assert_eq!(
+                        stored, 0,
+                        "round {round}: {expected} but written: {execution:?}"
+                    )
+                }
+                (expected, other) => {
+                    panic!("round {round}: {expected} expected, got {other:?} for {execution:?}")
+                }
+            }
+        }
+    }
 }

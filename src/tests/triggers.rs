@@ -15,6 +15,7 @@ both_stores!(
     event_trigger_fires_when_a_job_finally_fails,
     devpack_registers_triggers_and_schedules_jobs,
     devpack_actions_apply_all_or_nothing,
+    a_refused_action_settles_the_firing_as_failed,
 );
 
 fn fast_workers() -> AppOptions {
@@ -595,6 +596,77 @@ async fn event_trigger_fires_when_a_job_finally_fails(backend: Backend) {
     );
 }
 
+/// The cron pass in PostgreSQL (one batch, set-based): of two triggers due together, the
+/// one with a firing still open gets a `skipped` firing for the tick, the other a firing
+/// that runs; both move their `next_run`, and a second pass adds nothing for that tick.
+#[actix_web::test]
+async fn postgres_a_cron_batch_skips_only_the_trigger_with_an_open_firing() {
+    let app = spawn_app_with(Backend::Postgres, fast_workers()).await;
+    let (account, function) = function_with(&app, "() => 1").await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .post(
+                &format!("/accounts/{account}/triggers"),
+                &json!({"function_id": function, "rule": "@yearly"}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text());
+        ids.push(uuid::Uuid::parse_str(res.json()["id"].as_str().unwrap()).unwrap());
+    }
+    let (busy, free) = (ids[0], ids[1]);
+    let db = app.db.clone().unwrap().client().await;
+    // An open firing of `busy`, held by a live lease elsewhere.
+    db.execute(
+        "INSERT INTO app_trigger_firings (id, trigger_id, params, status, execution_id, lease_owner, lease_until, created_at, updated_at)
+         VALUES ($1, $2, '{}', 'running', $3, 'elsewhere', now() + interval '1 hour', now(), now())",
+        &[&uuid::Uuid::new_v4(), &busy, &uuid::Uuid::new_v4()],
+    )
+    .await
+    .unwrap();
+    let tick = "2020-01-01T00:00:00Z";
+    db.execute(
+        "UPDATE app_triggers SET next_run = $1::text::timestamptz WHERE id = ANY($2)",
+        &[&tick, &ids],
+    )
+    .await
+    .unwrap();
+    let executions = executions_until(&app, &account, &function, |e| e.len() == 1).await;
+    assert_eq!(executions[0]["input"]["trigger_id"], free.to_string());
+    let rows = db
+        .query(
+            "SELECT trigger_id, status, error FROM app_trigger_firings
+             WHERE tick_at = $1::text::timestamptz ORDER BY status",
+            &[&tick],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(uuid::Uuid, String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                busy,
+                "skipped".to_owned(),
+                Some("previous firing still in progress".to_owned())
+            ),
+            (free, "succeeded".to_owned(), None),
+        ]
+    );
+    let moved: i64 = db
+        .query_one(
+            "SELECT count(*) FROM app_triggers WHERE id = ANY($1) AND next_run > now()",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, 2, "both triggers moved past the tick");
+}
+
 /// A firing left `running` by a replica that died (its lease ran out) fails as
 /// `lease expired` on the next claim instead of running a second time.
 #[actix_web::test]
@@ -1016,4 +1088,53 @@ async fn webhooks_run_without_waiting_for_the_poll() {
         .collect();
     seen.sort();
     assert_eq!(seen, [0, 1, 2]);
+}
+
+/// A firing is settled in its execution's transaction: when an action is refused that
+/// transaction rolls back (the firing stays held) and the failed execution is recorded,
+/// settling the firing as `failed`, with nothing of the refused run applied.
+async fn a_refused_action_settles_the_firing_as_failed(backend: Backend) {
+    let app = spawn_app_with(backend, fast_workers()).await;
+    let (account, function) = function_with(
+        &app,
+        "() => { Devpack.automation.schedule({name: 'twin', schedule: '@yearly'}); Devpack.automation.schedule({name: 'twin', schedule: '@yearly'}); return 1 }",
+    )
+    .await;
+    let hook = webhook_trigger(&app, &account, &function).await;
+    let secret = hook["webhook_secret"].as_str().unwrap();
+    let body = b"{}";
+    let res = post_webhook(
+        &app,
+        hook["id"].as_str().unwrap(),
+        body,
+        Some(&webhook_signature(secret, body)),
+    )
+    .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let done = executions_until(&app, &account, &function, |e| e.len() == 1).await;
+    assert_eq!(done[0]["status"], "failed", "{}", done[0]);
+    assert_eq!(
+        done[0]["error"],
+        "devpack action action_2 (automation.schedule) failed: job \"twin\" already exists"
+    );
+    let jobs = app
+        .get(&format!("/accounts/{account}/automation/jobs"))
+        .await
+        .json();
+    assert_eq!(jobs["items"], json!([]), "no twin was created");
+    if let Some(db) = &app.db {
+        let row = db
+            .client()
+            .await
+            .query_one(
+                "SELECT status, execution_id::text, lease_owner IS NULL FROM app_trigger_firings",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (status, execution, released): (String, String, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        assert_eq!((status.as_str(), released), ("failed", true));
+        assert_eq!(json!(execution), done[0]["id"]);
+    }
 }

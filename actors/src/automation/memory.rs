@@ -3,7 +3,8 @@
 //! jobs with their function or account.
 
 use super::{
-    Advanced, AttemptEnd, ClaimedRun, Job, JobStore, Plan, Run, RunStatus, SchedulerStore, Start,
+    Advanced, AttemptEnd, Claimant, ClaimedRun, Job, JobStore, Plan, Run, RunStatus,
+    SchedulerStore, Start,
 };
 use crate::error::StoreError;
 use crate::events::Event;
@@ -36,6 +37,8 @@ struct JobTable {
     by_job: BTreeMap<(JobId, PageKey), RunId>,
     /// Runs that are `running`.
     running: HashSet<RunId>,
+    /// How many of them each job has (the overlap rule reads it per due job).
+    running_per_job: HashMap<JobId, usize>,
     /// `(completed_at, id)` of finished runs, oldest first: retention.
     finished: BTreeMap<(DateTime<Utc>, RunId), JobId>,
 }
@@ -56,7 +59,7 @@ impl JobTable {
             .collect();
         for (key, run) in runs {
             self.by_job.remove(&key);
-            self.running.remove(&run);
+            self.stopped(run, *id);
             if let Some(row) = self.runs.remove(&run) {
                 if let Some(at) = row.run.completed_at {
                     self.finished.remove(&(at, run));
@@ -69,7 +72,7 @@ impl JobTable {
     fn insert_run(&mut self, run: Run) {
         self.by_job.insert((run.job_id, run.page_key()), run.id);
         if run.status == RunStatus::Running {
-            self.running.insert(run.id);
+            self.started(run.id, run.job_id);
         }
         if let Some(at) = run.completed_at {
             self.finished.insert((at, run.id), run.job_id);
@@ -101,9 +104,26 @@ impl JobTable {
     }
 
     fn busy(&self, job: JobId) -> bool {
-        self.running
-            .iter()
-            .any(|run| self.runs.get(run).is_some_and(|r| r.run.job_id == job))
+        self.running_per_job.contains_key(&job)
+    }
+
+    /// `run` (of `job`) is `running`.
+    fn started(&mut self, run: RunId, job: JobId) {
+        if self.running.insert(run) {
+            *self.running_per_job.entry(job).or_default() += 1;
+        }
+    }
+
+    /// `run` (of `job`) is no longer `running`.
+    fn stopped(&mut self, run: RunId, job: JobId) {
+        if self.running.remove(&run) {
+            if let Some(n) = self.running_per_job.get_mut(&job) {
+                *n -= 1;
+                if *n == 0 {
+                    self.running_per_job.remove(&job);
+                }
+            }
+        }
     }
 
     /// The lease of `run`, if `owner` holds it.
@@ -149,7 +169,7 @@ impl JobTable {
         row.lease_until = None;
         if finished {
             let job = row.run.job_id;
-            self.running.remove(&run);
+            self.stopped(run, job);
             self.finished.insert((now, run), job);
         }
     }
@@ -163,7 +183,7 @@ impl JobTable {
             }
         }
         if was_running {
-            self.running.insert(id);
+            self.started(id, row.run.job_id);
         }
         self.runs.insert(id, row);
     }
@@ -359,6 +379,7 @@ impl SchedulerStore for MemoryJobStore {
         now: DateTime<Utc>,
         limit: i64,
         plan: &Plan,
+        claimant: Claimant<'_>,
     ) -> Result<Advanced, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<JobTable>();
@@ -382,21 +403,40 @@ impl SchedulerStore for MemoryJobStore {
             let fresh = !table.has_run(id, scheduled_for);
             if fresh {
                 let skip = dispatch.start == Start::Skip;
-                table.insert_run(Run {
+                let claim = !skip && advanced.claimed.len() < claimant.room;
+                let run = Run {
                     id: RunId::generate(),
                     job_id: id,
                     scheduled_for,
-                    started_at: None,
+                    started_at: claim.then_some(now),
                     completed_at: skip.then_some(now),
                     status: if skip {
                         RunStatus::Skipped
                     } else {
                         RunStatus::Running
                     },
-                    attempt: 0,
+                    attempt: i32::from(claim),
                     execution_id: None,
                     error: skip.then(|| "previous run still in progress".to_owned()),
-                });
+                };
+                if claim {
+                    advanced.claimed.push(ClaimedRun {
+                        run: run.clone(),
+                        account_id: job.account_id,
+                        function_id: job.function_id,
+                        max_attempts: job.max_attempts,
+                        job_enabled: true,
+                        previous_lease_expired: false,
+                    });
+                }
+                let run_id = run.id;
+                table.insert_run(run);
+                if claim {
+                    if let Some(row) = table.runs.get_mut(&run_id) {
+                        row.lease_owner = Some(claimant.owner.to_owned());
+                        row.lease_until = Some(claimant.lease_until);
+                    }
+                }
                 if skip {
                     advanced.skipped += 1;
                 } else {

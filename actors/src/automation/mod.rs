@@ -205,11 +205,23 @@ pub enum AttemptEnd {
     },
 }
 
+/// Who takes the runs an advance inserts: this replica, under a lease until
+/// `lease_until`, at most `room` of them (the rest wait for a claim). A run inserted
+/// already claimed saves the claim's statement and its wait for the next pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    pub owner: &'a str,
+    pub lease_until: DateTime<Utc>,
+    pub room: usize,
+}
+
 /// What advancing due jobs did, for metrics and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Advanced {
     /// `(job, scheduled_for)` of each run inserted as `running`.
     pub started: Vec<(JobId, DateTime<Utc>)>,
+    /// The runs of `started` inserted claimed by the claimant, in its first attempt.
+    pub claimed: Vec<ClaimedRun>,
     pub skipped: usize,
     /// Due jobs taken in this batch: fewer than the limit means none is left due.
     pub examined: usize,
@@ -229,12 +241,15 @@ pub trait SchedulerStore: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// For up to `limit` enabled jobs with `next_run ≤ now`, in one transaction: insert
     /// the run of the occurrence as `plan` says (unique per `(job, scheduled_for)`: a
-    /// second replica's insert does nothing) and move `next_run` to `plan`'s.
+    /// second replica's insert does nothing), the first `claimant.room` runs to start
+    /// already claimed (first attempt, `started_at = now`), and move `next_run` to
+    /// `plan`'s.
     async fn advance_due(
         &self,
         now: DateTime<Utc>,
         limit: i64,
         plan: &Plan,
+        claimant: Claimant<'_>,
     ) -> Result<Advanced, StoreError>;
     /// When the scheduler has work next: the earliest `next_run` of an enabled job or
     /// retry time of a run waiting for its next attempt; `None` if nothing is scheduled.

@@ -342,13 +342,15 @@ impl super::SchedulerStore for PgJobStore {
 
     /// One batch in four statements, whatever its size: the due jobs (locked, skipping
     /// rows another replica holds), which of them have a run in progress, the runs
-    /// inserted from arrays, and every `next_run` moved from arrays. The plans (cron and
-    /// overlap rules) are computed in between, in Rust, from the parsed schedules.
+    /// inserted from arrays (the first `claimant.room` to start under its lease), and
+    /// every `next_run` moved from arrays. The plans (cron and overlap rules) are
+    /// computed in between, in Rust, from the parsed schedules.
     async fn advance_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,
         limit: i64,
         plan: &super::Plan,
+        claimant: super::Claimant<'_>,
     ) -> Result<super::Advanced, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -401,9 +403,10 @@ impl super::SchedulerStore for PgJobStore {
         // The runs to insert and the `next_run` of every job, as parallel arrays.
         let (mut run_ids, mut run_jobs, mut run_at, mut run_status) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut run_done, mut run_error) = (Vec::new(), Vec::new());
+        let (mut run_done, mut run_error, mut run_claimed) = (Vec::new(), Vec::new(), Vec::new());
         let mut next_runs: Vec<Option<chrono::DateTime<chrono::Utc>>> = Vec::new();
         let mut skipped_jobs = std::collections::HashSet::new();
+        let mut room = claimant.room;
         for job in &jobs {
             let Some(scheduled_for) = job.next_run else {
                 next_runs.push(None);
@@ -420,18 +423,24 @@ impl super::SchedulerStore for PgJobStore {
             run_status.push(if skip { "skipped" } else { "running" });
             run_done.push(skip.then_some(now));
             run_error.push(skip.then_some("previous run still in progress"));
+            let claim = !skip && room > 0;
+            room -= usize::from(claim);
+            run_claimed.push(claim);
             next_runs.push(dispatch.next_run);
         }
         let insert = tx
             .prepare_cached(
                 "INSERT INTO app_automation_runs
-                     (id, job_id, scheduled_for, status, attempt, completed_at, error, created_at)
-                 SELECT id, job_id, at, status, 0, done, error, $7
+                     (id, job_id, scheduled_for, status, attempt, completed_at, error, created_at,
+                      started_at, lease_owner, lease_until)
+                 SELECT id, job_id, at, status, claimed::int, done, error, $7::timestamptz,
+                        CASE WHEN claimed THEN $7::timestamptz END, CASE WHEN claimed THEN $9::text END,
+                        CASE WHEN claimed THEN $10::timestamptz END
                  FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[],
-                             $5::timestamptz[], $6::text[])
-                      AS r(id, job_id, at, status, done, error)
+                             $5::timestamptz[], $6::text[], $8::bool[])
+                      AS r(id, job_id, at, status, done, error, claimed)
                  ON CONFLICT (job_id, scheduled_for) DO NOTHING
-                 RETURNING job_id, scheduled_for",
+                 RETURNING id, job_id, scheduled_for, attempt",
             )
             .await?;
         let inserted = tx
@@ -445,14 +454,39 @@ impl super::SchedulerStore for PgJobStore {
                     &run_done,
                     &run_error,
                     &now,
+                    &run_claimed,
+                    &claimant.owner,
+                    &claimant.lease_until,
                 ],
             )
             .await?;
+        let by_id: std::collections::HashMap<Uuid, &Job> =
+            jobs.iter().map(|j| (*j.id.as_uuid(), j)).collect();
         let mut fresh = std::collections::HashSet::new();
         for row in &inserted {
-            let job: Uuid = row.get(0);
-            let scheduled_for: chrono::DateTime<chrono::Utc> = row.get(1);
+            let job: Uuid = row.get("job_id");
+            let scheduled_for: chrono::DateTime<chrono::Utc> = row.get("scheduled_for");
             fresh.insert(job);
+            if let (1, Some(j)) = (row.get::<_, i32>("attempt"), by_id.get(&job)) {
+                advanced.claimed.push(super::ClaimedRun {
+                    run: Run {
+                        id: RunId::from(row.get::<_, Uuid>("id")),
+                        job_id: j.id,
+                        scheduled_for,
+                        started_at: Some(now),
+                        completed_at: None,
+                        status: RunStatus::Running,
+                        attempt: 1,
+                        execution_id: None,
+                        error: None,
+                    },
+                    account_id: j.account_id,
+                    function_id: j.function_id,
+                    max_attempts: j.max_attempts,
+                    job_enabled: true,
+                    previous_lease_expired: false,
+                });
+            }
             if skipped_jobs.contains(&job) {
                 advanced.skipped += 1;
             } else {

@@ -1,5 +1,6 @@
-//! The scheduler: every `AUTOMATION_TICK` it advances due jobs (inserting their runs) and
-//! claims runs due for an attempt under a lease, then runs each through the functions
+//! The scheduler: when work is due (or it is woken, at most every `AUTOMATION_TICK`) it
+//! advances due jobs, inserting their runs already claimed while it has room, claims the
+//! other runs due for an attempt under a lease, then runs each through the functions
 //! actor with params `{"automation_job", "scheduled_for"}`. Leases are renewed every
 //! lease/3 while an attempt runs; a replica that dies leaves its runs to be taken over
 //! after the lease. Failed attempts retry after `AUTOMATION_RETRY_BASE × 2^(attempt−1)`
@@ -26,7 +27,7 @@ const ADVANCE_BATCH: i64 = 500;
 /// Batches per pass: beyond it the pass claims what it inserted and goes round again.
 const MAX_BATCHES: usize = 20;
 /// Runs claimed per statement.
-const CLAIM_BATCH: i64 = 256;
+const CLAIM_BATCH: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
@@ -135,37 +136,54 @@ impl SchedulerService {
     }
 
     /// One pass: advance every due job (in batches of `ADVANCE_BATCH`, until none is
-    /// left or `MAX_BATCHES` ran) and claim the runs due for an attempt, as many as
+    /// left or `MAX_BATCHES` ran), inserting the runs to start already claimed while
+    /// `room` allows, then claim the other runs due for an attempt (retries, takeovers,
+    /// runs inserted beyond the room or by another replica), as many as the rest of
     /// `room` allows. The caller runs each claimed attempt as its own task, so a long run
     /// never holds up the next pass (which must keep inserting, or skipping,
     /// occurrences). Returns the claims and whether more were due than `room` allowed.
     pub async fn tick(&self, room: i64) -> Result<(Vec<ClaimedRun>, bool), StoreError> {
         let now = self.clock.now();
         let plan = move |job: &Job, busy: bool| Self::plan(job, busy, now);
+        let room = usize::try_from(room).unwrap_or(0);
+        let lease_until = self.lease_until();
+        let mut claimed = Vec::new();
         for _ in 0..MAX_BATCHES {
-            let advanced = self.store.advance_due(now, ADVANCE_BATCH, &plan).await?;
+            let claimant = super::Claimant {
+                owner: &self.owner,
+                lease_until,
+                room: room.saturating_sub(claimed.len()),
+            };
+            let advanced = self
+                .store
+                .advance_due(now, ADVANCE_BATCH, &plan, claimant)
+                .await?;
             for _ in 0..advanced.skipped {
                 self.metrics.runs.with_label_values(&["skipped"]).inc();
             }
+            claimed.extend(advanced.claimed);
             if advanced.examined < ADVANCE_BATCH as usize {
                 break;
             }
         }
-        let limit = room.min(CLAIM_BATCH);
-        if limit <= 0 {
-            return Ok((Vec::new(), true));
-        }
-        let claimed = self
-            .store
-            .claim_runs(now, &self.owner, self.lease_until(), limit)
-            .await?;
+        let limit = room.saturating_sub(claimed.len()).min(CLAIM_BATCH);
+        let saturated = if limit == 0 {
+            true
+        } else {
+            let more = self
+                .store
+                .claim_runs(now, &self.owner, lease_until, limit as i64)
+                .await?;
+            let full = more.len() == limit;
+            claimed.extend(more);
+            full
+        };
         // Dispatch lag: a run's first attempt starts now, `scheduled_for` was its due
         // time (the same `started_at - scheduled_for` the benchmark reads).
         for run in claimed.iter().filter(|r| r.run.attempt == 1) {
             let lag = (now - run.run.scheduled_for).to_std().unwrap_or_default();
             self.metrics.lag.observe(lag.as_secs_f64());
         }
-        let saturated = claimed.len() as i64 == limit;
         Ok((claimed, saturated))
     }
 

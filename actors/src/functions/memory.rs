@@ -190,11 +190,12 @@ impl FunctionStore for MemoryFunctionStore {
         &self,
         execution: &Execution,
         event: Option<&Event>,
-        fence: Option<&dyn Fence>,
+        fence: Option<&Arc<dyn Fence>>,
         effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError> {
         let mut tx = Tx::Memory(self.db.begin().await);
-        let refused = super::record(&mut tx, execution, event, fence, effects).await?;
+        let refused =
+            super::record(&mut tx, execution, event, fence.map(|f| &**f), effects).await?;
         if refused.is_none() {
             let Tx::Memory(memory) = &mut tx else {
                 unreachable!("a memory store's transaction")

@@ -33,6 +33,7 @@ use crate::page::{Page, PageRequest};
 use crate::quota::Quota;
 use crate::store::Tx;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 crate::subsystem_error!(
     /// Why a functions request failed, or why an execution could not start (nothing is
@@ -79,7 +80,7 @@ pub trait FunctionStore: Send + Sync + 'static {
         &self,
         execution: &Execution,
         event: Option<&Event>,
-        fence: Option<&dyn Fence>,
+        fence: Option<&Arc<dyn Fence>>,
         effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError>;
     /// Newest first (`started_at`, then id, both descending); the page key is the last

@@ -9,8 +9,9 @@ use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId};
 use crate::page::{Page, PageRequest};
 use crate::quota::Quota;
-use crate::store::Tx;
+use crate::store::{GroupCommit, Tx};
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
@@ -23,14 +24,143 @@ const EXECUTION: &str =
     "id, account_id, function_id, status, input, output, logs, error, error_code, \
                          started_at, completed_at, duration_ms, actions";
 
+/// Execution records written per transaction when they queue up.
+const RECORD_BATCH: usize = 128;
+
 pub struct PgFunctionStore {
     pool: Pool,
+    /// Execution records with no event and no effects (job attempts, trigger firings,
+    /// plain HTTP executes) are group-committed: under load one transaction settles and
+    /// records many runs instead of one each.
+    records: GroupCommit<Pending, Result<(), StoreError>>,
+    /// Function reads, grouped the same way: every execution starts with one.
+    reads: GroupCommit<(AccountId, FunctionId), Result<Function, StoreError>>,
 }
 
 impl PgFunctionStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            records: GroupCommit::new(RECORD_BATCH),
+            reads: GroupCommit::new(RECORD_BATCH),
+        }
     }
+}
+
+/// Reads functions by `(account, id)`, one result per key: one statement for the batch,
+/// or, if it fails, one per key, so each gets its own outcome.
+async fn read_functions(
+    pool: Pool,
+    keys: Vec<(AccountId, FunctionId)>,
+) -> Vec<Result<Function, StoreError>> {
+    match select_functions(&pool, &keys).await {
+        Ok(found) => keys.iter().map(|key| pick(&found, key)).collect(),
+        Err(e) if keys.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::debug!(error = ?e, functions = keys.len(), "batched function read failed; reading one by one");
+            let mut results = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let one = select_functions(&pool, std::slice::from_ref(key)).await;
+                results.push(one.and_then(|found| pick(&found, key)));
+            }
+            results
+        }
+    }
+}
+
+type Found = std::collections::HashMap<Uuid, Result<Function, StoreError>>;
+
+async fn select_functions(
+    pool: &Pool,
+    keys: &[(AccountId, FunctionId)],
+) -> Result<Found, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {FUNCTION} FROM app_functions WHERE id = ANY($1)"
+        ))
+        .await?;
+    let ids: Vec<Uuid> = keys.iter().map(|(_, id)| *id.as_uuid()).collect();
+    let rows = client.query(&stmt, &[&ids]).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, function_from(row))))
+        .collect()
+}
+
+/// The function of `key` (a clone: two keys may name the same function); `NotFound`
+/// if it does not exist or belongs to another account.
+fn pick(found: &Found, (account, id): &(AccountId, FunctionId)) -> Result<Function, StoreError> {
+    match found.get(id.as_uuid()) {
+        Some(Ok(f)) if f.account_id == *account => Ok(f.clone()),
+        Some(Err(e)) => Err(StoreError::internal(anyhow::anyhow!(
+            "stored function {id}: {e:#}"
+        ))),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+/// An execution record waiting for its group commit, with the lease it settles.
+struct Pending {
+    execution: Execution,
+    fence: Option<Arc<dyn Fence>>,
+}
+
+/// Writes a batch of records, one result per record: in one transaction (each fence
+/// settled, then every record whose fence held inserted by one statement); if that
+/// transaction fails (a function deleted mid-run, say), one by one, so each record gets
+/// its own outcome and none fails for another's.
+async fn record_batch(pool: Pool, batch: Vec<Pending>) -> Vec<Result<(), StoreError>> {
+    if batch.len() > 1 {
+        match record_together(&pool, &batch).await {
+            Ok(results) => return results,
+            Err(e) => {
+                tracing::debug!(error = ?e, records = batch.len(), "batched execution records failed; recording one by one");
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in &batch {
+        results.push(record_alone(&pool, pending).await);
+    }
+    results
+}
+
+async fn record_together(
+    pool: &Pool,
+    batch: &[Pending],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut client = pool.get().await?;
+    let mut tx = Tx::Postgres(client.transaction().await?);
+    let mut results = Vec::with_capacity(batch.len());
+    let mut held = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let holds = match &pending.fence {
+            Some(fence) => fence.settle(&mut tx, &pending.execution).await?,
+            None => true,
+        };
+        if holds {
+            held.push(&pending.execution);
+            results.push(Ok(()));
+        } else {
+            results.push(Err(super::actions::lease_lost()));
+        }
+    }
+    let Tx::Postgres(pg) = &tx else {
+        unreachable!("a PostgreSQL store's transaction")
+    };
+    insert_executions(pg, &held).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn record_alone(pool: &Pool, pending: &Pending) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let Some(fence) = pending.fence.as_deref() else {
+        return insert_execution(&client, &pending.execution).await;
+    };
+    let mut tx = Tx::Postgres(client.transaction().await?);
+    super::record(&mut tx, &pending.execution, None, Some(fence), &[]).await?;
+    tx.commit().await
 }
 
 fn to_u64(v: Option<i64>) -> Option<u64> {
@@ -131,18 +261,14 @@ impl FunctionStore for PgFunctionStore {
     }
 
     async fn get(&self, account: AccountId, id: FunctionId) -> Result<Function, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {FUNCTION} FROM app_functions WHERE id = $1 AND account_id = $2"
-            ))
-            .await?;
-        let row = client
-            .query_opt(&stmt, &[id.as_uuid(), account.as_uuid()])
-            .await?;
-        row.as_ref()
-            .map(function_from)
-            .ok_or(StoreError::NotFound)?
+        let pool = self.pool.clone();
+        let read = move |keys| read_functions(pool.clone(), keys);
+        match self.reads.submit((account, id), read).await {
+            Some(result) => result,
+            None => Err(StoreError::internal(anyhow::anyhow!(
+                "the function read's batch failed to complete"
+            ))),
+        }
     }
 
     async fn list(
@@ -209,18 +335,28 @@ impl FunctionStore for PgFunctionStore {
         &self,
         e: &Execution,
         event: Option<&crate::events::Event>,
-        fence: Option<&dyn Fence>,
+        fence: Option<&Arc<dyn Fence>>,
         effects: &[Box<dyn Effect>],
     ) -> Result<Option<Refused>, StoreError> {
-        let mut client = self.pool.get().await?;
-        if event.is_none() && fence.is_none() && effects.is_empty() {
-            insert_execution(&client, e).await?;
-            return Ok(None);
+        if event.is_none() && effects.is_empty() {
+            let pending = Pending {
+                execution: e.clone(),
+                fence: fence.cloned(),
+            };
+            let pool = self.pool.clone();
+            let write = move |batch| record_batch(pool.clone(), batch);
+            return match self.records.submit(pending, write).await {
+                Some(result) => result.map(|()| None),
+                None => Err(StoreError::internal(anyhow::anyhow!(
+                    "the execution record's batch failed to complete"
+                ))),
+            };
         }
+        let mut client = self.pool.get().await?;
         // The record, its event and its actions' effects: one transaction, rolled back
         // (by dropping it) when an effect is refused.
         let mut tx = Tx::Postgres(client.transaction().await?);
-        let refused = super::record(&mut tx, e, event, fence, effects).await?;
+        let refused = super::record(&mut tx, e, event, fence.map(|f| &**f), effects).await?;
         if refused.is_none() {
             tx.commit().await?;
         }
@@ -301,6 +437,51 @@ impl FunctionStore for PgFunctionStore {
             .map(execution_from)
             .ok_or(StoreError::NotFound)?
     }
+}
+
+/// Inserts several execution records in one statement (arrays unnested).
+async fn insert_executions(
+    db: &impl deadpool_postgres::GenericClient,
+    batch: &[&Execution],
+) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let stmt = db
+        .prepare_cached(&format!(
+            "INSERT INTO app_function_executions ({EXECUTION}, created_at)
+             SELECT {EXECUTION}, started_at
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[],
+                         $6::jsonb[], $7::jsonb[], $8::text[], $9::text[],
+                         $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::jsonb[])
+                  AS e({EXECUTION})"
+        ))
+        .await?;
+    let column = |f: fn(&Execution) -> Uuid| batch.iter().map(|e| f(e)).collect::<Vec<_>>();
+    db.execute(
+        &stmt,
+        &[
+            &column(|e| *e.id.as_uuid()),
+            &column(|e| *e.account_id.as_uuid()),
+            &column(|e| *e.function_id.as_uuid()),
+            &batch.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(),
+            &batch.iter().map(|e| &e.input).collect::<Vec<_>>(),
+            &batch.iter().map(|e| &e.output).collect::<Vec<_>>(),
+            &batch.iter().map(|e| Json(&e.logs)).collect::<Vec<_>>(),
+            &batch.iter().map(|e| e.error.as_deref()).collect::<Vec<_>>(),
+            &batch
+                .iter()
+                .map(|e| e.error_code.as_deref())
+                .collect::<Vec<_>>(),
+            &batch.iter().map(|e| e.started_at).collect::<Vec<_>>(),
+            &batch.iter().map(|e| e.completed_at).collect::<Vec<_>>(),
+            &batch.iter().map(|e| e.duration_ms).collect::<Vec<_>>(),
+            &batch.iter().map(|e| Json(&e.actions)).collect::<Vec<_>>(),
+        ],
+    )
+    .await
+    .map_err(fk_is_not_found)?;
+    Ok(())
 }
 
 /// Inserts an execution record: `NotFound` if its function was deleted during the run.

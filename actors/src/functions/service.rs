@@ -355,7 +355,7 @@ impl FunctionsService {
             .insert_execution(
                 &execution,
                 event(&execution).as_ref(),
-                options.fence.as_deref(),
+                options.fence.as_ref(),
                 &effects,
             )
             .await
@@ -369,7 +369,7 @@ impl FunctionsService {
                 .insert_execution(
                     &execution,
                     event(&execution).as_ref(),
-                    options.fence.as_deref(),
+                    options.fence.as_ref(),
                     &[],
                 )
                 .await

@@ -3,6 +3,7 @@
 //! migrations, and [`Tx`], a transaction on either. The subsystems own their tables and
 //! the code that reads and writes them; this module knows none of them.
 
+pub mod group_commit;
 pub mod memory;
 pub mod migrations;
 pub mod notify;
@@ -10,6 +11,7 @@ pub mod postgres;
 pub mod tx;
 
 pub use deadpool_postgres::Pool as PgPool;
+pub use group_commit::GroupCommit;
 pub use memory::{MemoryDb, MemoryTx, Row, Table, Tables};
 pub use postgres::{connect, PgOptions};
 pub use tx::Tx;

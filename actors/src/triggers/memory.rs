@@ -147,7 +147,35 @@ impl TriggerTable {
             .get_mut(&id)
             .filter(|row| row.lease_owner.as_deref() == Some(owner))
     }
+
+    /// Records a firing's outcome and clears its lease, if `owner` holds it.
+    fn finish(
+        &mut self,
+        id: FiringId,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcome: Outcome<'_>,
+    ) -> bool {
+        let Some(row) = self.owned(id, owner) else {
+            return false;
+        };
+        let (status, execution_id, error) = outcome;
+        row.firing.status = status;
+        row.firing.execution_id = execution_id;
+        row.firing.error = error.map(str::to_owned);
+        row.lease_owner = None;
+        row.lease_until = None;
+        row.updated_at = now;
+        let firing = row.firing.clone();
+        if !status.is_open() {
+            self.closed(&firing);
+        }
+        true
+    }
 }
+
+/// A firing's outcome: its status, execution and error.
+type Outcome<'a> = (FiringStatus, Option<ExecutionId>, Option<&'a str>);
 
 impl Table for TriggerTable {
     fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>) {
@@ -223,6 +251,35 @@ pub(super) fn holds_firing(
     tx.get::<TriggerTable>()
         .owned(id, owner)
         .is_some_and(|r| r.lease_until.is_some_and(|until| until > now))
+}
+
+/// Settles firing `id` with its run's outcome, in the execution's transaction, if
+/// `owner` still holds its lease at `now`.
+pub(super) fn settle_firing(
+    tx: &mut MemoryTx<'_>,
+    id: FiringId,
+    owner: &str,
+    now: DateTime<Utc>,
+    outcome: Outcome<'_>,
+) -> bool {
+    if !holds_firing(tx, id, owner, now) {
+        return false;
+    }
+    let table = tx.get::<TriggerTable>();
+    let Some(before) = table.firings.get(&id).cloned() else {
+        return false;
+    };
+    table.finish(id, owner, now, outcome);
+    tx.on_rollback(move |tables| {
+        let table = tables.get::<TriggerTable>();
+        if let Some(row) = table.firings.get_mut(&before.firing.id) {
+            if !row.firing.status.is_open() && before.firing.status.is_open() {
+                table.opened(&before.firing);
+            }
+        }
+        table.firings.insert(before.firing.id, before);
+    });
+    true
 }
 
 pub struct MemoryTriggerStore {
@@ -554,20 +611,7 @@ impl FiringStore for MemoryTriggerStore {
     ) -> Result<bool, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<TriggerTable>();
-        let Some(row) = table.owned(id, owner) else {
-            return Ok(false);
-        };
-        row.firing.status = status;
-        row.firing.execution_id = execution_id;
-        row.firing.error = error.map(str::to_owned);
-        row.lease_owner = None;
-        row.lease_until = None;
-        row.updated_at = now;
-        let firing = row.firing.clone();
-        if !status.is_open() {
-            table.closed(&firing);
-        }
-        Ok(true)
+        Ok(table.finish(id, owner, now, (status, execution_id, error)))
     }
 
     async fn release_firing(

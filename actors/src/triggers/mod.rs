@@ -89,6 +89,32 @@ impl crate::functions::Fence for FiringLease {
             Tx::Postgres(tx) => postgres::holds_firing(tx, self.firing, &self.owner, now).await,
         }
     }
+
+    /// Records the firing's outcome with the execution: one transaction per firing.
+    async fn settle(
+        &self,
+        tx: &mut Tx<'_>,
+        execution: &crate::functions::Execution,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let status = match execution.status {
+            crate::functions::ExecutionStatus::Succeeded => FiringStatus::Succeeded,
+            crate::functions::ExecutionStatus::Failed => FiringStatus::Failed,
+        };
+        let outcome = (status, Some(execution.id), execution.error.as_deref());
+        match tx {
+            Tx::Memory(tx) => Ok(memory::settle_firing(
+                tx,
+                self.firing,
+                &self.owner,
+                now,
+                outcome,
+            )),
+            Tx::Postgres(tx) => {
+                postgres::settle_firing(tx, self.firing, &self.owner, now, outcome).await
+            }
+        }
+    }
 }
 
 /// What a due cron tick becomes: decided by the worker, applied by the store.

@@ -174,6 +174,54 @@ pub(super) async fn holds_firing(
         .is_some())
 }
 
+/// Records a firing's outcome and clears its lease, if `owner` holds it (with an unexpired
+/// lease at `fence`, when fencing); whether it did.
+async fn end_firing(
+    db: &impl deadpool_postgres::GenericClient,
+    id: FiringId,
+    owner: &str,
+    now: DateTime<Utc>,
+    (status, execution_id, error): (FiringStatus, Option<ExecutionId>, Option<&str>),
+    fence: Option<DateTime<Utc>>,
+) -> Result<bool, StoreError> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE app_trigger_firings
+             SET status = $3, execution_id = $4, error = $5, updated_at = $6,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2
+               AND ($7::timestamptz IS NULL OR lease_until > $7)",
+        )
+        .await?;
+    let n = db
+        .execute(
+            &stmt,
+            &[
+                id.as_uuid(),
+                &owner,
+                &status.as_str(),
+                &execution_id.map(|e| *e.as_uuid()),
+                &error,
+                &now,
+                &fence,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Settles firing `id` with its run's outcome, in the execution's transaction, if `owner`
+/// still holds its lease at `now`.
+pub(super) async fn settle_firing(
+    db: &impl deadpool_postgres::GenericClient,
+    id: FiringId,
+    owner: &str,
+    now: DateTime<Utc>,
+    outcome: (FiringStatus, Option<ExecutionId>, Option<&str>),
+) -> Result<bool, StoreError> {
+    end_firing(db, id, owner, now, outcome, Some(now)).await
+}
+
 #[async_trait::async_trait]
 impl TriggerStore for PgTriggerStore {
     async fn create(
@@ -352,9 +400,10 @@ impl FiringStore for PgTriggerStore {
             )
             .await?;
         let mut advanced = AdvancedCron::default();
+        let mut triggers = Vec::with_capacity(due.len());
         for row in &due {
-            let trigger = match trigger_from(row) {
-                Ok(trigger) => trigger,
+            match trigger_from(row) {
+                Ok(trigger) => triggers.push(trigger),
                 // As for jobs: an unreadable row is parked, not allowed to stop the rest.
                 Err(e) => {
                     let id: Uuid = row.try_get("id")?;
@@ -364,35 +413,86 @@ impl FiringStore for PgTriggerStore {
                         &[&id],
                     )
                     .await?;
-                    continue;
-                }
-            };
-            let Some(tick) = trigger.next_run else {
-                continue;
-            };
-            let busy = tx
-                .query_opt(
-                    "SELECT 1 FROM app_trigger_firings
-                     WHERE trigger_id = $1 AND status IN ('pending', 'running') LIMIT 1",
-                    &[trigger.id.as_uuid()],
-                )
-                .await?
-                .is_some();
-            let dispatch = plan(&trigger, busy);
-            let firing = cron_firing(trigger.id, tick, dispatch.skip, now);
-            if insert_firing(&tx, &firing).await? == 1 {
-                if dispatch.skip {
-                    advanced.skipped += 1;
-                } else {
-                    advanced.pending += 1;
                 }
             }
-            tx.execute(
-                "UPDATE app_triggers SET next_run = $2 WHERE id = $1",
-                &[trigger.id.as_uuid(), &dispatch.next_run],
+        }
+        if triggers.is_empty() {
+            tx.commit().await?;
+            return Ok(advanced);
+        }
+        // Set-based, as for jobs: which triggers have an open firing, the firings
+        // inserted from arrays, every `next_run` moved from arrays.
+        let ids: Vec<Uuid> = triggers.iter().map(|t| *t.id.as_uuid()).collect();
+        let busy_stmt = tx
+            .prepare_cached(
+                "SELECT DISTINCT trigger_id FROM app_trigger_firings
+                 WHERE trigger_id = ANY($1) AND status IN ('pending', 'running')",
             )
             .await?;
+        let busy: std::collections::HashSet<Uuid> = tx
+            .query(&busy_stmt, &[&ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut firings = Vec::with_capacity(triggers.len());
+        let mut next_runs = Vec::with_capacity(triggers.len());
+        for trigger in &triggers {
+            let dispatch = plan(trigger, busy.contains(trigger.id.as_uuid()));
+            if let Some(tick) = trigger.next_run {
+                firings.push(cron_firing(trigger.id, tick, dispatch.skip, now));
+            }
+            next_runs.push(dispatch.next_run);
         }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO app_trigger_firings
+                     (id, trigger_id, tick_at, params, status, execution_id, error, created_at, updated_at)
+                 SELECT id, trigger_id, tick_at, params, status, execution_id, error, $8, $8
+                 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::jsonb[], $5::text[],
+                             $6::uuid[], $7::text[])
+                      AS f(id, trigger_id, tick_at, params, status, execution_id, error)
+                 ON CONFLICT DO NOTHING
+                 RETURNING status",
+            )
+            .await?;
+        let column = |f: fn(&Firing) -> Option<Uuid>| firings.iter().map(f).collect::<Vec<_>>();
+        let inserted = tx
+            .query(
+                &insert,
+                &[
+                    &column(|f| Some(*f.id.as_uuid())),
+                    &column(|f| Some(*f.trigger_id.as_uuid())),
+                    &firings.iter().map(|f| f.tick_at).collect::<Vec<_>>(),
+                    &firings.iter().map(|f| &f.params).collect::<Vec<_>>(),
+                    &firings
+                        .iter()
+                        .map(|f| f.status.as_str())
+                        .collect::<Vec<_>>(),
+                    &column(|f| f.execution_id.map(|e| *e.as_uuid())),
+                    &firings
+                        .iter()
+                        .map(|f| f.error.as_deref())
+                        .collect::<Vec<_>>(),
+                    &now,
+                ],
+            )
+            .await?;
+        for row in &inserted {
+            if row.get::<_, &str>(0) == FiringStatus::Skipped.as_str() {
+                advanced.skipped += 1;
+            } else {
+                advanced.pending += 1;
+            }
+        }
+        let update = tx
+            .prepare_cached(
+                "UPDATE app_triggers t SET next_run = u.next_run
+                 FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, next_run)
+                 WHERE t.id = u.id",
+            )
+            .await?;
+        tx.execute(&update, &[&ids, &next_runs]).await?;
         tx.commit().await?;
         Ok(advanced)
     }
@@ -541,23 +641,7 @@ impl FiringStore for PgTriggerStore {
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
-        let n = client
-            .execute(
-                "UPDATE app_trigger_firings
-                 SET status = $3, execution_id = $4, error = $5, updated_at = $6,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND lease_owner = $2",
-                &[
-                    id.as_uuid(),
-                    &owner,
-                    &status.as_str(),
-                    &execution_id.map(|e| *e.as_uuid()),
-                    &error,
-                    &now,
-                ],
-            )
-            .await?;
-        Ok(n == 1)
+        end_firing(&client, id, owner, now, (status, execution_id, error), None).await
     }
 
     async fn release_firing(

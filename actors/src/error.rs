@@ -55,6 +55,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure for each caller of a grouped operation (the error itself is not
+    /// `Clone`): the kind and the message are kept.
+    pub fn for_each(&self) -> Self {
+        match self {
+            Self::NotFound => Self::NotFound,
+            Self::Conflict(m) => Self::Conflict(m.clone()),
+            Self::VersionMismatch(m) => Self::VersionMismatch(m.clone()),
+            Self::InvalidState(m) => Self::InvalidState(m.clone()),
+            Self::LimitExceeded(m) => Self::LimitExceeded(m.clone()),
+            Self::Unavailable(e) => Self::Unavailable(anyhow::anyhow!("{e:#}")),
+            Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         Self::Internal(err.into())
     }

@@ -815,8 +815,8 @@ async fn a_stalled_lease_holder_commits_nothing() {
     stalled_lease_holder("Devpack.triggers.register({rule: '@yearly'});", 1).await;
 }
 
-/// The same without Devpack actions: such a record is group-committed with others, and a
-/// lost lease must keep it out of its batch.
+/// The same without Devpack actions: such a record goes through the group commit of
+/// execution records, which must refuse it too (its lease was lost).
 #[actix_web::test]
 async fn a_stalled_lease_holder_without_actions_commits_nothing() {
     stalled_lease_holder("", 0).await;

@@ -604,11 +604,12 @@ async fn postgres_a_cron_batch_skips_only_the_trigger_with_an_open_firing() {
     let app = spawn_app_with(Backend::Postgres, fast_workers()).await;
     let (account, function) = function_with(&app, "() => 1").await;
     let mut ids = Vec::new();
-    for _ in 0..2 {
+    // Different schedules: each trigger's `next_run` must be its own.
+    for rule in ["@yearly", "@every 1h"] {
         let res = app
             .post(
                 &format!("/accounts/{account}/triggers"),
-                &json!({"function_id": function, "rule": "@yearly"}),
+                &json!({"function_id": function, "rule": rule}),
             )
             .await;
         assert_eq!(res.status, 201, "{}", res.text());
@@ -656,15 +657,29 @@ async fn postgres_a_cron_batch_skips_only_the_trigger_with_an_open_firing() {
             (free, "succeeded".to_owned(), None),
         ]
     );
-    let moved: i64 = db
-        .query_one(
-            "SELECT count(*) FROM app_triggers WHERE id = ANY($1) AND next_run > now()",
-            &[&ids],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(moved, 2, "both triggers moved past the tick");
+    // Yearly: more than a day ahead; hourly (in phase with the tick): within the hour.
+    let next = |id: uuid::Uuid| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT next_run > now() + interval '1 day',
+                        next_run > now() AND next_run <= now() + interval '1 hour'
+                 FROM app_triggers WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (yearly, hourly) = (next(busy).await, next(free).await);
+    assert!(
+        yearly.get::<_, bool>(0),
+        "the yearly trigger moved a year on"
+    );
+    assert!(
+        hourly.get::<_, bool>(1),
+        "the hourly trigger moved to the next hour"
+    );
 }
 
 /// A firing left `running` by a replica that died (its lease ran out) fails as

@@ -135,49 +135,59 @@ impl SchedulerService {
         }
     }
 
-    /// One pass: advance every due job (in batches of `ADVANCE_BATCH`, until none is
-    /// left or `MAX_BATCHES` ran), inserting the runs to start already claimed while
-    /// `room` allows, then claim the other runs due for an attempt (retries, takeovers,
-    /// runs inserted beyond the room or by another replica), as many as the rest of
-    /// `room` allows. The caller runs each claimed attempt as its own task, so a long run
-    /// never holds up the next pass (which must keep inserting, or skipping,
-    /// occurrences). Returns the claims and whether more were due than `room` allowed.
+    /// One pass: first claim the runs already waiting for an attempt (retries,
+    /// takeovers of expired leases, runs inserted beyond the room or by another replica),
+    /// oldest first, as many as `room` allows; then advance every due job (in batches
+    /// of `ADVANCE_BATCH`, until none is left or `MAX_BATCHES` ran), inserting the runs
+    /// to start already claimed while room is left. Waiting runs go before new ones, so
+    /// a steady flow of new occurrences cannot starve a retry or a takeover. The caller
+    /// runs each claimed attempt as its own task, so a long run never holds up the next
+    /// pass. Returns the claims and whether more were due than `room` allowed.
+    ///
+    /// Claims are never dropped: if a later statement fails, the pass ends there (the
+    /// error is logged) and returns what it claimed, so those runs still start.
     pub async fn tick(&self, room: i64) -> Result<(Vec<ClaimedRun>, bool), StoreError> {
         let now = self.clock.now();
         let plan = move |job: &Job, busy: bool| Self::plan(job, busy, now);
         let room = usize::try_from(room).unwrap_or(0);
-        let lease_until = self.lease_until();
-        let mut claimed = Vec::new();
+        let limit = room.min(CLAIM_BATCH);
+        let mut claimed = if limit == 0 {
+            Vec::new()
+        } else {
+            self.store
+                .claim_runs(now, &self.owner, self.lease_until(), limit as i64)
+                .await?
+        };
+        let mut saturated = limit == 0 || claimed.len() == limit;
         for _ in 0..MAX_BATCHES {
+            // The lease runs from each statement: a long pass does not shorten it.
             let claimant = super::Claimant {
                 owner: &self.owner,
-                lease_until,
+                lease_until: self.lease_until(),
                 room: room.saturating_sub(claimed.len()),
             };
-            let advanced = self
+            let advanced = match self
                 .store
                 .advance_due(now, ADVANCE_BATCH, &plan, claimant)
-                .await?;
+                .await
+            {
+                Ok(advanced) => advanced,
+                Err(e) if claimed.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "scheduler pass cut short; starting what it claimed");
+                    break;
+                }
+            };
             for _ in 0..advanced.skipped {
                 self.metrics.runs.with_label_values(&["skipped"]).inc();
             }
+            // Runs inserted beyond the room wait for the next pass's claim.
+            saturated |= advanced.claimed.len() < advanced.started.len();
             claimed.extend(advanced.claimed);
             if advanced.examined < ADVANCE_BATCH as usize {
                 break;
             }
         }
-        let limit = room.saturating_sub(claimed.len()).min(CLAIM_BATCH);
-        let saturated = if limit == 0 {
-            true
-        } else {
-            let more = self
-                .store
-                .claim_runs(now, &self.owner, lease_until, limit as i64)
-                .await?;
-            let full = more.len() == limit;
-            claimed.extend(more);
-            full
-        };
         // Dispatch lag: a run's first attempt starts now, `scheduled_for` was its due
         // time (the same `started_at - scheduled_for` the benchmark reads).
         for run in claimed.iter().filter(|r| r.run.attempt == 1) {
@@ -564,5 +574,203 @@ mod tests {
         assert_eq!(SchedulerService::plan(&j, true, now).start, Start::Skip);
         j.overlap_policy = OverlapPolicy::Allow;
         assert_eq!(SchedulerService::plan(&j, true, now).start, Start::Run);
+    }
+
+    /// The memory stores with one account, one function and `n` jobs `@every 1s` (overlap
+    /// allowed) due at `due`.
+    async fn stores_with_due_jobs(n: usize, due: DateTime<Utc>) -> crate::stores::Stores {
+        use crate::quota::Quota;
+        let stores = crate::stores::Stores::memory(1000);
+        let account = crate::accounts::Account {
+            id: AccountId::generate(),
+            owner: "o".into(),
+            metadata: Default::default(),
+            created_at: due,
+            updated_at: due,
+        };
+        stores.accounts.insert(&account).await.unwrap();
+        let function = crate::functions::Function {
+            id: FunctionId::generate(),
+            account_id: account.id,
+            name: "f".into(),
+            description: String::new(),
+            source: "() => 1".into(),
+            secrets: Vec::new(),
+            limits: Default::default(),
+            version: 1,
+            created_at: due,
+            updated_at: due,
+        };
+        let unlimited = Quota::unlimited("test");
+        stores.functions.create(&function, unlimited).await.unwrap();
+        for i in 0..n {
+            let mut j = job("@every 1s", "2025-01-01T00:00:00Z");
+            j.account_id = account.id;
+            j.function_id = function.id;
+            j.name = format!("j{i}");
+            j.next_run = Some(due);
+            // Overlapping runs allowed: every due occurrence starts a run.
+            j.overlap_policy = OverlapPolicy::Allow;
+            stores.jobs.create(&j, unlimited).await.unwrap();
+        }
+        stores
+    }
+
+    /// A clock stopped at one instant.
+    #[derive(Debug)]
+    struct At(DateTime<Utc>);
+
+    impl Clock for At {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    /// Never called: `tick` only claims, the actor runs the attempts.
+    struct NoFunctions;
+
+    impl Ask<ExecuteFunction> for NoFunctions {
+        fn ask(
+            &self,
+            _: ExecuteFunction,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<crate::functions::Execution, FunctionsError>,
+        > {
+            unreachable!("tick runs no function")
+        }
+    }
+
+    /// The memory scheduler store, failing `advance_due` from its `fail_from`-th call.
+    struct Failing {
+        inner: Arc<dyn SchedulerStore>,
+        calls: std::sync::atomic::AtomicUsize,
+        fail_from: usize,
+    }
+
+    #[async_trait::async_trait]
+    impl SchedulerStore for Failing {
+        async fn purge_runs(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+            self.inner.purge_runs(before, limit).await
+        }
+        async fn advance_due(
+            &self,
+            now: DateTime<Utc>,
+            limit: i64,
+            plan: &super::super::Plan,
+            claimant: super::super::Claimant<'_>,
+        ) -> Result<super::super::Advanced, StoreError> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n + 1 >= self.fail_from {
+                return Err(StoreError::internal(anyhow::anyhow!("database blip")));
+            }
+            self.inner.advance_due(now, limit, plan, claimant).await
+        }
+        async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+            self.inner.next_due().await
+        }
+        async fn claim_runs(
+            &self,
+            now: DateTime<Utc>,
+            owner: &str,
+            lease_until: DateTime<Utc>,
+            limit: i64,
+        ) -> Result<Vec<ClaimedRun>, StoreError> {
+            self.inner.claim_runs(now, owner, lease_until, limit).await
+        }
+        async fn renew(
+            &self,
+            run: crate::ids::RunId,
+            owner: &str,
+            lease_until: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            self.inner.renew(run, owner, lease_until).await
+        }
+        async fn finish_attempt(
+            &self,
+            run: crate::ids::RunId,
+            owner: &str,
+            now: DateTime<Utc>,
+            end: &AttemptEnd,
+            event: Option<&crate::events::Event>,
+        ) -> Result<bool, StoreError> {
+            self.inner.finish_attempt(run, owner, now, end, event).await
+        }
+        async fn release(
+            &self,
+            run: crate::ids::RunId,
+            owner: &str,
+            retry_at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.inner.release(run, owner, retry_at).await
+        }
+    }
+
+    fn service(
+        store: Arc<dyn SchedulerStore>,
+        now: DateTime<Utc>,
+        owner: &str,
+    ) -> SchedulerService {
+        let config = SchedulerConfig {
+            tick: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(60),
+            run_retention: None,
+        };
+        SchedulerService::new(
+            store,
+            Arc::new(NoFunctions),
+            Arc::new(At(now)),
+            owner.into(),
+            config,
+            AutomationMetrics::register(&Registry::new()).unwrap(),
+        )
+    }
+
+    #[actix_rt::test]
+    async fn a_pass_cut_short_still_returns_the_runs_it_claimed() {
+        let now = at("2025-01-01T10:00:00Z");
+        // More due jobs than one batch: the second batch fails.
+        let stores = stores_with_due_jobs(ADVANCE_BATCH as usize + 10, now).await;
+        let failing = Arc::new(Failing {
+            inner: stores.scheduler.clone(),
+            calls: Default::default(),
+            fail_from: 2,
+        });
+        let (claimed, _) = service(failing, now, "r1").tick(100).await.unwrap();
+        assert_eq!(claimed.len(), 100, "the first batch's claims are kept");
+        assert!(claimed.iter().all(|c| c.run.attempt == 1));
+        // And the same failure before anything was claimed is an error.
+        let failing = Arc::new(Failing {
+            inner: stores.scheduler.clone(),
+            calls: Default::default(),
+            fail_from: 1,
+        });
+        assert!(service(failing, now, "r2").tick(0).await.is_err());
+    }
+
+    #[actix_rt::test]
+    async fn runs_waiting_for_an_attempt_go_before_new_occurrences() {
+        let now = at("2025-01-01T10:00:00Z");
+        let stores = stores_with_due_jobs(3, now).await;
+        // With no room, the pass inserts the three runs unclaimed.
+        let first = service(stores.scheduler.clone(), now, "r1");
+        let (claimed, saturated) = first.tick(0).await.unwrap();
+        assert!(claimed.is_empty() && saturated);
+        // A second later the same jobs are due again; with room for three, the three
+        // waiting runs are taken, not the new occurrences.
+        let later = now + ChronoDuration::seconds(1);
+        let (claimed, saturated) = service(stores.scheduler.clone(), later, "r1")
+            .tick(3)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 3);
+        assert!(
+            claimed.iter().all(|c| c.run.scheduled_for == now),
+            "{claimed:?}"
+        );
+        assert!(saturated, "the new occurrences wait for the next pass");
     }
 }

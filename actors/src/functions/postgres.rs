@@ -47,24 +47,15 @@ impl PgFunctionStore {
     }
 }
 
-/// Reads functions by `(account, id)`, one result per key: one statement for the batch,
-/// or, if it fails, one per key, so each gets its own outcome.
+/// Reads functions by `(account, id)`, one result per key, in one statement.
 async fn read_functions(
     pool: Pool,
     keys: Vec<(AccountId, FunctionId)>,
 ) -> Vec<Result<Function, StoreError>> {
     match select_functions(&pool, &keys).await {
         Ok(found) => keys.iter().map(|key| pick(&found, key)).collect(),
-        Err(e) if keys.len() == 1 => vec![Err(e)],
-        Err(e) => {
-            tracing::debug!(error = ?e, functions = keys.len(), "batched function read failed; reading one by one");
-            let mut results = Vec::with_capacity(keys.len());
-            for key in &keys {
-                let one = select_functions(&pool, std::slice::from_ref(key)).await;
-                results.push(one.and_then(|found| pick(&found, key)));
-            }
-            results
-        }
+        // No key can fail the read of the others: the error is the database's.
+        Err(e) => keys.iter().map(|_| Err(e.for_each())).collect(),
     }
 }
 
@@ -113,9 +104,14 @@ async fn record_batch(pool: Pool, batch: Vec<Pending>) -> Vec<Result<(), StoreEr
     if batch.len() > 1 {
         match record_together(&pool, &batch).await {
             Ok(results) => return results,
-            Err(e) => {
+            // One record's doing (a function deleted mid-run, a lock conflict): each of
+            // them alone, so the others still commit.
+            Err(e) if one_records_doing(&e) => {
                 tracing::debug!(error = ?e, records = batch.len(), "batched execution records failed; recording one by one");
             }
+            // The database's (unreachable, pool exhausted): one at a time would only wait
+            // as long again per record, holding up every other.
+            Err(e) => return batch.iter().map(|_| Err(e.for_each())).collect(),
         }
     }
     let mut results = Vec::with_capacity(batch.len());
@@ -123,6 +119,24 @@ async fn record_batch(pool: Pool, batch: Vec<Pending>) -> Vec<Result<(), StoreEr
         results.push(record_alone(&pool, pending).await);
     }
     results
+}
+
+/// Whether a batch's error may come from one of its records rather than from the
+/// database: a missing function (`NotFound`), invalid data (SQLSTATE class 22), a broken
+/// constraint (23) or a lock conflict (40: deadlock, serialization).
+fn one_records_doing(e: &StoreError) -> bool {
+    match e {
+        StoreError::NotFound => true,
+        StoreError::Internal(e) => e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+            .is_some_and(|code| {
+                ["22", "23", "40"]
+                    .iter()
+                    .any(|c| code.code().starts_with(c))
+            }),
+        _ => false,
+    }
 }
 
 async fn record_together(

@@ -576,11 +576,13 @@ mod tests {
         assert_eq!(SchedulerService::plan(&j, true, now).start, Start::Run);
     }
 
-    /// The memory stores with one account, one function and `n` jobs `@every 1s` (overlap
-    /// allowed) due at `due`.
-    async fn stores_with_due_jobs(n: usize, due: DateTime<Utc>) -> crate::stores::Stores {
+    /// A memory scheduler store with one account, one function and `n` jobs `@every 1s`
+    /// (overlap allowed) due at `due`.
+    async fn store_with_due_jobs(n: usize, due: DateTime<Utc>) -> Arc<dyn SchedulerStore> {
+        use crate::accounts::{AccountStore, MemoryAccountStore};
+        use crate::functions::{FunctionStore, MemoryFunctionStore};
         use crate::quota::Quota;
-        let stores = crate::stores::Stores::memory(1000);
+        let db = Arc::new(crate::store::MemoryDb::default());
         let account = crate::accounts::Account {
             id: AccountId::generate(),
             owner: "o".into(),
@@ -588,7 +590,10 @@ mod tests {
             created_at: due,
             updated_at: due,
         };
-        stores.accounts.insert(&account).await.unwrap();
+        MemoryAccountStore::new(db.clone())
+            .insert(&account)
+            .await
+            .unwrap();
         let function = crate::functions::Function {
             id: FunctionId::generate(),
             account_id: account.id,
@@ -602,7 +607,11 @@ mod tests {
             updated_at: due,
         };
         let unlimited = Quota::unlimited("test");
-        stores.functions.create(&function, unlimited).await.unwrap();
+        MemoryFunctionStore::new(db.clone())
+            .create(&function, unlimited)
+            .await
+            .unwrap();
+        let jobs = super::super::MemoryJobStore::new(db);
         for i in 0..n {
             let mut j = job("@every 1s", "2025-01-01T00:00:00Z");
             j.account_id = account.id;
@@ -611,9 +620,11 @@ mod tests {
             j.next_run = Some(due);
             // Overlapping runs allowed: every due occurrence starts a run.
             j.overlap_policy = OverlapPolicy::Allow;
-            stores.jobs.create(&j, unlimited).await.unwrap();
+            super::super::JobStore::create(&jobs, &j, unlimited)
+                .await
+                .unwrap();
         }
-        stores
+        Arc::new(jobs)
     }
 
     /// A clock stopped at one instant.
@@ -733,9 +744,9 @@ mod tests {
     async fn a_pass_cut_short_still_returns_the_runs_it_claimed() {
         let now = at("2025-01-01T10:00:00Z");
         // More due jobs than one batch: the second batch fails.
-        let stores = stores_with_due_jobs(ADVANCE_BATCH as usize + 10, now).await;
+        let store = store_with_due_jobs(ADVANCE_BATCH as usize + 10, now).await;
         let failing = Arc::new(Failing {
-            inner: stores.scheduler.clone(),
+            inner: store.clone(),
             calls: Default::default(),
             fail_from: 2,
         });
@@ -744,7 +755,7 @@ mod tests {
         assert!(claimed.iter().all(|c| c.run.attempt == 1));
         // And the same failure before anything was claimed is an error.
         let failing = Arc::new(Failing {
-            inner: stores.scheduler.clone(),
+            inner: store,
             calls: Default::default(),
             fail_from: 1,
         });
@@ -754,18 +765,15 @@ mod tests {
     #[actix_rt::test]
     async fn runs_waiting_for_an_attempt_go_before_new_occurrences() {
         let now = at("2025-01-01T10:00:00Z");
-        let stores = stores_with_due_jobs(3, now).await;
+        let store = store_with_due_jobs(3, now).await;
         // With no room, the pass inserts the three runs unclaimed.
-        let first = service(stores.scheduler.clone(), now, "r1");
+        let first = service(store.clone(), now, "r1");
         let (claimed, saturated) = first.tick(0).await.unwrap();
         assert!(claimed.is_empty() && saturated);
         // A second later the same jobs are due again; with room for three, the three
         // waiting runs are taken, not the new occurrences.
         let later = now + ChronoDuration::seconds(1);
-        let (claimed, saturated) = service(stores.scheduler.clone(), later, "r1")
-            .tick(3)
-            .await
-            .unwrap();
+        let (claimed, saturated) = service(store, later, "r1").tick(3).await.unwrap();
         assert_eq!(claimed.len(), 3);
         assert!(
             claimed.iter().all(|c| c.run.scheduled_for == now),

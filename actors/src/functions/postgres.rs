@@ -98,8 +98,8 @@ struct Pending {
 
 /// Writes a batch of records, one result per record: in one transaction (each fence
 /// settled, then every record whose fence held inserted by one statement); if that
-/// transaction fails (a function deleted mid-run, say), one by one, so each record gets
-/// its own outcome and none fails for another's.
+/// transaction fails for one record's doing (a function deleted mid-run, say), one by
+/// one, so each record gets its own outcome and none fails for another's.
 async fn record_batch(pool: Pool, batch: Vec<Pending>) -> Vec<Result<(), StoreError>> {
     if batch.len() > 1 {
         match record_together(&pool, &batch).await {

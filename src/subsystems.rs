@@ -152,24 +152,10 @@ pub async fn register(
     });
     // Wakes the `events` actor when a firing or event is stored, or a trigger changes,
     // on any replica (PostgreSQL); in memory mode the triggers service wakes it itself.
-    if let Some(dsn) = &settings.database.dsn {
-        actors::store::notify::listen(
-            dsn.expose_secret(),
-            actors::events::WORK_CHANNEL,
-            worker.waker(),
-        )
-        .map_err(|e| anyhow::anyhow!("LISTEN set-up: {e}"))?;
-    }
+    listen(settings, actors::events::WORK_CHANNEL, worker.waker())?;
     // Wakes the scheduler: job changes made here, and (PostgreSQL) on any replica.
     let job_wake = Arc::new(tokio::sync::Notify::new());
-    if let Some(dsn) = &settings.database.dsn {
-        actors::store::notify::listen(
-            dsn.expose_secret(),
-            actors::automation::JOBS_CHANNEL,
-            job_wake.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("LISTEN set-up: {e}"))?;
-    }
+    listen(settings, actors::automation::JOBS_CHANNEL, job_wake.clone())?;
     let automation_service = AutomationService::new(
         stores.jobs.clone(),
         stores.functions.clone(),
@@ -305,4 +291,18 @@ async fn report_unknown_keys(secrets: &SecretsService) {
         }
         Err(e) => tracing::warn!(error = %e, "could not check stored key ids"),
     }
+}
+
+/// With PostgreSQL, `wake` is notified whenever `channel` is (a change on any replica);
+/// memory mode has no other replica to hear from.
+fn listen(
+    settings: &Settings,
+    channel: &'static str,
+    wake: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
+    if let Some(dsn) = &settings.database.dsn {
+        actors::store::notify::listen(dsn.expose_secret(), channel, wake)
+            .map_err(|e| anyhow::anyhow!("LISTEN set-up: {e}"))?;
+    }
+    Ok(())
 }

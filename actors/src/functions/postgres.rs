@@ -97,13 +97,21 @@ struct Pending {
 }
 
 /// Writes a batch of records, one result per record: in one transaction (each fence
-/// settled, then every record whose fence held inserted by one statement); if that
-/// transaction fails for one record's doing (a function deleted mid-run, say), one by
-/// one, so each record gets its own outcome and none fails for another's.
+/// settled, then every record whose fence held inserted by one statement). If that
+/// transaction fails for one record's doing, none fails for another's: records of a
+/// function deleted mid-run are left out and the rest written together again; for any
+/// other such error (or if that fails too), each record is written alone.
 async fn record_batch(pool: Pool, batch: Vec<Pending>) -> Vec<Result<(), StoreError>> {
     if batch.len() > 1 {
         match record_together(&pool, &batch).await {
             Ok(results) => return results,
+            // Functions deleted mid-run: their records are `NotFound`, the rest are
+            // written together again (one extra statement, not one transaction each).
+            Err(StoreError::NotFound) => {
+                if let Some(results) = without_missing_functions(&pool, &batch).await {
+                    return results;
+                }
+            }
             // One record's doing (a function deleted mid-run, a lock conflict): each of
             // them alone, so the others still commit.
             Err(e) if one_records_doing(&e) => {
@@ -119,6 +127,51 @@ async fn record_batch(pool: Pool, batch: Vec<Pending>) -> Vec<Result<(), StoreEr
         results.push(record_alone(&pool, pending).await);
     }
     results
+}
+
+/// The batch written together once more without the records whose function is gone
+/// (each of those `NotFound`); `None` if that fails too.
+async fn without_missing_functions(
+    pool: &Pool,
+    batch: &[Pending],
+) -> Option<Vec<Result<(), StoreError>>> {
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .map(|p| *p.execution.function_id.as_uuid())
+        .collect();
+    let client = pool.get().await.ok()?;
+    let existing: std::collections::HashSet<Uuid> = client
+        .query("SELECT id FROM app_functions WHERE id = ANY($1)", &[&ids])
+        .await
+        .ok()?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    let (kept, gone): (Vec<&Pending>, Vec<&Pending>) = batch
+        .iter()
+        .partition(|p| existing.contains(p.execution.function_id.as_uuid()));
+    if gone.is_empty() {
+        return None;
+    }
+    let mut written = if kept.is_empty() {
+        Vec::new()
+    } else {
+        record_together(pool, &kept).await.ok()?
+    }
+    .into_iter();
+    Some(
+        batch
+            .iter()
+            .map(|p| {
+                if existing.contains(p.execution.function_id.as_uuid()) {
+                    written.next().unwrap_or(Err(StoreError::NotFound))
+                } else {
+                    Err(StoreError::NotFound)
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Whether a batch's error may come from one of its records rather than from the
@@ -141,13 +194,13 @@ fn one_records_doing(e: &StoreError) -> bool {
 
 async fn record_together(
     pool: &Pool,
-    batch: &[Pending],
+    batch: &[impl std::borrow::Borrow<Pending>],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut client = pool.get().await?;
     let mut tx = Tx::Postgres(client.transaction().await?);
     let mut results = Vec::with_capacity(batch.len());
     let mut held = Vec::with_capacity(batch.len());
-    for pending in batch {
+    for pending in batch.iter().map(std::borrow::Borrow::borrow) {
         let holds = match &pending.fence {
             Some(fence) => fence.settle(&mut tx, &pending.execution).await?,
             None => true,
@@ -503,28 +556,5 @@ pub(super) async fn insert_execution(
     db: &impl deadpool_postgres::GenericClient,
     e: &Execution,
 ) -> Result<(), StoreError> {
-    db.execute(
-        &format!(
-            "INSERT INTO app_function_executions ({EXECUTION}, created_at)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$10)"
-        ),
-        &[
-            e.id.as_uuid(),
-            e.account_id.as_uuid(),
-            e.function_id.as_uuid(),
-            &e.status.as_str(),
-            &e.input,
-            &e.output,
-            &Json(&e.logs),
-            &e.error,
-            &e.error_code,
-            &e.started_at,
-            &e.completed_at,
-            &e.duration_ms,
-            &Json(&e.actions),
-        ],
-    )
-    .await
-    .map_err(fk_is_not_found)?;
-    Ok(())
+    insert_executions(db, &[e]).await
 }

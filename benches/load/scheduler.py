@@ -91,6 +91,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--kind", choices=["jobs", "cron", "webhook"], default="jobs")
     ap.add_argument("--rate", type=int, default=100, help="webhooks per second (--kind webhook)")
+    ap.add_argument("--timeline", type=int, default=0, metavar="SECONDS",
+                    help="also print starts/s and lag p99 per window of this many seconds")
     ap.add_argument("--aligned", action="store_true",
                     help="every job due at the same instant (worst case); default: phases "
                          "spread over the second, as jobs created at different times are")
@@ -152,6 +154,13 @@ def main():
         SELECT count(*) FROM (
           SELECT input->>'automation_job', input->>'scheduled_for' FROM app_function_executions
           GROUP BY 1, 2 HAVING count(*) > 1) d"""))
+    if args.timeline:
+        for t in range(0, args.seconds, args.timeline):
+            a, b = start + args.warmup + t, start + args.warmup + min(t + args.timeline, args.seconds)
+            n, _, p99, worst = lags(url, "r.started_at - r.scheduled_for", "app_automation_runs r",
+                                    f"r.started_at >= to_timestamp({a}) AND r.started_at < to_timestamp({b})")
+            print(json.dumps({"from_s": t, "starts_per_s": round(n / (b - a), 1),
+                              "lag_p99_ms": p99, "lag_max_ms": worst}), file=sys.stderr)
     result = {
         "jobs": args.jobs, "replicas": args.replicas, "seconds": args.seconds,
         "aligned": args.aligned,

@@ -453,20 +453,22 @@ impl SchedulerStore for MemoryJobStore {
         Ok(advanced)
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_due(&self) -> Result<super::NextDue, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<JobTable>();
-        let jobs = table
+        let job = table
             .jobs
             .values()
             .filter(|j| j.enabled)
-            .filter_map(|j| j.next_run);
-        let retries = table
+            .filter_map(|j| j.next_run)
+            .min();
+        let retry = table
             .running
             .iter()
             .filter_map(|id| table.runs.get(id))
-            .filter_map(|r| r.next_attempt_at);
-        Ok(jobs.chain(retries).min())
+            .filter_map(|r| r.next_attempt_at)
+            .min();
+        Ok(super::NextDue { job, retry })
     }
 
     async fn claim_runs(
@@ -478,19 +480,24 @@ impl SchedulerStore for MemoryJobStore {
     ) -> Result<Vec<ClaimedRun>, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<JobTable>();
-        let mut ids: Vec<(DateTime<Utc>, RunId)> = table
+        // Oldest claimable first: the later of retry time and lease end (none = now), as
+        // the PostgreSQL store's claim index orders them.
+        let mut ids: Vec<(Option<DateTime<Utc>>, DateTime<Utc>, RunId)> = table
             .running
             .iter()
             .filter_map(|id| table.runs.get(id))
             .filter(|r| {
                 r.next_attempt_at.is_none_or(|t| t <= now) && r.lease_until.is_none_or(|t| t < now)
             })
-            .map(|r| (r.next_attempt_at.unwrap_or(r.run.scheduled_for), r.run.id))
+            .map(|r| {
+                let claimable = r.next_attempt_at.max(r.lease_until);
+                (claimable, r.run.scheduled_for, r.run.id)
+            })
             .collect();
         ids.sort();
         ids.truncate(usize::try_from(limit).unwrap_or(0));
         let mut claimed = Vec::new();
-        for (_, id) in ids {
+        for (_, _, id) in ids {
             let Some(job_id) = table.runs.get(&id).map(|r| r.run.job_id) else {
                 continue;
             };

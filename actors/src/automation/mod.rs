@@ -227,6 +227,22 @@ pub struct Advanced {
     pub examined: usize,
 }
 
+/// When the scheduler has work next ([`SchedulerStore::next_due`]); `None` where nothing
+/// is scheduled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NextDue {
+    /// The earliest `next_run` of an enabled job.
+    pub job: Option<DateTime<Utc>>,
+    /// The earliest `next_attempt_at` of a run waiting to be retried.
+    pub retry: Option<DateTime<Utc>>,
+}
+
+impl NextDue {
+    pub fn earliest(&self) -> Option<DateTime<Utc>> {
+        self.job.into_iter().chain(self.retry).min()
+    }
+}
+
 /// The scheduler's side of the job store. Both implementations give the same guarantees:
 /// one run per `(job, scheduled_for)`, `next_run` moved in the same transaction, runs
 /// worked by one lease holder at a time.
@@ -251,11 +267,12 @@ pub trait SchedulerStore: Send + Sync + 'static {
         plan: &Plan,
         claimant: Claimant<'_>,
     ) -> Result<Advanced, StoreError>;
-    /// When the scheduler has work next: the earliest `next_run` of an enabled job or
-    /// retry time of a run waiting for its next attempt; `None` if nothing is scheduled.
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// When the scheduler has work next: the earliest `next_run` of an enabled job and
+    /// the earliest retry time of a run waiting for its next attempt.
+    async fn next_due(&self) -> Result<NextDue, StoreError>;
     /// Claims up to `limit` running runs due for an attempt whose lease is free or
-    /// expired, counting the new attempt.
+    /// expired, counting the new attempt; oldest claimable first (the later of retry
+    /// time and lease end, none meaning at once), then by `scheduled_for`.
     async fn claim_runs(
         &self,
         now: DateTime<Utc>,

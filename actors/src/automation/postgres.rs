@@ -515,18 +515,21 @@ impl super::SchedulerStore for PgJobStore {
         Ok(advanced)
     }
 
-    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    async fn next_due(&self) -> Result<super::NextDue, StoreError> {
         let client = self.pool.get().await?;
         // Both through partial indexes: jobs by `next_run` where enabled, runs by
         // `next_attempt_at` where running.
         let stmt = client
             .prepare_cached(
-                "SELECT LEAST(
-                     (SELECT min(next_run) FROM app_automation_jobs WHERE enabled),
-                     (SELECT min(next_attempt_at) FROM app_automation_runs WHERE status = 'running'))",
+                "SELECT (SELECT min(next_run) FROM app_automation_jobs WHERE enabled),
+                        (SELECT min(next_attempt_at) FROM app_automation_runs WHERE status = 'running')",
             )
             .await?;
-        Ok(client.query_one(&stmt, &[]).await?.get(0))
+        let row = client.query_one(&stmt, &[]).await?;
+        Ok(super::NextDue {
+            job: row.try_get(0)?,
+            retry: row.try_get(1)?,
+        })
     }
 
     async fn claim_runs(
@@ -536,19 +539,31 @@ impl super::SchedulerStore for PgJobStore {
         lease_until: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<super::ClaimedRun>, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The claim index's range `<= now` also holds the entries of runs finished or
+        // claimed since the last vacuum (their old lease end or retry time). A plain
+        // index scan marks those it finds dead, so the next claim skips them; the bitmap
+        // scan the planner prefers for the few live rows it expects would read them all
+        // again every time (measured: 80,000 entries and 15 ms per claim after 80 s at
+        // 3,000 starts per second, against 2 ms).
+        tx.batch_execute("SET LOCAL enable_bitmapscan = off")
+            .await?;
         // One statement: pick free due runs (skipping rows another replica is claiming),
         // take the lease and count the attempt. `old.lease_owner` tells whether a previous
-        // holder's lease ran out mid-attempt.
-        let rows = client
-            .query(
+        // holder's lease ran out mid-attempt. Oldest claimable first (the later of retry
+        // time and lease end), read through `app_automation_runs_claim_idx` (V9).
+        let stmt = tx
+            .prepare_cached(
                 "WITH picked AS (
                      SELECT r.id, r.lease_owner AS previous_owner
                      FROM app_automation_runs r
                      WHERE r.status = 'running'
+                       AND COALESCE(GREATEST(r.next_attempt_at, r.lease_until), '-infinity'::timestamptz) <= $1
                        AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
                        AND (r.lease_until IS NULL OR r.lease_until < $1)
-                     ORDER BY r.next_attempt_at NULLS FIRST, r.scheduled_for
+                     ORDER BY COALESCE(GREATEST(r.next_attempt_at, r.lease_until), '-infinity'::timestamptz),
+                              r.scheduled_for
                      LIMIT $4
                      FOR UPDATE SKIP LOCKED
                  )
@@ -560,9 +575,12 @@ impl super::SchedulerStore for PgJobStore {
                  RETURNING r.id, r.job_id, r.scheduled_for, r.started_at, r.completed_at, r.status, r.attempt,
                            r.execution_id, r.error, picked.previous_owner, j.account_id, j.function_id,
                            j.max_attempts, j.enabled",
-                &[&now, &owner, &lease_until, &limit],
             )
             .await?;
+        let rows = tx
+            .query(&stmt, &[&now, &owner, &lease_until, &limit])
+            .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|row| {
                 Ok(super::ClaimedRun {

@@ -88,6 +88,12 @@ pub struct SchedulerService {
     owner: Arc<str>,
     config: SchedulerConfig,
     metrics: AutomationMetrics,
+    /// From when a pass looks for runs to claim (retries, takeovers, runs left waiting):
+    /// at once after a pass that left runs waiting, at the earliest retry time, and at
+    /// least every `tick` for expired leases and runs another replica left waiting. In
+    /// between, the claim statement would find nothing, and passes come every few
+    /// milliseconds under load.
+    claim_from: Arc<std::sync::Mutex<DateTime<Utc>>>,
 }
 
 impl SchedulerService {
@@ -106,7 +112,12 @@ impl SchedulerService {
             owner: owner.into(),
             config,
             metrics,
+            claim_from: Arc::new(std::sync::Mutex::new(DateTime::<Utc>::MIN_UTC)),
         }
+    }
+
+    fn claim_from(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
+        self.claim_from.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lease_until(&self) -> DateTime<Utc> {
@@ -151,12 +162,15 @@ impl SchedulerService {
         let plan = move |job: &Job, busy: bool| Self::plan(job, busy, now);
         let room = usize::try_from(room).unwrap_or(0);
         let limit = room.min(CLAIM_BATCH);
-        let mut claimed = if limit == 0 {
+        let mut claimed = if limit == 0 || now < *self.claim_from() {
             Vec::new()
         } else {
-            self.store
+            let claimed = self
+                .store
                 .claim_runs(now, &self.owner, self.lease_until(), limit as i64)
-                .await?
+                .await?;
+            *self.claim_from() = now + self.fallback();
+            claimed
         };
         let mut saturated = limit == 0 || claimed.len() == limit;
         for _ in 0..MAX_BATCHES {
@@ -194,6 +208,10 @@ impl SchedulerService {
             let lag = (now - run.run.scheduled_for).to_std().unwrap_or_default();
             self.metrics.lag.observe(lag.as_secs_f64());
         }
+        if saturated {
+            // Runs are left waiting: the next pass claims them first.
+            *self.claim_from() = now;
+        }
         Ok((claimed, saturated))
     }
 
@@ -201,7 +219,19 @@ impl SchedulerService {
     /// latest (the fallback for changes no wake-up announced, and for lease takeovers).
     pub async fn next_wait(&self) -> Duration {
         let due = self.store.next_due().await;
+        if let Ok(super::NextDue {
+            retry: Some(at), ..
+        }) = due
+        {
+            let mut claim_from = self.claim_from();
+            *claim_from = (*claim_from).min(at);
+        }
+        let due = due.map(|due| due.earliest());
         crate::work::wait_until(due, self.clock.now(), self.config.tick, "due time")
+    }
+
+    fn fallback(&self) -> ChronoDuration {
+        ChronoDuration::from_std(self.config.tick).unwrap_or(ChronoDuration::seconds(1))
     }
 
     /// Retention: deletes finished runs older than `RUN_RETENTION`; how many went.
@@ -652,11 +682,23 @@ mod tests {
         }
     }
 
-    /// The memory scheduler store, failing `advance_due` from its `fail_from`-th call.
+    /// A clock the test moves.
+    #[derive(Debug)]
+    struct Manual(std::sync::Mutex<DateTime<Utc>>);
+
+    impl Clock for Manual {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// The memory scheduler store, failing `advance_due` from its `fail_from`-th call and
+    /// counting the claim statements.
     struct Failing {
         inner: Arc<dyn SchedulerStore>,
         calls: std::sync::atomic::AtomicUsize,
         fail_from: usize,
+        claims: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait::async_trait]
@@ -677,7 +719,7 @@ mod tests {
             }
             self.inner.advance_due(now, limit, plan, claimant).await
         }
-        async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        async fn next_due(&self) -> Result<super::super::NextDue, StoreError> {
             self.inner.next_due().await
         }
         async fn claim_runs(
@@ -687,6 +729,8 @@ mod tests {
             lease_until: DateTime<Utc>,
             limit: i64,
         ) -> Result<Vec<ClaimedRun>, StoreError> {
+            self.claims
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.claim_runs(now, owner, lease_until, limit).await
         }
         async fn renew(
@@ -722,6 +766,14 @@ mod tests {
         now: DateTime<Utc>,
         owner: &str,
     ) -> SchedulerService {
+        service_with_clock(store, Arc::new(At(now)), owner)
+    }
+
+    fn service_with_clock(
+        store: Arc<dyn SchedulerStore>,
+        clock: Arc<dyn Clock>,
+        owner: &str,
+    ) -> SchedulerService {
         let config = SchedulerConfig {
             tick: Duration::from_secs(1),
             drain: Duration::from_secs(1),
@@ -733,7 +785,7 @@ mod tests {
         SchedulerService::new(
             store,
             Arc::new(NoFunctions),
-            Arc::new(At(now)),
+            clock,
             owner.into(),
             config,
             AutomationMetrics::register(&Registry::new()).unwrap(),
@@ -749,6 +801,7 @@ mod tests {
             inner: store.clone(),
             calls: Default::default(),
             fail_from: 2,
+            claims: Default::default(),
         });
         let (claimed, _) = service(failing, now, "r1").tick(100).await.unwrap();
         assert_eq!(claimed.len(), 100, "the first batch's claims are kept");
@@ -758,6 +811,7 @@ mod tests {
             inner: store,
             calls: Default::default(),
             fail_from: 1,
+            claims: Default::default(),
         });
         assert!(service(failing, now, "r2").tick(0).await.is_err());
     }
@@ -780,5 +834,63 @@ mod tests {
             "{claimed:?}"
         );
         assert!(saturated, "the new occurrences wait for the next pass");
+    }
+
+    #[actix_rt::test]
+    async fn the_claim_statement_runs_only_when_something_may_be_claimable() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = at("2025-01-01T10:00:00Z");
+        let store = Arc::new(Failing {
+            inner: store_with_due_jobs(3, now).await,
+            calls: Default::default(),
+            fail_from: usize::MAX,
+            claims: Default::default(),
+        });
+        let clock = Arc::new(Manual(std::sync::Mutex::new(now)));
+        let scheduler = service_with_clock(store.clone(), clock.clone(), "r1");
+        let claims = || store.claims.load(SeqCst);
+        // The first pass looks; the three runs start from their insert.
+        let (started, _) = scheduler.tick(10).await.unwrap();
+        assert_eq!((started.len(), claims()), (3, 1));
+        // Nothing can have become claimable since: no claim statement.
+        scheduler.tick(10).await.unwrap();
+        assert_eq!(claims(), 1);
+        // A pass that left runs waiting (no room) opens the claim for the next pass.
+        let set = |t: DateTime<Utc>| *clock.0.lock().unwrap() = t;
+        set(now + ChronoDuration::seconds(1));
+        let (none, saturated) = scheduler.tick(0).await.unwrap();
+        assert!(none.is_empty() && saturated);
+        let (waiting, _) = scheduler.tick(10).await.unwrap();
+        assert_eq!((waiting.len(), claims()), (3, 2));
+        scheduler.tick(10).await.unwrap();
+        assert_eq!(claims(), 2);
+        // A retry seen by `next_wait` opens it at the retry time.
+        let retry_at = now + ChronoDuration::milliseconds(1300);
+        let end = AttemptEnd::Failed {
+            execution_id: None,
+            error: "boom".into(),
+            retry_at: Some(retry_at),
+        };
+        let run = &waiting[0].run;
+        assert!(store
+            .finish_attempt(run.id, "r1", now + ChronoDuration::seconds(1), &end, None)
+            .await
+            .unwrap());
+        scheduler.next_wait().await;
+        set(retry_at);
+        let (retried, _) = scheduler.tick(10).await.unwrap();
+        assert_eq!(claims(), 3);
+        assert!(
+            retried
+                .iter()
+                .any(|c| c.run.id == run.id && c.run.attempt == 2),
+            "{retried:?}"
+        );
+        // And at least every tick, for expired leases and other replicas' waiting runs.
+        scheduler.tick(10).await.unwrap();
+        assert_eq!(claims(), 3);
+        set(retry_at + ChronoDuration::seconds(1));
+        scheduler.tick(10).await.unwrap();
+        assert_eq!(claims(), 4);
     }
 }

@@ -1,6 +1,6 @@
 //! Registers every subsystem actor with the root supervisor, in start order (stopped in
-//! reverse): accounts (and tokens), secrets, executor, functions, triggers, automation,
-//! events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
+//! reverse): accounts (and tokens), secrets, executor, functions, triggers, pricefeeds,
+//! automation, events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
 //! triggers thread and `scheduler` on the automation thread, beside the actors whose
 //! tables they work. Each factory starts its actor on that arbiter, and the supervisor
 //! calls it again after a crash.
@@ -23,6 +23,7 @@ use actors::functions::{
     ExecDefaults, FunctionsActor, FunctionsDeps, FunctionsService, LimitMaxima,
 };
 use actors::health::{Health, Sandbox};
+use actors::pricefeeds::{PriceFeedsActor, PriceFeedsService};
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::stores::Stores;
 use actors::supervisor::{ActorHandle, Supervisor};
@@ -39,6 +40,7 @@ pub struct Subsystems {
     pub functions: ActorHandle<FunctionsActor>,
     pub automation: ActorHandle<AutomationActor>,
     pub triggers: ActorHandle<TriggersActor>,
+    pub pricefeeds: ActorHandle<PriceFeedsActor>,
     /// One arbiter (OS thread) per subsystem; stopped with the application.
     pub arbiters: Vec<Arbiter>,
 }
@@ -150,6 +152,17 @@ pub async fn register(
         let service = triggers_service.clone();
         TriggersActor::start_in_arbiter(&arbiter, move |_| TriggersActor::new(service, exit))
     });
+    let pricefeeds_service = PriceFeedsService::new(
+        stores.feeds.clone(),
+        Arc::new(SystemClock),
+        settings.quotas.feeds,
+    )
+    .waking(worker.waker());
+    let arbiter = thread(&mut arbiters);
+    let pricefeeds = supervisor.add("pricefeeds", move |exit| {
+        let service = pricefeeds_service.clone();
+        PriceFeedsActor::start_in_arbiter(&arbiter, move |_| PriceFeedsActor::new(service, exit))
+    });
     // Wakes the `events` actor when a firing or event is stored, or a trigger changes,
     // on any replica (PostgreSQL); in memory mode the triggers service wakes it itself.
     listen(settings, actors::events::WORK_CHANNEL, worker.waker())?;
@@ -202,6 +215,7 @@ pub async fn register(
         functions,
         automation,
         triggers,
+        pricefeeds,
         arbiters,
     })
 }

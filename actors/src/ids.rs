@@ -99,6 +99,16 @@ id_type!(
     EventId
 );
 
+id_type!(
+    /// Identifies a price feed.
+    FeedId
+);
+
+id_type!(
+    /// Identifies one recorded price of a feed.
+    SnapshotId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -7,7 +7,7 @@
 //! ```text
 //! composition  stores (every store for one storage mode)   devpack (Devpack actions)
 //! subsystems   triggers, automation ─▶ functions ─▶ secrets, executor, events,
-//!              accounts (+ accounts::tokens)
+//!              accounts (+ accounts::tokens); pricefeeds ─▶ events
 //! shared       store (MemoryDb, Tx, pool, migrations), supervisor (handles, Ask),
 //!              error (Code, ErrorCode, subsystem_error!), schedule, crypto, work, page,
 //!              ids, clock, health, metrics, validate, patch, duration
@@ -77,6 +77,7 @@ pub mod ids;
 pub mod metrics;
 pub mod page;
 pub mod patch;
+pub mod pricefeeds;
 pub mod quota;
 pub mod schedule;
 pub mod secrets;

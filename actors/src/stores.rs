@@ -6,6 +6,7 @@ use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
 use crate::automation::{JobStore, MemoryJobStore, PgJobStore, SchedulerStore};
 use crate::events::{EventStore, MemoryEventStore, PgEventStore};
 use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
+use crate::pricefeeds::{FeedStore, MemoryFeedStore, PgFeedStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::store::MemoryDb;
 use crate::triggers::{FiringStore, MemoryTriggerStore, PgTriggerStore, TriggerStore};
@@ -26,6 +27,7 @@ pub struct Stores {
     pub firings: Arc<dyn FiringStore>,
     /// The event outbox.
     pub events: Arc<dyn EventStore>,
+    pub feeds: Arc<dyn FeedStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -45,7 +47,8 @@ impl Stores {
             scheduler: Arc::new(MemoryJobStore::new(db.clone())),
             triggers: Arc::new(MemoryTriggerStore::new(db.clone())),
             firings: Arc::new(MemoryTriggerStore::new(db.clone())),
-            events: Arc::new(MemoryEventStore::new(db)),
+            events: Arc::new(MemoryEventStore::new(db.clone())),
+            feeds: Arc::new(MemoryFeedStore::new(db)),
             pool: None,
         }
     }
@@ -61,6 +64,7 @@ impl Stores {
             triggers: Arc::new(PgTriggerStore::new(pool.clone())),
             firings: Arc::new(PgTriggerStore::new(pool.clone())),
             events: Arc::new(PgEventStore::new(pool.clone())),
+            feeds: Arc::new(PgFeedStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod functions;
 pub mod json;
 pub mod pagination;
+pub mod pricefeeds;
 pub mod rate_limit;
 pub mod request;
 pub mod secrets;
@@ -163,6 +164,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/accounts/{id}/automation/jobs/{job_id}/runs")
             .route(web::get().to(automation::runs))
             .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts/{id}/pricefeeds")
+            .route(web::get().to(pricefeeds::list))
+            .route(web::post().to(pricefeeds::create))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/pricefeeds/{feed_id}")
+            .route(web::get().to(pricefeeds::get))
+            .route(web::patch().to(pricefeeds::update))
+            .route(web::delete().to(pricefeeds::delete))
+            .default_service(not_allowed("GET, PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/pricefeeds/{feed_id}/snapshots")
+            .route(web::get().to(pricefeeds::snapshots))
+            .route(web::post().to(pricefeeds::create_snapshot))
+            .default_service(not_allowed("GET, POST")),
     )
     .service(
         web::resource("/accounts/{id}/triggers")

@@ -10,6 +10,7 @@ use actors::accounts::AccountsHandle;
 use actors::automation::AutomationHandle;
 use actors::functions::{FunctionsHandle, LimitMaxima};
 use actors::health::Health;
+use actors::pricefeeds::PriceFeedsHandle;
 use actors::secrets::SecretsHandle;
 use actors::triggers::TriggersHandle;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub functions: Arc<dyn FunctionsHandle>,
     pub automation: Arc<dyn AutomationHandle>,
     pub triggers: Arc<dyn TriggersHandle>,
+    pub pricefeeds: Arc<dyn PriceFeedsHandle>,
     /// `AUTOMATION_MAX_ATTEMPTS` (1–20, checked at load): a job's `max_attempts` when the
     /// body names none.
     pub default_max_attempts: i32,

@@ -613,6 +613,16 @@ async fn hostile_values_never_get_a_server_error(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
+    let feed = app
+        .post(
+            &format!("/accounts/{account}/pricefeeds"),
+            &json!({"base_asset": "NEO", "quote_asset": "USD", "deviation_percent": 1}),
+        )
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let secret = "S";
     app.post(
         &format!("/accounts/{account}/secrets"),
@@ -689,6 +699,38 @@ async fn hostile_values_never_get_a_server_error(backend: Backend) {
             format!("{a}/triggers/{trigger}"),
             &["rule", "config", "enabled", "rotate_webhook_secret"],
         ),
+        (
+            Method::POST,
+            format!("{a}/pricefeeds"),
+            &[
+                "base_asset",
+                "quote_asset",
+                "update_interval",
+                "heartbeat_interval",
+                "deviation_percent",
+                "sources",
+            ],
+        ),
+        (Method::GET, format!("{a}/pricefeeds"), &[]),
+        (Method::GET, format!("{a}/pricefeeds/{feed}"), &[]),
+        (
+            Method::PATCH,
+            format!("{a}/pricefeeds/{feed}"),
+            &[
+                "update_interval",
+                "heartbeat_interval",
+                "deviation_percent",
+                "active",
+                "sources",
+            ],
+        ),
+        (Method::GET, format!("{a}/pricefeeds/{feed}/snapshots"), &[]),
+        (
+            Method::POST,
+            format!("{a}/pricefeeds/{feed}/snapshots"),
+            &["price", "source", "collected_at"],
+        ),
+        (Method::DELETE, format!("{a}/pricefeeds/{bad}"), &[]),
         (Method::POST, format!("{a}/tokens"), &["name", "expires_at"]),
         (Method::GET, format!("{a}/tokens"), &[]),
         (Method::GET, format!("{a}/tokens/{bad}"), &[]),

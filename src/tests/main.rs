@@ -10,6 +10,7 @@ mod functions;
 mod helpers;
 mod http;
 mod isolation;
+mod pricefeeds;
 mod process;
 mod replicas;
 mod secrets;

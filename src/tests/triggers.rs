@@ -45,7 +45,7 @@ async fn add_function(app: &TestApp, account: &str, source: &str) -> String {
 
 /// The function's executions (newest first), polled until `done` holds (a hang guard,
 /// not a timing assertion).
-async fn executions_until(
+pub(crate) async fn executions_until(
     app: &TestApp,
     account: &str,
     function: &str,

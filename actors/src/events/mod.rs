@@ -30,12 +30,13 @@ pub async fn notify_work(db: &impl deadpool_postgres::GenericClient) -> Result<(
 
 pub const FUNCTION_EXECUTION_FAILED: &str = "function.execution.failed";
 pub const AUTOMATION_JOB_FAILED: &str = "automation.job.failed";
+pub const PRICEFEED_UPDATED: &str = "pricefeed.updated";
 
 /// Every event name an `event` trigger may use as its rule (CONTRACT §3.5). Subsystems
 /// not yet built publish nothing, but their names are accepted so triggers can be set up
 /// ahead of them.
 pub const NAMES: &[&str] = &[
-    "pricefeed.updated",
+    PRICEFEED_UPDATED,
     "oracle.request.completed",
     "oracle.request.failed",
     "gasbank.withdrawal.settled",

@@ -50,10 +50,12 @@ pub async fn run(pool: &Pool) -> anyhow::Result<MigrationReport> {
     })
 }
 
-/// Every migration compiled into this binary, as `V<n>__<name>`.
+/// Every migration compiled into this binary, as `V<n>__<name>`, in version order (the
+/// embedding lists them by file name, where `V10` comes before `V2`).
 pub fn embedded() -> Vec<String> {
-    embedded::migrations::runner()
-        .get_migrations()
+    let mut migrations = embedded::migrations::runner().get_migrations().clone();
+    migrations.sort_by_key(|m| m.version());
+    migrations
         .iter()
         .map(|m| format!("V{}__{}", m.version(), m.name()))
         .collect()

@@ -1,0 +1,194 @@
+//! In-memory [`FeedStore`]: feeds in list order per account with a pair index, each
+//! feed's snapshots in list order (newest first when read backwards); snapshots go with
+//! their feed, feeds with their account.
+
+use super::{Feed, FeedStore, RecordSnapshot, Snapshot};
+use crate::error::StoreError;
+use crate::events::Event;
+use crate::ids::{AccountId, FeedId};
+use crate::page::{Keyed, Page, PageKey, PageRequest};
+use crate::quota::Quota;
+use crate::store::memory::AccountRows;
+use crate::store::{MemoryDb, Row, Table, Tx};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// `app_price_feeds` and `app_price_feed_snapshots`.
+#[derive(Debug, Default)]
+struct FeedTable {
+    feeds: AccountRows<FeedId, Feed>,
+    /// `(account, pair)`: a pair is unique per account.
+    pairs: HashMap<(AccountId, String), FeedId>,
+    /// Each feed's snapshots by `(collected_at, id)`.
+    snapshots: HashMap<FeedId, BTreeMap<PageKey, Snapshot>>,
+}
+
+impl FeedTable {
+    fn remove_feed(&mut self, id: &FeedId) -> Option<Feed> {
+        let feed = self.feeds.remove(id)?;
+        self.pairs.remove(&(feed.account_id, feed.pair()));
+        self.snapshots.remove(id);
+        Some(feed)
+    }
+}
+
+impl Table for FeedTable {
+    fn cascade(&mut self, parent: Row, _removed: &mut Vec<Row>) {
+        if let Row::Account(account) = parent {
+            for id in self.feeds.remove_account(account) {
+                self.snapshots.remove(&id);
+            }
+            self.pairs.retain(|(owner, _), _| *owner != account);
+        }
+    }
+}
+
+fn conflict(feed: &Feed) -> StoreError {
+    StoreError::Conflict(format!("price feed {} already exists", feed.pair()))
+}
+
+pub struct MemoryFeedStore {
+    db: Arc<MemoryDb>,
+}
+
+impl MemoryFeedStore {
+    pub fn new(db: Arc<MemoryDb>) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait::async_trait]
+impl FeedStore for MemoryFeedStore {
+    async fn create(&self, feed: &Feed, quota: Quota) -> Result<(), StoreError> {
+        let mut tables = self.db.lock().await;
+        if !tables.exists(Row::Account(feed.account_id)) {
+            return Err(StoreError::NotFound);
+        }
+        let table = tables.get::<FeedTable>();
+        let key = (feed.account_id, feed.pair());
+        if table.pairs.contains_key(&key) {
+            return Err(conflict(feed));
+        }
+        table
+            .feeds
+            .check_quota(feed.account_id, quota, "price feeds")?;
+        table.pairs.insert(key, feed.id);
+        table.feeds.insert(feed.account_id, feed.id, feed.clone());
+        Ok(())
+    }
+
+    async fn get(&self, account: AccountId, id: FeedId) -> Result<Feed, StoreError> {
+        let mut tables = self.db.lock().await;
+        tables
+            .get::<FeedTable>()
+            .feeds
+            .get_in(account, &id)
+            .cloned()
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Feed>, StoreError> {
+        let mut tables = self.db.lock().await;
+        Ok(tables.get::<FeedTable>().feeds.page(account, &page))
+    }
+
+    async fn update(&self, feed: &Feed) -> Result<Feed, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FeedTable>();
+        let Some(current) = table.feeds.get_in(feed.account_id, &feed.id) else {
+            return Err(StoreError::NotFound);
+        };
+        // Only the settings: the latest snapshot and rounds belong to `record`, which
+        // may have moved them since the caller read the feed.
+        let saved = Feed {
+            latest: current.latest,
+            rounds: current.rounds,
+            ..feed.clone()
+        };
+        table.feeds.insert(feed.account_id, feed.id, saved.clone());
+        Ok(saved)
+    }
+
+    async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FeedTable>();
+        if table.feeds.get_in(account, &id).is_none() {
+            return Err(StoreError::NotFound);
+        }
+        table.remove_feed(&id);
+        Ok(())
+    }
+
+    async fn list_snapshots(
+        &self,
+        account: AccountId,
+        feed: FeedId,
+        page: PageRequest,
+    ) -> Result<Page<Snapshot>, StoreError> {
+        use std::ops::Bound;
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FeedTable>();
+        if table.feeds.get_in(account, &feed).is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let Some(snapshots) = table.snapshots.get(&feed) else {
+            return Ok(Page::from_overfetch(Vec::new(), &page));
+        };
+        // Newest first: walk backwards from the page key.
+        let upper = match page.after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let rows = snapshots
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .take(page.fetch_limit() as usize)
+            .map(|(_, s)| s.clone())
+            .collect();
+        Ok(Page::from_overfetch(rows, &page))
+    }
+
+    async fn record(
+        &self,
+        account: AccountId,
+        feed: FeedId,
+        snapshot: RecordSnapshot,
+        event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
+    ) -> Result<Snapshot, StoreError> {
+        let mut tx = Tx::Memory(self.db.begin().await);
+        let Tx::Memory(memory) = &mut tx else {
+            unreachable!("a memory transaction")
+        };
+        let table = memory.get::<FeedTable>();
+        let Some(row) = table
+            .feeds
+            .get_mut(&feed)
+            .filter(|f| f.account_id == account)
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let before = (row.latest, row.rounds);
+        row.rounds += 1;
+        let snapshot = snapshot.with_round(feed, row.rounds);
+        row.latest = Some(super::latest_after(row.latest, &snapshot));
+        let updated = row.clone();
+        table
+            .snapshots
+            .entry(feed)
+            .or_default()
+            .insert(snapshot.page_key(), snapshot.clone());
+        let key = snapshot.page_key();
+        memory.on_rollback(move |tables| {
+            let table = tables.get::<FeedTable>();
+            if let Some(row) = table.feeds.get_mut(&feed) {
+                (row.latest, row.rounds) = before;
+            }
+            if let Some(snapshots) = table.snapshots.get_mut(&feed) {
+                snapshots.remove(&key);
+            }
+        });
+        crate::events::insert(&mut tx, &event(&snapshot, &updated)).await?;
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,135 @@
+//! Price feeds: a pair's price observed from external sources, recorded as numbered
+//! snapshots (`app_price_feeds`, `app_price_feed_snapshots`, owned here). This module
+//! holds the API side (CRUD, snapshots, `pricefeed.updated`); the refresher that polls
+//! the sources is built on the same store.
+
+mod actor;
+mod domain;
+mod memory;
+mod postgres;
+mod service;
+
+pub use actor::{
+    CreateFeed, CreateSnapshot, DeleteFeed, GetFeed, ListFeeds, ListSnapshots, PriceFeedsActor,
+    UpdateFeed,
+};
+pub use domain::{
+    format_interval, Feed, FeedInput, FeedPatch, FeedPatchInput, Latest, NewFeed, NewSnapshot,
+    Snapshot, SnapshotInput, MAX_SOURCES,
+};
+pub use memory::MemoryFeedStore;
+pub use postgres::PgFeedStore;
+pub use service::{FeedView, PriceFeedsService};
+
+use crate::error::StoreError;
+use crate::events::Event;
+use crate::ids::{AccountId, FeedId};
+use crate::page::{Page, PageRequest};
+use crate::quota::Quota;
+
+crate::subsystem_error!(
+    /// Why a price feed request failed.
+    PriceFeedsError {}
+);
+
+crate::handle_trait!(
+    /// What the HTTP edge may ask of the price feeds subsystem.
+    PriceFeedsHandle: CreateFeed,
+    GetFeed,
+    ListFeeds,
+    UpdateFeed,
+    DeleteFeed,
+    ListSnapshots,
+    CreateSnapshot,
+);
+
+/// The feed tables. Both implementations give the same guarantees: one pair per account,
+/// rounds numbered 1, 2, … per feed without gaps or repeats, the feed's latest snapshot
+/// and the `pricefeed.updated` event written with the snapshot.
+#[async_trait::async_trait]
+pub trait FeedStore: Send + Sync + 'static {
+    /// `Conflict` on a pair the account already has; `NotFound` if the account is gone;
+    /// `LimitExceeded` when the account already holds `quota` feeds.
+    async fn create(&self, feed: &Feed, quota: Quota) -> Result<(), StoreError>;
+    async fn get(&self, account: AccountId, id: FeedId) -> Result<Feed, StoreError>;
+    async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Feed>, StoreError>;
+    /// Saves the settings a PATCH may change (intervals, deviation, active, sources,
+    /// `next_refresh_at`, `updated_at`); `NotFound` if the feed is gone.
+    async fn update(&self, feed: &Feed) -> Result<Feed, StoreError>;
+    /// Deletes the feed and its snapshots.
+    async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError>;
+    /// Newest first by `collected_at` (then id); the next page starts strictly before
+    /// the page key. `NotFound` if the feed is not the account's.
+    async fn list_snapshots(
+        &self,
+        account: AccountId,
+        feed: FeedId,
+        page: PageRequest,
+    ) -> Result<Page<Snapshot>, StoreError>;
+    /// Records a snapshot with the feed's next round, moves the feed's latest snapshot if
+    /// this one is not older, and adds the event `event(&snapshot, pair)` to the outbox,
+    /// all in one transaction. `NotFound` if the feed is not the account's.
+    async fn record(
+        &self,
+        account: AccountId,
+        feed: FeedId,
+        snapshot: RecordSnapshot,
+        event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
+    ) -> Result<Snapshot, StoreError>;
+}
+
+/// A snapshot to record; the store gives it its round.
+#[derive(Debug, Clone)]
+pub struct RecordSnapshot {
+    pub id: crate::ids::SnapshotId,
+    pub price: f64,
+    pub source: String,
+    pub collected_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RecordSnapshot {
+    fn with_round(self, feed: FeedId, round: i64) -> Snapshot {
+        Snapshot {
+            id: self.id,
+            feed_id: feed,
+            round,
+            price: self.price,
+            source: self.source,
+            collected_at: self.collected_at,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The latest snapshot after `snapshot` is added to a feed whose latest was `current`:
+/// the one collected last, the higher round on a tie.
+fn latest_after(current: Option<Latest>, snapshot: &Snapshot) -> Latest {
+    let candidate = Latest {
+        round: snapshot.round,
+        price: snapshot.price,
+        at: snapshot.collected_at,
+    };
+    match current {
+        Some(current) if current.at > candidate.at => current,
+        _ => candidate,
+    }
+}
+
+/// The `pricefeed.updated` event of a snapshot (CONTRACT.md §3.5).
+pub fn updated_event(snapshot: &Snapshot, feed: &Feed) -> Event {
+    Event::new(
+        feed.account_id,
+        crate::events::PRICEFEED_UPDATED,
+        serde_json::json!({
+            "feed_id": feed.id.to_string(),
+            "pair": feed.pair(),
+            "snapshot_id": snapshot.id.to_string(),
+            "round": snapshot.round,
+            "price": snapshot.price,
+            "source": snapshot.source,
+            "collected_at": crate::clock::timestamp(&snapshot.collected_at),
+        }),
+        snapshot.created_at,
+    )
+}

@@ -510,6 +510,9 @@ impl SchedulerStore for MemoryJobStore {
             let previous_lease_expired = row.lease_owner.is_some();
             row.lease_owner = Some(owner.to_owned());
             row.lease_until = Some(lease_until);
+            // Its retry time has come: an attempt in flight is no retry waiting (else
+            // `next_due` would report it due, and every pass would claim again).
+            row.next_attempt_at = None;
             row.run.attempt += 1;
             row.run.started_at.get_or_insert(now);
             claimed.push(ClaimedRun {

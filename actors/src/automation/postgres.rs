@@ -552,7 +552,9 @@ impl super::SchedulerStore for PgJobStore {
         // One statement: pick free due runs (skipping rows another replica is claiming),
         // take the lease and count the attempt. `old.lease_owner` tells whether a previous
         // holder's lease ran out mid-attempt. Oldest claimable first (the later of retry
-        // time and lease end), read through `app_automation_runs_claim_idx` (V9).
+        // time and lease end), read through `app_automation_runs_claim_idx` (V9). The retry
+        // time is cleared: an attempt in flight is no retry waiting (else `next_due` would
+        // report it due, and every pass would claim again until it ends).
         let stmt = tx
             .prepare_cached(
                 "WITH picked AS (
@@ -568,7 +570,7 @@ impl super::SchedulerStore for PgJobStore {
                      FOR UPDATE SKIP LOCKED
                  )
                  UPDATE app_automation_runs r
-                 SET lease_owner = $2, lease_until = $3, attempt = r.attempt + 1,
+                 SET lease_owner = $2, lease_until = $3, attempt = r.attempt + 1, next_attempt_at = NULL,
                      started_at = COALESCE(r.started_at, $1)
                  FROM picked, app_automation_jobs j
                  WHERE r.id = picked.id AND j.id = r.job_id

@@ -162,7 +162,12 @@ impl SchedulerService {
         let plan = move |job: &Job, busy: bool| Self::plan(job, busy, now);
         let room = usize::try_from(room).unwrap_or(0);
         let limit = room.min(CLAIM_BATCH);
-        let mut claimed = if limit == 0 || now < *self.claim_from() {
+        let mut claimed = if limit == 0 {
+            // No room: whatever is waiting is claimed by the next pass that has some,
+            // even if this one ends in an error.
+            *self.claim_from() = now;
+            Vec::new()
+        } else if now < *self.claim_from() {
             Vec::new()
         } else {
             let claimed = self
@@ -886,9 +891,12 @@ mod tests {
                 .any(|c| c.run.id == run.id && c.run.attempt == 2),
             "{retried:?}"
         );
-        // And at least every tick, for expired leases and other replicas' waiting runs.
+        // A retry in flight is no retry waiting: the claim stays closed while it runs.
+        scheduler.next_wait().await;
         scheduler.tick(10).await.unwrap();
         assert_eq!(claims(), 3);
+        // And opens at least every tick, for expired leases and other replicas' waiting
+        // runs.
         set(retry_at + ChronoDuration::seconds(1));
         scheduler.tick(10).await.unwrap();
         assert_eq!(claims(), 4);

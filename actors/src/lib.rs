@@ -10,7 +10,7 @@
 //!              accounts (+ accounts::tokens); pricefeeds ─▶ events
 //! shared       store (MemoryDb, Tx, pool, migrations), supervisor (handles, Ask),
 //!              error (Code, ErrorCode, subsystem_error!), schedule, crypto, work, page,
-//!              ids, clock, health, metrics, validate, patch, duration
+//!              ids, clock, health, metrics, validate, patch, duration, outbound
 //! ```
 //!
 //! A subsystem folder: `domain.rs` (types and the parsing of requests into them),
@@ -75,6 +75,7 @@ pub mod functions;
 pub mod health;
 pub mod ids;
 pub mod metrics;
+pub mod outbound;
 pub mod page;
 pub mod patch;
 pub mod pricefeeds;

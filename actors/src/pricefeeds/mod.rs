@@ -6,6 +6,7 @@
 mod actor;
 mod domain;
 mod memory;
+pub mod observe;
 mod postgres;
 mod service;
 

@@ -23,7 +23,10 @@ use actors::functions::{
     ExecDefaults, FunctionsActor, FunctionsDeps, FunctionsService, LimitMaxima,
 };
 use actors::health::{Health, Sandbox};
-use actors::pricefeeds::{PriceFeedsActor, PriceFeedsService};
+use actors::pricefeeds::{
+    PriceFeedsActor, PriceFeedsService, PricefeedMetrics, Refresher, RefresherActor,
+    RefresherConfig,
+};
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::stores::Stores;
 use actors::supervisor::{ActorHandle, Supervisor};
@@ -152,16 +155,32 @@ pub async fn register(
         let service = triggers_service.clone();
         TriggersActor::start_in_arbiter(&arbiter, move |_| TriggersActor::new(service, exit))
     });
+    // The price feeds subsystem's thread: its CRUD actor and its `refresher`.
+    let refresher_wake = Arc::new(tokio::sync::Notify::new());
     let pricefeeds_service = PriceFeedsService::new(
         stores.feeds.clone(),
         Arc::new(SystemClock),
         settings.quotas.feeds,
     )
-    .waking(worker.waker());
+    .waking(worker.waker(), refresher_wake.clone());
     let arbiter = thread(&mut arbiters);
+    let pricefeeds_arbiter = arbiter.clone();
     let pricefeeds = supervisor.add("pricefeeds", move |exit| {
         let service = pricefeeds_service.clone();
         PriceFeedsActor::start_in_arbiter(&arbiter, move |_| PriceFeedsActor::new(service, exit))
+    });
+    let refresher = Refresher::new(
+        stores.feeds.clone(),
+        Arc::new(SystemClock),
+        refresher_config(settings)?,
+        PricefeedMetrics::register(registry).map_err(anyhow::Error::new)?,
+        worker.waker(),
+    );
+    supervisor.add("refresher", move |exit| {
+        let (refresher, wake) = (refresher.clone(), refresher_wake.clone());
+        RefresherActor::start_in_arbiter(&pricefeeds_arbiter, move |_| {
+            RefresherActor::new(refresher, wake, exit)
+        })
     });
     // Wakes the `events` actor when a firing or event is stored, or a trigger changes,
     // on any replica (PostgreSQL); in memory mode the triggers service wakes it itself.
@@ -217,6 +236,26 @@ pub async fn register(
         triggers,
         pricefeeds,
         arbiters,
+    })
+}
+
+fn refresher_config(settings: &Settings) -> Result<RefresherConfig, StartupError> {
+    let p = &settings.pricefeed;
+    let default_url = match &p.fetch_url {
+        // Checked as an http(s) URL when the settings were loaded.
+        Some(text) => Some(url::Url::parse(text).map_err(anyhow::Error::new)?),
+        None => None,
+    };
+    Ok(RefresherConfig {
+        tick: p.tick,
+        fetch_timeout: p.fetch_timeout,
+        default_url,
+        default_key: p
+            .fetch_key
+            .as_ref()
+            .map(|k| Arc::new(zeroize::Zeroizing::new(k.expose_secret().to_owned()))),
+        allow_private: p.allow_private_sources,
+        drain: settings.server.shutdown_timeout,
     })
 }
 

@@ -131,3 +131,26 @@ pub fn wait_until(
         }
     }
 }
+
+/// Calls `on_wake` on the actor each time `wake` is notified, for as long as the actor
+/// lives: how the tick-loop actors (scheduler, events, refresher) hear of changes without
+/// waiting for their next planned pass.
+pub fn on_every_wake<A>(
+    ctx: &mut actix::Context<A>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    on_wake: fn(&mut A, &mut actix::Context<A>),
+) where
+    A: actix::Actor<Context = actix::Context<A>>,
+{
+    use actix::{ActorFutureExt, AsyncContext};
+    let notified = {
+        let wake = wake.clone();
+        async move { wake.notified().await }
+    };
+    ctx.spawn(
+        actix::fut::wrap_future::<_, A>(notified).map(move |(), act, ctx| {
+            on_wake(act, ctx);
+            on_every_wake(ctx, wake, on_wake);
+        }),
+    );
+}

@@ -407,6 +407,19 @@ async fn shutdown_lets_an_attempt_in_flight_finish_and_clears_its_lease() {
     app.patch(&job, &json!({"next_run": "2001-01-01T00:00:00Z"}))
         .await;
     runs_until(&app, &job, |r| r.iter().any(|run| run["attempt"] == 1)).await;
+    // A run shows its first attempt from its insert, before the function reaches a
+    // worker; a shutdown then gives the claim back (asking a stopping actor fails). Wait
+    // until the function is running, so the shutdown is the one this test is about.
+    for _ in 0..200 {
+        let metrics = app.get("/metrics").await.text();
+        if metrics
+            .lines()
+            .any(|l| l == "service_layer_executor_busy 1")
+        {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     app.stop().await; // orderly shutdown while the function runs
     let row = db
         .client()

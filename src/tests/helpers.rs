@@ -662,3 +662,26 @@ macro_rules! both_stores {
         )*
     };
 }
+
+/// The `items` of the list at `path`, polled until `done` holds (a hang guard, not a
+/// timing assertion).
+pub async fn items_until(
+    app: &TestApp,
+    path: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    for _ in 0..400 {
+        let items = app.get(path).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if done(&items) {
+            return items;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{path} never reached the expected state: {}",
+        app.get(path).await.text()
+    );
+}

@@ -12,6 +12,7 @@ mod http;
 mod isolation;
 mod pricefeeds;
 mod process;
+mod refresher;
 mod replicas;
 mod secrets;
 mod settings;

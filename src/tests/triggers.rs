@@ -52,20 +52,7 @@ pub(crate) async fn executions_until(
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
     let path = format!("/accounts/{account}/functions/{function}/executions?limit=500");
-    for _ in 0..300 {
-        let items = app.get(&path).await.json()["items"]
-            .as_array()
-            .unwrap()
-            .clone();
-        if done(&items) {
-            return items;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "executions never reached the expected state: {}",
-        app.get(&path).await.text()
-    );
+    items_until(app, &path, done).await
 }
 
 /// A webhook trigger on `function` (its creation response, with the secret).

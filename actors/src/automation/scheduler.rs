@@ -489,19 +489,6 @@ impl SchedulerActor {
             }
         }));
     }
-
-    /// Runs a pass whenever woken, for as long as this actor lives.
-    fn wait_for_wake(&self, ctx: &mut Context<Self>) {
-        let wake = self.wake.clone();
-        ctx.spawn(
-            async move { wake.notified().await }
-                .into_actor(self)
-                .map(|(), act, ctx| {
-                    act.tick(ctx);
-                    act.wait_for_wake(ctx);
-                }),
-        );
-    }
 }
 
 impl Actor for SchedulerActor {
@@ -511,7 +498,8 @@ impl Actor for SchedulerActor {
         // Retention at start and every `PURGE_EVERY`.
         Self::purge(self, ctx);
         ctx.run_interval(crate::work::PURGE_EVERY, Self::purge);
-        self.wait_for_wake(ctx);
+        // A pass whenever woken, for as long as this actor lives.
+        crate::work::on_every_wake(ctx, self.wake.clone(), Self::tick);
         self.tick(ctx);
     }
 }

@@ -10,6 +10,7 @@ use crate::page::{Keyed, Page, PageKey, PageRequest};
 use crate::quota::Quota;
 use crate::store::memory::AccountRows;
 use crate::store::{MemoryDb, Row, Table, Tx};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -150,11 +151,12 @@ impl FeedStore for MemoryFeedStore {
 
     async fn record(
         &self,
-        account: AccountId,
         feed: FeedId,
+        scope: Option<AccountId>,
         snapshot: RecordSnapshot,
+        decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
-    ) -> Result<Snapshot, StoreError> {
+    ) -> Result<Option<Snapshot>, StoreError> {
         let mut tx = Tx::Memory(self.db.begin().await);
         let Tx::Memory(memory) = &mut tx else {
             unreachable!("a memory transaction")
@@ -163,10 +165,13 @@ impl FeedStore for MemoryFeedStore {
         let Some(row) = table
             .feeds
             .get_mut(&feed)
-            .filter(|f| f.account_id == account)
+            .filter(|f| scope.is_none_or(|account| f.account_id == account))
         else {
             return Err(StoreError::NotFound);
         };
+        if !decide(row) {
+            return Ok(None);
+        }
         let before = (row.latest, row.rounds);
         row.rounds += 1;
         let snapshot = snapshot.with_round(feed, row.rounds);
@@ -189,6 +194,48 @@ impl FeedStore for MemoryFeedStore {
         });
         crate::events::insert(&mut tx, &event(&snapshot, &updated)).await?;
         tx.commit().await?;
-        Ok(snapshot)
+        Ok(Some(snapshot))
+    }
+
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        default_source: bool,
+    ) -> Result<Vec<Feed>, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FeedTable>();
+        // Every feed is looked at: memory mode holds few (a quota per account).
+        let mut due: Vec<(DateTime<Utc>, FeedId)> = table
+            .feeds
+            .values()
+            .filter(|f| f.active && (default_source || !f.sources.is_empty()))
+            .filter_map(|f| f.next_refresh_at.filter(|t| *t <= now).map(|t| (t, f.id)))
+            .collect();
+        due.sort();
+        due.truncate(usize::try_from(limit).unwrap_or(0));
+        let mut taken = Vec::with_capacity(due.len());
+        for (at, id) in due {
+            if let Some(feed) = table.feeds.get_mut(&id) {
+                feed.next_refresh_at =
+                    Some(super::next_refresh_after(at, feed.update_interval, now));
+                taken.push(feed.clone());
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn next_refresh(
+        &self,
+        default_source: bool,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut tables = self.db.lock().await;
+        Ok(tables
+            .get::<FeedTable>()
+            .feeds
+            .values()
+            .filter(|f| f.active && (default_source || !f.sources.is_empty()))
+            .filter_map(|f| f.next_refresh_at)
+            .min())
     }
 }

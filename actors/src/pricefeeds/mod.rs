@@ -1,13 +1,14 @@
 //! Price feeds: a pair's price observed from external sources, recorded as numbered
-//! snapshots (`app_price_feeds`, `app_price_feed_snapshots`, owned here). This module
-//! holds the API side (CRUD, snapshots, `pricefeed.updated`); the refresher that polls
-//! the sources is built on the same store.
+//! snapshots (`app_price_feeds`, `app_price_feed_snapshots`, owned here): the API side
+//! (CRUD, snapshots, `pricefeed.updated`) and the `refresher` that polls the sources
+//! (`refresher.rs`, its rules in `observe.rs`).
 
 mod actor;
 mod domain;
 mod memory;
 pub mod observe;
 mod postgres;
+mod refresher;
 mod service;
 
 pub use actor::{
@@ -20,6 +21,7 @@ pub use domain::{
 };
 pub use memory::MemoryFeedStore;
 pub use postgres::PgFeedStore;
+pub use refresher::{PricefeedMetrics, Refresher, RefresherActor, RefresherConfig};
 pub use service::{FeedView, PriceFeedsService};
 
 use crate::error::StoreError;
@@ -27,6 +29,7 @@ use crate::events::Event;
 use crate::ids::{AccountId, FeedId};
 use crate::page::{Page, PageRequest};
 use crate::quota::Quota;
+use chrono::{DateTime, Utc};
 
 crate::subsystem_error!(
     /// Why a price feed request failed.
@@ -67,16 +70,49 @@ pub trait FeedStore: Send + Sync + 'static {
         feed: FeedId,
         page: PageRequest,
     ) -> Result<Page<Snapshot>, StoreError>;
-    /// Records a snapshot with the feed's next round, moves the feed's latest snapshot if
-    /// this one is not older, and adds the event `event(&snapshot, pair)` to the outbox,
-    /// all in one transaction. `NotFound` if the feed is not the account's.
+    /// If `decide` approves of the feed as it is now (read under its row lock, so two
+    /// observations never both judge against the same latest snapshot): records a
+    /// snapshot with the feed's next round, moves the feed's latest snapshot if this one
+    /// is not older, and adds `event(&snapshot, &feed)` to the outbox, all in one
+    /// transaction. `scope`: only a feed of this account (the API); `None`, any (the
+    /// refresher). `Ok(None)` when `decide` said no; `NotFound` if the feed is gone.
     async fn record(
         &self,
-        account: AccountId,
         feed: FeedId,
+        scope: Option<AccountId>,
         snapshot: RecordSnapshot,
+        decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
-    ) -> Result<Snapshot, StoreError>;
+    ) -> Result<Option<Snapshot>, StoreError>;
+    /// Takes up to `limit` active feeds due at `now` (oldest `next_refresh_at` first) that
+    /// have a source (their own, or the default when `default_source`), moving each one's
+    /// `next_refresh_at` by its `update_interval` (to `now` + interval if that is still
+    /// past) in the same statement: one replica polls a feed per interval.
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        default_source: bool,
+    ) -> Result<Vec<Feed>, StoreError>;
+    /// The earliest `next_refresh_at` of a feed [`FeedStore::take_due`] would take.
+    async fn next_refresh(&self, default_source: bool)
+        -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// Where a feed's `next_refresh_at` moves when it is taken at `now`: one interval on, or
+/// one interval from now if that is still past (a replica was down: no catching up).
+fn next_refresh_after(
+    due: DateTime<Utc>,
+    interval: std::time::Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let step = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::seconds(1));
+    let next = due + step;
+    if next > now {
+        next
+    } else {
+        now + step
+    }
 }
 
 /// A snapshot to record; the store gives it its round.

@@ -9,6 +9,7 @@ use crate::ids::{AccountId, FeedId, SnapshotId};
 use crate::page::{Page, PageRequest};
 use crate::quota::Quota;
 use crate::store::Tx;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -247,34 +248,47 @@ impl FeedStore for PgFeedStore {
 
     async fn record(
         &self,
-        account: AccountId,
         feed: FeedId,
+        scope: Option<AccountId>,
         snapshot: RecordSnapshot,
+        decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
-    ) -> Result<Snapshot, StoreError> {
+    ) -> Result<Option<Snapshot>, StoreError> {
         let mut client = self.pool.get().await?;
         let mut tx = Tx::Postgres(client.transaction().await?);
         let Tx::Postgres(pg) = &mut tx else {
             unreachable!("a PostgreSQL transaction")
         };
+        // The feed as it is now, locked until commit: the decision and the round are
+        // taken against the same latest snapshot.
+        let current = pg
+            .query_opt(
+                &format!(
+                    "SELECT {FEED} FROM app_price_feeds
+                     WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE"
+                ),
+                &[feed.as_uuid(), &scope.map(|a| *a.as_uuid())],
+            )
+            .await?;
+        let Some(current) = current else {
+            return Err(StoreError::NotFound);
+        };
+        if !decide(&feed_from(&current)?) {
+            return Ok(None);
+        }
         // The round, and the latest snapshot unless an existing one was collected later
         // (ties go to the new, higher round).
         let row = pg
             .query_opt(
                 &format!(
                     "UPDATE app_price_feeds SET rounds = rounds + 1,
-                         latest_round = CASE WHEN latest_at IS NULL OR latest_at <= $3 THEN rounds + 1 ELSE latest_round END,
-                         latest_price = CASE WHEN latest_at IS NULL OR latest_at <= $3 THEN $4 ELSE latest_price END,
-                         latest_at = CASE WHEN latest_at IS NULL OR latest_at <= $3 THEN $3 ELSE latest_at END
-                     WHERE id = $1 AND account_id = $2
+                         latest_round = CASE WHEN latest_at IS NULL OR latest_at <= $2 THEN rounds + 1 ELSE latest_round END,
+                         latest_price = CASE WHEN latest_at IS NULL OR latest_at <= $2 THEN $3 ELSE latest_price END,
+                         latest_at = CASE WHEN latest_at IS NULL OR latest_at <= $2 THEN $2 ELSE latest_at END
+                     WHERE id = $1
                      RETURNING {FEED}"
                 ),
-                &[
-                    feed.as_uuid(),
-                    account.as_uuid(),
-                    &snapshot.collected_at,
-                    &snapshot.price,
-                ],
+                &[feed.as_uuid(), &snapshot.collected_at, &snapshot.price],
             )
             .await?;
         let Some(row) = row else {
@@ -297,6 +311,61 @@ impl FeedStore for PgFeedStore {
         .await?;
         crate::events::insert(&mut tx, &event(&snapshot, &updated)).await?;
         tx.commit().await?;
-        Ok(snapshot)
+        Ok(Some(snapshot))
     }
+
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        default_source: bool,
+    ) -> Result<Vec<Feed>, StoreError> {
+        let client = self.pool.get().await?;
+        // Compare-and-set on `next_refresh_at`: a feed another replica is taking is
+        // skipped, one it took has moved past `now`.
+        let stmt = client
+            .prepare_cached(&format!(
+                "WITH due AS (
+                     SELECT id FROM app_price_feeds
+                     WHERE active AND next_refresh_at <= $1 AND ($3 OR cardinality(sources) > 0)
+                     ORDER BY next_refresh_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE app_price_feeds f
+                 SET next_refresh_at = CASE
+                     WHEN f.next_refresh_at + f.update_interval_ms * interval '1 millisecond' > $1
+                     THEN f.next_refresh_at + f.update_interval_ms * interval '1 millisecond'
+                     ELSE $1 + f.update_interval_ms * interval '1 millisecond' END
+                 FROM due WHERE f.id = due.id
+                 RETURNING {}",
+                prefixed("f.")
+            ))
+            .await?;
+        let rows = client
+            .query(&stmt, &[&now, &limit, &default_source])
+            .await?;
+        rows.iter().map(feed_from).collect()
+    }
+
+    async fn next_refresh(
+        &self,
+        default_source: bool,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT min(next_refresh_at) FROM app_price_feeds
+                 WHERE active AND ($1 OR cardinality(sources) > 0)",
+            )
+            .await?;
+        Ok(client.query_one(&stmt, &[&default_source]).await?.get(0))
+    }
+}
+
+/// The feed columns, each prefixed (`f.id, f.account_id, …`).
+fn prefixed(prefix: &str) -> String {
+    FEED.split(',')
+        .map(|c| format!("{prefix}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

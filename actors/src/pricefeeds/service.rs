@@ -26,8 +26,10 @@ pub struct PriceFeedsService {
     /// `MAX_FEEDS_PER_ACCOUNT`.
     quota: Quota,
     /// Wakes this replica's event delivery when a snapshot's event is stored (other
-    /// replicas hear of it through `NOTIFY` in PostgreSQL).
+    /// replicas hear of it through `NOTIFY` in PostgreSQL), and its refresher when a feed
+    /// is created or changed (a new, re-timed or re-activated feed is due at once).
     events_wake: Arc<tokio::sync::Notify>,
+    refresher_wake: Arc<tokio::sync::Notify>,
 }
 
 impl PriceFeedsService {
@@ -37,12 +39,19 @@ impl PriceFeedsService {
             clock,
             quota,
             events_wake: Arc::default(),
+            refresher_wake: Arc::default(),
         }
     }
 
-    /// Wakes `events` (the event delivery's) when an event is stored.
-    pub fn waking(mut self, events: Arc<tokio::sync::Notify>) -> Self {
+    /// Wakes `events` (the event delivery's) when an event is stored and `refresher`
+    /// when a feed changes.
+    pub fn waking(
+        mut self,
+        events: Arc<tokio::sync::Notify>,
+        refresher: Arc<tokio::sync::Notify>,
+    ) -> Self {
         self.events_wake = events;
+        self.refresher_wake = refresher;
         self
     }
 
@@ -64,6 +73,7 @@ impl PriceFeedsService {
             Err(StoreError::Conflict(message)) => return Err(PriceFeedsError::Conflict(message)),
             Err(e) => return Err(e.into()),
         }
+        self.refresher_wake.notify_one();
         tracing::info!(feed_id = %feed.id, pair = %feed.pair(), "price feed created");
         Ok(self.view(feed))
     }
@@ -103,6 +113,7 @@ impl PriceFeedsService {
             .or_not_found("price feed")?;
         patch.apply(&mut feed, self.clock.now())?;
         let updated = self.feeds.update(&feed).await.or_not_found("price feed")?;
+        self.refresher_wake.notify_one();
         Ok(self.view(updated))
     }
 
@@ -144,9 +155,19 @@ impl PriceFeedsService {
         };
         let snapshot = self
             .feeds
-            .record(account, feed, record, &super::updated_event)
+            .record(
+                feed,
+                Some(account),
+                record,
+                &|_| true,
+                &super::updated_event,
+            )
             .await
-            .or_not_found("price feed")?;
+            .or_not_found("price feed")?
+            // `decide` said yes: the store records it or fails.
+            .ok_or_else(|| {
+                StoreError::internal(anyhow::anyhow!("a manual snapshot was not recorded"))
+            })?;
         self.events_wake.notify_one();
         tracing::info!(
             round = snapshot.round,

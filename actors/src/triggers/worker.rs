@@ -439,19 +439,10 @@ impl EventsActor {
         }));
     }
 
-    /// Polls whenever the worker is woken, for as long as this actor lives.
-    fn wait_for_wake(&self, ctx: &mut Context<Self>) {
-        let wake = self.worker.wake.clone();
-        ctx.spawn(
-            async move { wake.notified().await }
-                .into_actor(self)
-                .map(|(), act, ctx| {
-                    // A firing or event stored, or a trigger changed, on any replica.
-                    act.advance_cron(ctx);
-                    act.poll(ctx);
-                    act.wait_for_wake(ctx);
-                }),
-        );
+    /// A firing or event stored, or a trigger changed, on any replica.
+    fn woken(&mut self, ctx: &mut Context<Self>) {
+        self.advance_cron(ctx);
+        self.poll(ctx);
     }
 }
 
@@ -462,7 +453,8 @@ impl Actor for EventsActor {
         // The poll interval is the fallback; wake-ups and due times drive the work.
         ctx.run_interval(self.worker.config.poll, |act, ctx| act.poll(ctx));
         self.advance_cron(ctx);
-        self.wait_for_wake(ctx);
+        // Polls whenever the worker is woken, for as long as this actor lives.
+        crate::work::on_every_wake(ctx, self.worker.wake.clone(), Self::woken);
     }
 }
 

@@ -1,0 +1,344 @@
+//! The `refresher` actor (CONTRACT.md §3.6): polls each active feed's sources on the
+//! feed's own `update_interval`, records a snapshot when the observation deviates enough
+//! or the heartbeat elapsed, and counts every observation.
+//!
+//! - A feed is taken by compare-and-set on `next_refresh_at` ([`FeedStore::take_due`]),
+//!   so one replica polls it per interval.
+//! - The actor sleeps until the earliest `next_refresh_at` (at most `PRICEFEED_TICK`) and
+//!   wakes at once when a feed is created or changed on this replica.
+//! - Each taken feed is observed in its own task, its sources fetched concurrently, each
+//!   within `PRICEFEED_FETCH_TIMEOUT`: a slow or dead source delays only its own feed.
+//! - At most [`crate::work::MAX_IN_FLIGHT`] feeds are observed at once; the rest stay due
+//!   in the database.
+
+use super::observe::{observation, parse_reply, worth_recording};
+use super::{Feed, FeedStore, RecordSnapshot};
+use crate::clock::Clock;
+use crate::ids::SnapshotId;
+use crate::outbound::OutboundConfig;
+use crate::supervisor::{ExitGuard, Stop};
+use crate::work::InFlight;
+use actix::prelude::*;
+use prometheus::{IntCounterVec, Opts, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest reply a price source may send.
+const MAX_REPLY: usize = 64 << 10;
+
+#[derive(Clone)]
+pub struct RefresherConfig {
+    /// `PRICEFEED_TICK`: the longest sleep between passes.
+    pub tick: Duration,
+    /// `PRICEFEED_FETCH_TIMEOUT`: one source's whole answer.
+    pub fetch_timeout: Duration,
+    /// `PRICEFEED_FETCH_URL`: the source of feeds without their own.
+    pub default_url: Option<url::Url>,
+    /// `PRICEFEED_FETCH_KEY`: sent as a bearer token to `default_url` only.
+    pub default_key: Option<Arc<zeroize::Zeroizing<String>>>,
+    /// `PRICEFEED_ALLOW_PRIVATE_SOURCES`.
+    pub allow_private: bool,
+    /// `SHUTDOWN_TIMEOUT`: how long a stopping refresher waits for observations.
+    pub drain: Duration,
+}
+
+impl std::fmt::Debug for RefresherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefresherConfig")
+            .field("tick", &self.tick)
+            .field("fetch_timeout", &self.fetch_timeout)
+            .field(
+                "default_url",
+                &self.default_url.as_ref().map(url::Url::as_str),
+            )
+            .field(
+                "default_key",
+                &self.default_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
+}
+
+/// `service_layer_pricefeed_observations_total{outcome}` (no feed ids in labels).
+#[derive(Clone, Debug)]
+pub struct PricefeedMetrics {
+    pub observations: IntCounterVec,
+}
+
+impl PricefeedMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let observations = IntCounterVec::new(
+            Opts::new(
+                "pricefeed_observations_total",
+                "Price feed observations by outcome (recorded, suppressed, error)",
+            )
+            .namespace("service_layer"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(observations.clone()))?;
+        Ok(Self { observations })
+    }
+}
+
+/// The refresher's work, apart from its actor (so tests can run a pass directly).
+#[derive(Clone)]
+pub struct Refresher {
+    feeds: Arc<dyn FeedStore>,
+    clock: Arc<dyn Clock>,
+    config: RefresherConfig,
+    metrics: PricefeedMetrics,
+    /// Wakes event delivery when a snapshot's event is stored.
+    events_wake: Arc<tokio::sync::Notify>,
+}
+
+impl Refresher {
+    pub fn new(
+        feeds: Arc<dyn FeedStore>,
+        clock: Arc<dyn Clock>,
+        config: RefresherConfig,
+        metrics: PricefeedMetrics,
+        events_wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            feeds,
+            clock,
+            config,
+            metrics,
+            events_wake,
+        }
+    }
+
+    /// Takes the due feeds there is room for and observes each in its own task; returns
+    /// how long to sleep before the next pass.
+    pub async fn pass(&self, client: &awc::Client, in_flight: &InFlight) -> Duration {
+        let default = self.config.default_url.is_some();
+        let room = in_flight.room();
+        if room > 0 {
+            match self.feeds.take_due(self.clock.now(), room, default).await {
+                Ok(feeds) => {
+                    for feed in feeds {
+                        let (this, client) = (self.clone(), client.clone());
+                        in_flight.spawn(async move { this.observe(&client, feed).await });
+                    }
+                }
+                Err(e) => tracing::warn!(error = ?e, "could not take due price feeds"),
+            }
+        }
+        let next = self.feeds.next_refresh(default).await;
+        crate::work::wait_until(next, self.clock.now(), self.config.tick, "feed refresh")
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .observations
+            .with_label_values(&[outcome])
+            .inc();
+    }
+
+    /// Fetches every source of `feed`, and records the observation if it is worth it.
+    #[tracing::instrument(skip_all, fields(feed_id = %feed.id, pair = %feed.pair()))]
+    pub async fn observe(&self, client: &awc::Client, feed: Feed) {
+        let sources: Vec<(url::Url, Option<&str>)> = if feed.sources.is_empty() {
+            match &self.config.default_url {
+                Some(url) => vec![(
+                    url.clone(),
+                    self.config.default_key.as_ref().map(|k| k.as_str()),
+                )],
+                None => return,
+            }
+        } else {
+            feed.sources
+                .iter()
+                .filter_map(|s| url::Url::parse(s).ok())
+                .map(|u| (u, None))
+                .collect()
+        };
+        let fetches = sources
+            .iter()
+            .map(|(url, key)| self.fetch(client, url, &feed, *key));
+        let results = futures_util::future::join_all(fetches).await;
+        let mut answers = Vec::with_capacity(results.len());
+        for (result, (url, _)) in results.into_iter().zip(&sources) {
+            match result {
+                Ok(answer) => answers.push(answer),
+                // The URL without its query: a source's query may hold its own key.
+                Err(e) => {
+                    tracing::warn!(source = %without_query(url), error = %e, "price source failed")
+                }
+            }
+        }
+        let Some((price, source)) = observation(answers) else {
+            self.count("error");
+            tracing::warn!("no price source answered");
+            return;
+        };
+        let now = self.clock.now();
+        let snapshot = RecordSnapshot {
+            id: SnapshotId::generate(),
+            price,
+            source,
+            collected_at: now,
+            created_at: now,
+        };
+        let decide = |current: &Feed| worth_recording(current, price, now);
+        match self
+            .feeds
+            .record(feed.id, None, snapshot, &decide, &super::updated_event)
+            .await
+        {
+            Ok(Some(snapshot)) => {
+                self.count("recorded");
+                self.events_wake.notify_one();
+                tracing::info!(
+                    round = snapshot.round,
+                    price,
+                    "price feed snapshot recorded"
+                );
+            }
+            Ok(None) => self.count("suppressed"),
+            // Deleted while it was being observed.
+            Err(crate::error::StoreError::NotFound) => {}
+            Err(e) => {
+                self.count("error");
+                tracing::warn!(error = ?e, "could not record a price observation");
+            }
+        }
+    }
+
+    /// One source: `GET <url>?base=…&quote=…` (CONTRACT.md §4.1), the whole answer within
+    /// the fetch timeout, at most [`MAX_REPLY`] bytes.
+    async fn fetch(
+        &self,
+        client: &awc::Client,
+        url: &url::Url,
+        feed: &Feed,
+        key: Option<&str>,
+    ) -> Result<(f64, String), String> {
+        let mut url = url.clone();
+        url.query_pairs_mut()
+            .append_pair("base", &feed.base_asset)
+            .append_pair("quote", &feed.quote_asset);
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let exchange = async {
+            let mut request = client.get(url.as_str());
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let mut response = request.send().await.map_err(|e| e.to_string())?;
+            if response.status() != awc::http::StatusCode::OK {
+                return Err(format!("answered {}", response.status()));
+            }
+            let body = response
+                .body()
+                .limit(MAX_REPLY)
+                .await
+                .map_err(|e| e.to_string())?;
+            parse_reply(&body, &host)
+        };
+        match tokio::time::timeout(self.config.fetch_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                self.config.fetch_timeout.as_millis()
+            )),
+        }
+    }
+}
+
+fn without_query(url: &url::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
+}
+
+/// Polls feeds for as long as it lives; see the module doc.
+pub struct RefresherActor {
+    refresher: Refresher,
+    wake: Arc<tokio::sync::Notify>,
+    client: Option<awc::Client>,
+    in_flight: InFlight,
+    /// A pass is running; `again` asks for another right after it.
+    ticking: bool,
+    again: bool,
+    planned: Option<SpawnHandle>,
+    stopping: bool,
+    _exit: ExitGuard,
+}
+
+impl RefresherActor {
+    pub fn new(refresher: Refresher, wake: Arc<tokio::sync::Notify>, exit: ExitGuard) -> Self {
+        Self {
+            refresher,
+            wake,
+            client: None,
+            in_flight: InFlight::default(),
+            ticking: false,
+            again: false,
+            planned: None,
+            stopping: false,
+            _exit: exit,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        if self.ticking {
+            self.again = true;
+            return;
+        }
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        if let Some(planned) = self.planned.take() {
+            ctx.cancel_future(planned);
+        }
+        self.ticking = true;
+        let (refresher, in_flight) = (self.refresher.clone(), self.in_flight.clone());
+        let pass = async move { refresher.pass(&client, &in_flight).await };
+        ctx.spawn(pass.into_actor(self).map(|wait, act, ctx| {
+            act.ticking = false;
+            if std::mem::take(&mut act.again) {
+                act.tick(ctx);
+            } else {
+                act.planned = Some(ctx.run_later(wait, |act, ctx| {
+                    act.planned = None;
+                    act.tick(ctx);
+                }));
+            }
+        }));
+    }
+}
+
+impl Actor for RefresherActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Built here: an `awc::Client` belongs to the arbiter that made it.
+        let config = &self.refresher.config;
+        self.client = Some(crate::outbound::client(OutboundConfig {
+            timeout: config.fetch_timeout,
+            allow_private: config.allow_private,
+        }));
+        crate::work::on_every_wake(ctx, self.wake.clone(), Self::tick);
+        self.tick(ctx);
+    }
+}
+
+impl Handler<Stop> for RefresherActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let in_flight = self.in_flight.clone();
+        let drain = self.refresher.config.drain;
+        let wait = async move {
+            in_flight
+                .drain_at_shutdown(drain, "price observations")
+                .await
+        };
+        Box::pin(wait.into_actor(self).map(|(), _, ctx| ctx.stop()))
+    }
+}

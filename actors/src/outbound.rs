@@ -48,6 +48,10 @@ pub fn client(config: OutboundConfig) -> awc::Client {
             allow_private: config.allow_private,
         })
         .rustls_0_23(tls())
+        // awc's default pool admits 100 connections across all hosts: a tenant's stalled
+        // sources would hold them and every other fetch would queue behind. The callers
+        // bound their own concurrency (feeds in flight × sources per feed).
+        .limit(0)
         .timeout(config.timeout);
     awc::Client::builder()
         .connector(connector)
@@ -108,8 +112,30 @@ fn public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let s = ip.segments();
+    let first = s[0];
+    let v4_at = |i: usize| {
+        Ipv4Addr::new(
+            (s[i] >> 8) as u8,
+            s[i] as u8,
+            (s[i + 1] >> 8) as u8,
+            s[i + 1] as u8,
+        )
+    };
+    // Forms that carry an IPv4 address a gateway will reach: judged by it.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return public_v4(v4_at(6)); // NAT64 64:ff9b::/96
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return public_v4(v4_at(6)); // IPv4-translated ::ffff:0:a.b.c.d
+    }
+    if first == 0x2002 {
+        return public_v4(v4_at(1)); // 6to4 2002:a.b.c.d::/48
+    }
     !(ip.is_loopback()
+        || (first == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
+        || (first == 0x2001 && s[1] == 0) // Teredo 2001::/32 (the client address is hidden)
+        || (first == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
@@ -211,6 +237,14 @@ mod tests {
             "::127.0.0.1",
             "2001:db8::1",
             "fec0::1",
+            "64:ff9b::a00:5",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "::ffff:0:a00:5",
+            "2002:a00:5::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private} passed");
         }
@@ -220,6 +254,8 @@ mod tests {
             "100.128.0.1",
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+            "2002:101:101::1",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public} refused");
         }

@@ -374,14 +374,16 @@ async fn a_snapshot_emits_pricefeed_updated(backend: Backend) {
         .post(&format!("/accounts/{other}/pricefeeds"), &feed("neo"))
         .await
         .json();
-    app.post(
-        &format!(
-            "/accounts/{other}/pricefeeds/{}/snapshots",
-            other_feed["id"].as_str().unwrap()
-        ),
-        &json!({"price": 1}),
-    )
-    .await;
+    let res = app
+        .post(
+            &format!(
+                "/accounts/{other}/pricefeeds/{}/snapshots",
+                other_feed["id"].as_str().unwrap()
+            ),
+            &json!({"price": 1}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
     let runs = executions_until(&app, &account, &function, |e| !e.is_empty()).await;
     let event = &runs[0]["output"];
     assert_eq!(event["name"], json!("pricefeed.updated"));

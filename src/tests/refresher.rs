@@ -283,30 +283,47 @@ async fn the_default_source_alone_gets_the_key(backend: Backend) {
 
 async fn private_sources_are_refused_unless_allowed(backend: Backend) {
     let fake = Fake::start().await;
+    // The operator's default source may be private; tenants' sources may not.
     let app = spawn_app_with(
         backend,
-        AppOptions::default().env("PRICEFEED_TICK", "100ms"),
+        AppOptions::default()
+            .env("PRICEFEED_TICK", "100ms")
+            .env("PRICEFEED_FETCH_URL", &fake.url("/price/d")),
     )
     .await;
     let account = app.create_account_id("alice").await;
     fake.set("a", 1.0);
-    for host in ["127.0.0.1", "localhost"] {
+    fake.set("d", 2.0);
+    for host in ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"] {
         let url = format!("http://{host}:{}/price/a", fake.port);
+        let base: String = host.chars().filter(char::is_ascii_alphanumeric).collect();
         feed(
             &app,
             &account,
-            json!({"base_asset": host.to_uppercase().replace('.', "_"), "quote_asset": "USD",
+            json!({"base_asset": base, "quote_asset": "USD",
             "deviation_percent": 1, "sources": [url]}),
         )
         .await;
     }
+    let default = feed(
+        &app,
+        &account,
+        json!({"base_asset": "NEO", "quote_asset": "USD", "deviation_percent": 1}),
+    )
+    .await;
+    let first = snapshots_until(&app, &default, |s| !s.is_empty()).await;
+    assert_eq!(
+        first[0]["price"],
+        json!(2.0),
+        "the default source is the operator's"
+    );
     for _ in 0..200 {
-        if observations(&app, "error").await >= 2 {
+        if observations(&app, "error").await >= 3 {
             break;
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(observations(&app, "error").await >= 2);
+    assert!(observations(&app, "error").await >= 3);
     assert!(
         fake.calls("a").is_empty(),
         "no request reached the private source"

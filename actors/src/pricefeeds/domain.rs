@@ -235,7 +235,14 @@ fn sources(raw: Vec<String>) -> Result<Vec<String>, ValidationError> {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(ValidationError::new(field, "must be an http or https URL"));
         }
-        if out.iter().any(|s| s == text) {
+        // Credentials in a URL end up in logs and error reports; a source that needs a
+        // key is the operator's default source (`PRICEFEED_FETCH_KEY`).
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(ValidationError::new(field, "must not contain credentials"));
+        }
+        // Compared as parsed (`A.example:443` is `a.example`).
+        let normal = |s: &str| url::Url::parse(s).map(|u| u.to_string()).ok();
+        if out.iter().any(|s| normal(s) == Some(parsed.to_string())) {
             // A repeated source would count twice in the median.
             return Err(ValidationError::new(field, "repeats an earlier source"));
         }
@@ -331,8 +338,10 @@ impl FeedPatch {
     }
 
     /// Applies the patch to `feed` at `now`. New timing or a re-activation makes the feed
-    /// due at once; deactivation takes it off the refresher's schedule.
-    pub fn apply(self, feed: &mut Feed, now: DateTime<Utc>) -> Result<(), ValidationError> {
+    /// due at once; deactivation takes it off the refresher's schedule. Returns whether
+    /// `next_refresh_at` was set (else the stored one, which the refresher may have moved
+    /// meanwhile, must stay).
+    pub fn apply(self, feed: &mut Feed, now: DateTime<Utc>) -> Result<bool, ValidationError> {
         let update = self.update_interval.unwrap_or(feed.update_interval);
         let heartbeat = self.heartbeat_interval.unwrap_or(feed.heartbeat_interval);
         heartbeat_not_shorter(update, heartbeat)?;
@@ -345,13 +354,12 @@ impl FeedPatch {
         if let Some(sources) = self.sources {
             feed.sources = sources;
         }
-        feed.next_refresh_at = match feed.active {
-            false => None,
-            true if retimed || reactivated || feed.next_refresh_at.is_none() => Some(now),
-            true => feed.next_refresh_at,
-        };
+        let rescheduled = !feed.active || retimed || reactivated || feed.next_refresh_at.is_none();
+        if rescheduled {
+            feed.next_refresh_at = feed.active.then_some(now);
+        }
         feed.updated_at = now;
-        Ok(())
+        Ok(rescheduled)
     }
 }
 
@@ -515,6 +523,23 @@ mod tests {
                     ..input()
                 },
                 "sources",
+            ),
+            (
+                FeedInput {
+                    sources: Some(vec!["https://user:pw@prices.example/".into()]),
+                    ..input()
+                },
+                "sources[0]",
+            ),
+            (
+                FeedInput {
+                    sources: Some(vec![
+                        "https://A.example/p".into(),
+                        "https://a.example:443/p".into(),
+                    ]),
+                    ..input()
+                },
+                "sources[1]",
             ),
         ];
         for (case, field) in cases {

@@ -93,7 +93,7 @@ impl FeedStore for MemoryFeedStore {
         Ok(tables.get::<FeedTable>().feeds.page(account, &page))
     }
 
-    async fn update(&self, feed: &Feed) -> Result<Feed, StoreError> {
+    async fn update(&self, feed: &Feed, reschedule: bool) -> Result<Feed, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<FeedTable>();
         let Some(current) = table.feeds.get_in(feed.account_id, &feed.id) else {
@@ -104,6 +104,11 @@ impl FeedStore for MemoryFeedStore {
         let saved = Feed {
             latest: current.latest,
             rounds: current.rounds,
+            next_refresh_at: if reschedule {
+                feed.next_refresh_at
+            } else {
+                current.next_refresh_at
+            },
             ..feed.clone()
         };
         table.feeds.insert(feed.account_id, feed.id, saved.clone());

@@ -21,7 +21,7 @@ pub use domain::{
 };
 pub use memory::MemoryFeedStore;
 pub use postgres::PgFeedStore;
-pub use refresher::{PricefeedMetrics, Refresher, RefresherActor, RefresherConfig};
+pub use refresher::{Clients, PricefeedMetrics, Refresher, RefresherActor, RefresherConfig};
 pub use service::{FeedView, PriceFeedsService};
 
 use crate::error::StoreError;
@@ -58,8 +58,9 @@ pub trait FeedStore: Send + Sync + 'static {
     async fn get(&self, account: AccountId, id: FeedId) -> Result<Feed, StoreError>;
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Feed>, StoreError>;
     /// Saves the settings a PATCH may change (intervals, deviation, active, sources,
-    /// `next_refresh_at`, `updated_at`); `NotFound` if the feed is gone.
-    async fn update(&self, feed: &Feed) -> Result<Feed, StoreError>;
+    /// `updated_at`, and `next_refresh_at` when `reschedule`); `NotFound` if the feed is
+    /// gone.
+    async fn update(&self, feed: &Feed, reschedule: bool) -> Result<Feed, StoreError>;
     /// Deletes the feed and its snapshots.
     async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError>;
     /// Newest first by `collected_at` (then id); the next page starts strictly before

@@ -21,10 +21,13 @@ pub fn parse_reply(body: &[u8], host: &str) -> Result<(f64, String), String> {
     }
     let name = reply
         .source
+        // A source's text may hold anything: control characters (NUL, which PostgreSQL
+        // cannot store) become U+FFFD.
         .map(|s| {
             s.trim()
                 .chars()
                 .take(super::domain::MAX_SOURCE_NAME)
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
                 .collect::<String>()
         })
         .filter(|s| !s.is_empty())
@@ -93,6 +96,10 @@ mod tests {
         assert_eq!(
             parse_reply(br#"{"price": 2, "source": ""}"#, "h"),
             Ok((2.0, "h".into()))
+        );
+        assert_eq!(
+            parse_reply(br#"{"price": 2, "source": "a\u0000b"}"#, "h"),
+            Ok((2.0, "a\u{FFFD}b".into()))
         );
         for bad in [
             &br#"{"price": 0}"#[..],

@@ -160,13 +160,14 @@ impl FeedStore for PgFeedStore {
         .await
     }
 
-    async fn update(&self, f: &Feed) -> Result<Feed, StoreError> {
+    async fn update(&self, f: &Feed, reschedule: bool) -> Result<Feed, StoreError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
                 &format!(
                     "UPDATE app_price_feeds SET update_interval_ms = $3, heartbeat_interval_ms = $4,
-                         deviation_percent = $5, active = $6, sources = $7, next_refresh_at = $8,
+                         deviation_percent = $5, active = $6, sources = $7,
+                         next_refresh_at = CASE WHEN $10 THEN $8 ELSE next_refresh_at END,
                          updated_at = $9
                      WHERE id = $1 AND account_id = $2
                      RETURNING {FEED}"
@@ -181,6 +182,7 @@ impl FeedStore for PgFeedStore {
                     &f.sources,
                     &f.next_refresh_at,
                     &f.updated_at,
+                    &reschedule,
                 ],
             )
             .await?;

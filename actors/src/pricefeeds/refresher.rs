@@ -110,19 +110,26 @@ impl Refresher {
     }
 
     /// Takes the due feeds there is room for and observes each in its own task; returns
-    /// how long to sleep before the next pass.
-    pub async fn pass(&self, client: &awc::Client, in_flight: &InFlight) -> Duration {
+    /// how long to sleep before the next pass. The caller tracks the pass in `in_flight`
+    /// (its room counts the pass itself).
+    pub async fn pass(&self, clients: &Clients, in_flight: &InFlight) -> Duration {
         let default = self.config.default_url.is_some();
         let room = in_flight.room();
-        if room > 0 {
-            match self.feeds.take_due(self.clock.now(), room, default).await {
-                Ok(feeds) => {
-                    for feed in feeds {
-                        let (this, client) = (self.clone(), client.clone());
-                        in_flight.spawn(async move { this.observe(&client, feed).await });
-                    }
+        // Full, or the database failing: the due feeds stay due; look again after a tick
+        // rather than at once (their due time is past, so the next-due wait would be 0).
+        if room <= 0 {
+            return self.config.tick;
+        }
+        match self.feeds.take_due(self.clock.now(), room, default).await {
+            Ok(feeds) => {
+                for feed in feeds {
+                    let (this, clients) = (self.clone(), clients.clone());
+                    in_flight.spawn(async move { this.observe(&clients, feed).await });
                 }
-                Err(e) => tracing::warn!(error = ?e, "could not take due price feeds"),
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not take due price feeds");
+                return self.config.tick;
             }
         }
         let next = self.feeds.next_refresh(default).await;
@@ -138,22 +145,30 @@ impl Refresher {
 
     /// Fetches every source of `feed`, and records the observation if it is worth it.
     #[tracing::instrument(skip_all, fields(feed_id = %feed.id, pair = %feed.pair()))]
-    pub async fn observe(&self, client: &awc::Client, feed: Feed) {
-        let sources: Vec<(url::Url, Option<&str>)> = if feed.sources.is_empty() {
-            match &self.config.default_url {
-                Some(url) => vec![(
-                    url.clone(),
-                    self.config.default_key.as_ref().map(|k| k.as_str()),
-                )],
-                None => return,
-            }
-        } else {
-            feed.sources
-                .iter()
-                .filter_map(|s| url::Url::parse(s).ok())
-                .map(|u| (u, None))
-                .collect()
-        };
+    pub async fn observe(&self, clients: &Clients, feed: Feed) {
+        // The operator's default source goes through the unchecked client with its key;
+        // a feed's own sources (a tenant's URLs) through the checked one, without it.
+        let (client, sources): (&awc::Client, Vec<(url::Url, Option<&str>)>) =
+            if feed.sources.is_empty() {
+                match &self.config.default_url {
+                    Some(url) => (
+                        &clients.default,
+                        vec![(
+                            url.clone(),
+                            self.config.default_key.as_ref().map(|k| k.as_str()),
+                        )],
+                    ),
+                    None => return,
+                }
+            } else {
+                let urls = feed
+                    .sources
+                    .iter()
+                    .filter_map(|s| url::Url::parse(s).ok())
+                    .map(|u| (u, None))
+                    .collect();
+                (&clients.sources, urls)
+            };
         let fetches = sources
             .iter()
             .map(|(url, key)| self.fetch(client, url, &feed, *key));
@@ -162,9 +177,9 @@ impl Refresher {
         for (result, (url, _)) in results.into_iter().zip(&sources) {
             match result {
                 Ok(answer) => answers.push(answer),
-                // The URL without its query: a source's query may hold its own key.
+                // Without query or credentials: either may hold a source's own key.
                 Err(e) => {
-                    tracing::warn!(source = %without_query(url), error = %e, "price source failed")
+                    tracing::warn!(source = %for_logs(url), error = %e, "price source failed")
                 }
             }
         }
@@ -181,7 +196,13 @@ impl Refresher {
             collected_at: now,
             created_at: now,
         };
-        let decide = |current: &Feed| worth_recording(current, price, now);
+        // Judged against the feed as it is now: one deactivated or given other sources
+        // while this observation was under way records nothing.
+        let decide = |current: &Feed| {
+            current.active
+                && current.sources == feed.sources
+                && worth_recording(current, price, now)
+        };
         match self
             .feeds
             .record(feed.id, None, snapshot, &decide, &super::updated_event)
@@ -246,17 +267,33 @@ impl Refresher {
     }
 }
 
-fn without_query(url: &url::Url) -> String {
+/// A source URL as logs may show it: without credentials or query (either may hold a
+/// key).
+fn for_logs(url: &url::Url) -> String {
     let mut url = url.clone();
     url.set_query(None);
+    // Only fails for URLs that cannot have credentials, which then have none.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     url.to_string()
+}
+
+/// The refresher's two outbound clients.
+#[derive(Clone)]
+pub struct Clients {
+    /// For feeds' own sources: non-public destinations refused unless
+    /// `PRICEFEED_ALLOW_PRIVATE_SOURCES`.
+    pub sources: awc::Client,
+    /// For `PRICEFEED_FETCH_URL`, which the operator chose: any destination (an internal
+    /// price service must not require opening private addresses to every tenant).
+    pub default: awc::Client,
 }
 
 /// Polls feeds for as long as it lives; see the module doc.
 pub struct RefresherActor {
     refresher: Refresher,
     wake: Arc<tokio::sync::Notify>,
-    client: Option<awc::Client>,
+    clients: Option<Clients>,
     in_flight: InFlight,
     /// A pass is running; `again` asks for another right after it.
     ticking: bool,
@@ -271,7 +308,7 @@ impl RefresherActor {
         Self {
             refresher,
             wake,
-            client: None,
+            clients: None,
             in_flight: InFlight::default(),
             ticking: false,
             again: false,
@@ -289,7 +326,7 @@ impl RefresherActor {
             self.again = true;
             return;
         }
-        let Some(client) = self.client.clone() else {
+        let Some(clients) = self.clients.clone() else {
             return;
         };
         if let Some(planned) = self.planned.take() {
@@ -297,7 +334,8 @@ impl RefresherActor {
         }
         self.ticking = true;
         let (refresher, in_flight) = (self.refresher.clone(), self.in_flight.clone());
-        let pass = async move { refresher.pass(&client, &in_flight).await };
+        let tracked = in_flight.clone();
+        let pass = tracked.track(async move { refresher.pass(&clients, &in_flight).await });
         ctx.spawn(pass.into_actor(self).map(|wait, act, ctx| {
             act.ticking = false;
             if std::mem::take(&mut act.again) {
@@ -318,10 +356,16 @@ impl Actor for RefresherActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Built here: an `awc::Client` belongs to the arbiter that made it.
         let config = &self.refresher.config;
-        self.client = Some(crate::outbound::client(OutboundConfig {
-            timeout: config.fetch_timeout,
-            allow_private: config.allow_private,
-        }));
+        let client = |allow_private| {
+            crate::outbound::client(OutboundConfig {
+                timeout: config.fetch_timeout,
+                allow_private,
+            })
+        };
+        self.clients = Some(Clients {
+            sources: client(config.allow_private),
+            default: client(true),
+        });
         crate::work::on_every_wake(ctx, self.wake.clone(), Self::tick);
         self.tick(ctx);
     }

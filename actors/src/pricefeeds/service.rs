@@ -111,8 +111,12 @@ impl PriceFeedsService {
             .get(account, id)
             .await
             .or_not_found("price feed")?;
-        patch.apply(&mut feed, self.clock.now())?;
-        let updated = self.feeds.update(&feed).await.or_not_found("price feed")?;
+        let reschedule = patch.apply(&mut feed, self.clock.now())?;
+        let updated = self
+            .feeds
+            .update(&feed, reschedule)
+            .await
+            .or_not_found("price feed")?;
         self.refresher_wake.notify_one();
         Ok(self.view(updated))
     }

@@ -256,6 +256,7 @@ fn refresher_config(settings: &Settings) -> Result<RefresherConfig, StartupError
             .map(|k| Arc::new(zeroize::Zeroizing::new(k.expose_secret().to_owned()))),
         allow_private: p.allow_private_sources,
         drain: settings.server.shutdown_timeout,
+        retention: settings.retention.snapshots,
     })
 }
 

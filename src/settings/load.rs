@@ -477,6 +477,7 @@ impl Layers {
             retention: RetentionSettings {
                 executions: self.optional_duration("EXECUTION_RETENTION")?,
                 runs: self.optional_duration("RUN_RETENTION")?,
+                snapshots: self.optional_duration("SNAPSHOT_RETENTION")?,
                 memory_max_executions: self.int("MEMORY_MAX_EXECUTIONS", 1)?,
             },
         })

@@ -173,6 +173,7 @@ pub struct RetentionSettings {
     /// `None`: kept forever.
     pub executions: Option<Duration>,
     pub runs: Option<Duration>,
+    pub snapshots: Option<Duration>,
     pub memory_max_executions: usize,
 }
 

@@ -154,6 +154,7 @@ pub static TABLE: &[Def] = &[
     // retention
     def!("EXECUTION_RETENTION", "retention"."executions", Some("execution-retention"), Some("30d"), Duration, "Finished executions older than this are deleted (0 = kept forever)"),
     def!("RUN_RETENTION", "retention"."runs", Some("run-retention"), Some("30d"), Duration, "Finished job runs older than this are deleted (0 = kept forever)"),
+    def!("SNAPSHOT_RETENTION", "retention"."snapshots", Some("snapshot-retention"), Some("30d"), Duration, "Price feed snapshots collected longer ago than this are deleted, each feed's latest kept (0 = kept forever)"),
     def!("MEMORY_MAX_EXECUTIONS", "retention"."memory_max_executions", Some("memory-max-executions"), Some("100000"), Int, "Memory mode: most executions kept, oldest deleted first"),
     // supervisor
     def!("SUPERVISOR_MAX_RESTARTS", "supervisor"."max_restarts", Some("supervisor-max-restarts"), Some("5"), Int, "Restarts within the window before an actor is marked failed"),

@@ -519,3 +519,51 @@ async fn feeds_obey_the_quota_and_go_with_their_account(backend: Backend) {
     assert_eq!(items(&app, &other_base).await.len(), 2);
     app.stop().await;
 }
+
+/// `SNAPSHOT_RETENTION`: a replica starting deletes snapshots collected longer ago,
+/// except each feed's latest (the memory store's rule is tested beside it).
+#[actix_web::test]
+async fn old_snapshots_are_purged_but_each_feeds_latest() {
+    let db = TestDb::migrated().await;
+    let app = spawn_app_with(Backend::Postgres, AppOptions::default().db(db.clone())).await;
+    let (base, id) = account_with_feed(&app).await;
+    let snapshots = format!("{base}/{id}/snapshots");
+    for hours in [5, 4, 3] {
+        let at = (chrono::Utc::now() - chrono::Duration::hours(hours)).to_rfc3339();
+        let res = app
+            .post(&snapshots, &json!({"price": hours, "collected_at": at}))
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text());
+    }
+    let recent = app.post(&snapshots, &json!({"price": 1})).await.json();
+    app.stop().await;
+    // Kept for 2 hours: the two oldest go, the 3 h one too, the recent one stays.
+    let app = spawn_app_with(
+        Backend::Postgres,
+        AppOptions::default()
+            .db(db.clone())
+            .env("SNAPSHOT_RETENTION", "2h"),
+    )
+    .await;
+    let left = items_until(&app, &snapshots, |s| s.len() == 1).await;
+    assert_eq!(left[0]["id"], recent["id"]);
+    app.stop().await;
+    // A feed whose latest is old keeps it.
+    let app = spawn_app_with(Backend::Postgres, AppOptions::default().db(db.clone())).await;
+    let (base, old_feed) = account_with_feed(&app).await;
+    let old = format!("{base}/{old_feed}/snapshots");
+    for hours in [9, 8] {
+        let at = (chrono::Utc::now() - chrono::Duration::hours(hours)).to_rfc3339();
+        app.post(&old, &json!({"price": hours, "collected_at": at}))
+            .await;
+    }
+    app.stop().await;
+    let app = spawn_app_with(
+        Backend::Postgres,
+        AppOptions::default().db(db).env("SNAPSHOT_RETENTION", "1h"),
+    )
+    .await;
+    let left = items_until(&app, &old, |s| s.len() == 1).await;
+    assert_eq!(left[0]["round"], json!(2), "the latest stays");
+    app.stop().await;
+}

@@ -230,6 +230,33 @@ impl FeedStore for MemoryFeedStore {
         Ok(taken)
     }
 
+    async fn purge_snapshots(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let mut tables = self.db.lock().await;
+        let table = tables.get::<FeedTable>();
+        let mut left = usize::try_from(limit).unwrap_or(0);
+        let mut deleted = 0u64;
+        // Per feed, from its oldest: memory mode holds few feeds.
+        for (id, snapshots) in table.snapshots.iter_mut() {
+            if left == 0 {
+                break;
+            }
+            let latest = table.feeds.get(id).and_then(|f| f.latest).map(|l| l.round);
+            let old: Vec<PageKey> = snapshots
+                .iter()
+                .take_while(|(key, _)| key.at < before)
+                .filter(|(_, s)| Some(s.round) != latest)
+                .map(|(key, _)| *key)
+                .take(left)
+                .collect();
+            for key in &old {
+                snapshots.remove(key);
+            }
+            left -= old.len();
+            deleted += old.len() as u64;
+        }
+        Ok(deleted)
+    }
+
     async fn next_refresh(
         &self,
         default_source: bool,
@@ -242,5 +269,89 @@ impl FeedStore for MemoryFeedStore {
             .filter(|f| f.active && (default_source || !f.sources.is_empty()))
             .filter_map(|f| f.next_refresh_at)
             .min())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricefeeds::{FeedInput, NewFeed};
+
+    #[actix_rt::test]
+    async fn retention_deletes_old_snapshots_but_each_feeds_latest() {
+        let db = Arc::new(MemoryDb::default());
+        let account = crate::accounts::Account {
+            id: AccountId::generate(),
+            owner: "o".into(),
+            metadata: Default::default(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        use crate::accounts::AccountStore;
+        crate::accounts::MemoryAccountStore::new(db.clone())
+            .insert(&account)
+            .await
+            .unwrap();
+        let store = MemoryFeedStore::new(db);
+        let now = crate::clock::truncate_micros(Utc::now());
+        let mut feeds = Vec::new();
+        for base in ["NEO", "GAS"] {
+            let feed = NewFeed::parse(FeedInput {
+                base_asset: Some(base.into()),
+                quote_asset: Some("USD".into()),
+                deviation_percent: Some(1.0),
+                ..FeedInput::default()
+            })
+            .unwrap()
+            .into_feed(account.id, now);
+            store.create(&feed, Quota::unlimited("t")).await.unwrap();
+            feeds.push(feed.id);
+        }
+        // NEO: three old snapshots; GAS: one old (its latest) snapshot.
+        let hours = |h: i64| now - chrono::TimeDelta::hours(h);
+        for (feed, at) in [
+            (feeds[0], hours(5)),
+            (feeds[0], hours(4)),
+            (feeds[0], hours(3)),
+            (feeds[1], hours(5)),
+        ] {
+            let snapshot = RecordSnapshot {
+                id: crate::ids::SnapshotId::generate(),
+                price: 1.0,
+                source: "s".into(),
+                collected_at: at,
+                created_at: now,
+            };
+            store
+                .record(
+                    feed,
+                    None,
+                    snapshot,
+                    &|_| true,
+                    &super::super::updated_event,
+                )
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(
+            store.purge_snapshots(hours(1), 1).await.unwrap(),
+            1,
+            "the limit holds"
+        );
+        assert_eq!(store.purge_snapshots(hours(1), 100).await.unwrap(), 1);
+        let page = |feed| store.list_snapshots(account.id, feed, PageRequest::new(10, None));
+        let neo = page(feeds[0]).await.unwrap().items;
+        assert_eq!(
+            neo.iter().map(|s| s.round).collect::<Vec<_>>(),
+            [3],
+            "NEO keeps its latest"
+        );
+        assert_eq!(
+            page(feeds[1]).await.unwrap().items.len(),
+            1,
+            "GAS keeps its only one"
+        );
+        assert_eq!(store.purge_snapshots(hours(1), 100).await.unwrap(), 0);
     }
 }

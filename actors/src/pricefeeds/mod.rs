@@ -95,6 +95,9 @@ pub trait FeedStore: Send + Sync + 'static {
         limit: i64,
         default_source: bool,
     ) -> Result<Vec<Feed>, StoreError>;
+    /// Retention: deletes up to `limit` snapshots collected before `before`, oldest
+    /// first, never a feed's latest; how many went.
+    async fn purge_snapshots(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     /// The earliest `next_refresh_at` of a feed [`FeedStore::take_due`] would take.
     async fn next_refresh(&self, default_source: bool)
         -> Result<Option<DateTime<Utc>>, StoreError>;

@@ -349,6 +349,22 @@ impl FeedStore for PgFeedStore {
         rows.iter().map(feed_from).collect()
     }
 
+    async fn purge_snapshots(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        // Oldest first through `app_price_feed_snapshots_collected_at_idx` (V11); a feed's
+        // latest snapshot stays, so its `latest_price` always has its snapshot.
+        let stmt = client
+            .prepare_cached(
+                "DELETE FROM app_price_feed_snapshots WHERE id IN (
+                     SELECT s.id FROM app_price_feed_snapshots s
+                     JOIN app_price_feeds f ON f.id = s.feed_id
+                     WHERE s.collected_at < $1 AND s.round IS DISTINCT FROM f.latest_round
+                     ORDER BY s.collected_at LIMIT $2)",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&before, &limit]).await?)
+    }
+
     async fn next_refresh(
         &self,
         default_source: bool,

@@ -40,6 +40,9 @@ pub struct RefresherConfig {
     pub allow_private: bool,
     /// `SHUTDOWN_TIMEOUT`: how long a stopping refresher waits for observations.
     pub drain: Duration,
+    /// `SNAPSHOT_RETENTION`: snapshots collected longer ago are deleted (each feed's
+    /// latest kept); `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for RefresherConfig {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for RefresherConfig {
                 &self.default_key.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_private", &self.allow_private)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -134,6 +138,21 @@ impl Refresher {
         }
         let next = self.feeds.next_refresh(default).await;
         crate::work::wait_until(next, self.clock.now(), self.config.tick, "feed refresh")
+    }
+
+    /// Retention: deletes snapshots past `SNAPSHOT_RETENTION`; how many went.
+    pub async fn purge(&self) -> Result<u64, crate::error::StoreError> {
+        let Some(keep) = self.config.retention else {
+            return Ok(0);
+        };
+        // A retention reaching before the calendar's start keeps everything.
+        let Some(before) = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
+        else {
+            return Ok(0);
+        };
+        crate::work::purge_in_batches(|limit| self.feeds.purge_snapshots(before, limit)).await
     }
 
     fn count(&self, outcome: &str) {
@@ -350,6 +369,26 @@ impl RefresherActor {
     }
 }
 
+impl RefresherActor {
+    fn purge(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let refresher = self.refresher.clone();
+        let purge = self.in_flight.track(async move {
+            match refresher.purge().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    snapshots = n,
+                    "purged price feed snapshots past SNAPSHOT_RETENTION"
+                ),
+                Err(e) => tracing::warn!(error = ?e, "could not purge old price feed snapshots"),
+            }
+        });
+        ctx.spawn(purge.into_actor(self));
+    }
+}
+
 impl Actor for RefresherActor {
     type Context = Context<Self>;
 
@@ -367,6 +406,9 @@ impl Actor for RefresherActor {
             default: client(true),
         });
         crate::work::on_every_wake(ctx, self.wake.clone(), Self::tick);
+        // Retention at start and every `PURGE_EVERY`.
+        Self::purge(self, ctx);
+        ctx.run_interval(crate::work::PURGE_EVERY, Self::purge);
         self.tick(ctx);
     }
 }

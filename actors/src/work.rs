@@ -114,6 +114,27 @@ where
     Ok(total)
 }
 
+/// Retention: deletes, in batches, what `delete(before, limit)` finds older than `keep`
+/// before `now`; how many went. `None` keeps everything, and so does a retention
+/// reaching before the calendar's start.
+pub async fn purge_older<F, Fut>(
+    keep: Option<Duration>,
+    now: DateTime<Utc>,
+    mut delete: F,
+) -> Result<u64, StoreError>
+where
+    F: FnMut(DateTime<Utc>, i64) -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let Some(before) = keep
+        .and_then(|keep| chrono::Duration::from_std(keep).ok())
+        .and_then(|keep| now.checked_sub_signed(keep))
+    else {
+        return Ok(0);
+    };
+    purge_in_batches(|limit| delete(before, limit)).await
+}
+
 /// How long a loop sleeps before its next pass: until `due` (the earliest work, as read
 /// from its store), at most `fallback`; an unreadable due time falls back (and says so).
 pub fn wait_until(

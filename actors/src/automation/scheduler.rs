@@ -241,17 +241,12 @@ impl SchedulerService {
 
     /// Retention: deletes finished runs older than `RUN_RETENTION`; how many went.
     pub async fn purge(&self) -> Result<u64, StoreError> {
-        let Some(keep) = self.config.run_retention else {
-            return Ok(0);
-        };
-        // A retention reaching before the calendar's start keeps everything.
-        let Some(before) = ChronoDuration::from_std(keep)
-            .ok()
-            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
-        else {
-            return Ok(0);
-        };
-        crate::work::purge_in_batches(|limit| self.store.purge_runs(before, limit)).await
+        crate::work::purge_older(
+            self.config.run_retention,
+            self.clock.now(),
+            |before, limit| self.store.purge_runs(before, limit),
+        )
+        .await
     }
 
     async fn finish(&self, claimed: &ClaimedRun, end: AttemptEnd) -> Result<(), StoreError> {

@@ -124,17 +124,10 @@ impl FunctionsService {
 
     /// Retention: deletes executions older than `EXECUTION_RETENTION`; how many went.
     pub async fn purge(&self) -> Result<u64, StoreError> {
-        let Some(keep) = self.retention else {
-            return Ok(0);
-        };
-        // A retention reaching before the calendar's start keeps everything.
-        let Some(before) = chrono::Duration::from_std(keep)
-            .ok()
-            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
-        else {
-            return Ok(0);
-        };
-        crate::work::purge_in_batches(|limit| self.store.purge_executions(before, limit)).await
+        crate::work::purge_older(self.retention, self.clock.now(), |before, limit| {
+            self.store.purge_executions(before, limit)
+        })
+        .await
     }
 
     pub fn with_quota(mut self, quota: Quota) -> Self {

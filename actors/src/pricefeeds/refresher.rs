@@ -142,17 +142,10 @@ impl Refresher {
 
     /// Retention: deletes snapshots past `SNAPSHOT_RETENTION`; how many went.
     pub async fn purge(&self) -> Result<u64, crate::error::StoreError> {
-        let Some(keep) = self.config.retention else {
-            return Ok(0);
-        };
-        // A retention reaching before the calendar's start keeps everything.
-        let Some(before) = chrono::Duration::from_std(keep)
-            .ok()
-            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
-        else {
-            return Ok(0);
-        };
-        crate::work::purge_in_batches(|limit| self.feeds.purge_snapshots(before, limit)).await
+        crate::work::purge_older(self.config.retention, self.clock.now(), |before, limit| {
+            self.feeds.purge_snapshots(before, limit)
+        })
+        .await
     }
 
     fn count(&self, outcome: &str) {

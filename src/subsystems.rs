@@ -175,7 +175,8 @@ pub async fn register(
         refresher_config(settings)?,
         PricefeedMetrics::register(registry).map_err(anyhow::Error::new)?,
         worker.waker(),
-    );
+    )
+    .waking(refresher_wake.clone());
     supervisor.add("refresher", move |exit| {
         let (refresher, wake) = (refresher.clone(), refresher_wake.clone());
         RefresherActor::start_in_arbiter(&pricefeeds_arbiter, move |_| {

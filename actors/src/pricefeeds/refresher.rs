@@ -94,6 +94,11 @@ pub struct Refresher {
     metrics: PricefeedMetrics,
     /// Wakes event delivery when a snapshot's event is stored.
     events_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this refresher: set by [`Refresher::waking`] to the actor's own signal.
+    wake: Arc<tokio::sync::Notify>,
+    /// The last pass left due feeds for want of room: each observation that ends wakes
+    /// the next pass (instead of waiting a tick).
+    backlog: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Refresher {
@@ -110,7 +115,15 @@ impl Refresher {
             config,
             metrics,
             events_wake,
+            wake: Arc::default(),
+            backlog: Arc::default(),
         }
+    }
+
+    /// Observations that end while due feeds wait for room notify `wake` (the actor's).
+    pub fn waking(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// Takes the due feeds there is room for and observes each in its own task; returns
@@ -121,14 +134,27 @@ impl Refresher {
         let room = in_flight.room();
         // Full, or the database failing: the due feeds stay due; look again after a tick
         // rather than at once (their due time is past, so the next-due wait would be 0).
+        use std::sync::atomic::Ordering::Relaxed;
         if room <= 0 {
+            self.backlog.store(true, Relaxed);
             return self.config.tick;
         }
         match self.feeds.take_due(self.clock.now(), room, default).await {
             Ok(feeds) => {
+                // All the room taken: more may be due; the first observation to end
+                // starts the next pass.
+                self.backlog.store(
+                    i64::try_from(feeds.len()).unwrap_or(i64::MAX) >= room,
+                    Relaxed,
+                );
                 for feed in feeds {
                     let (this, clients) = (self.clone(), clients.clone());
-                    in_flight.spawn(async move { this.observe(&clients, feed).await });
+                    in_flight.spawn(async move {
+                        this.observe(&clients, feed).await;
+                        if this.backlog.swap(false, Relaxed) {
+                            this.wake.notify_one();
+                        }
+                    });
                 }
             }
             Err(e) => {

@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The database and process helpers of the scheduler benchmark, beside this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scheduler import ADMIN, KEY, TOKEN, call, free_port, psql, stop  # noqa: E402
+from scheduler import ADMIN, KEY, TOKEN, call, free_port, psql, stop, wait_ready  # noqa: E402
 
 POLLS = []
 LOCK = threading.Lock()
@@ -88,12 +88,7 @@ def main():
     servers = [subprocess.Popen([os.environ.get("APPSERVER", "target/release/appserver")], env=env)]
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/readyz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+        wait_ready(base)
         account = call(base, "POST", "/accounts", {"owner": "bench"})["id"]
         for i in range(args.feeds):
             call(base, "POST", f"/accounts/{account}/pricefeeds",

@@ -45,6 +45,16 @@ def psql(url, sql):
     return out.stdout.strip()
 
 
+def wait_ready(base):
+    """Waits (at most 20 s) until the server at `base` answers `/readyz`."""
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=1)
+            return
+        except Exception:
+            time.sleep(0.1)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -113,13 +123,7 @@ def main():
             servers.append(subprocess.Popen([binary], env=env))
             ports.append(port)
             # The first replica applies the migrations before the others start.
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(base + "/readyz", timeout=1)
-                    break
-                except Exception:
-                    time.sleep(0.1)
+            wait_ready(f"http://127.0.0.1:{port}")
         base = f"http://127.0.0.1:{ports[0]}"
         account = call(base, "POST", "/accounts", {"owner": "bench"})["id"]
         function = call(base, "POST", f"/accounts/{account}/functions",

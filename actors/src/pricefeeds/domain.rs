@@ -221,6 +221,8 @@ fn sources(raw: Vec<String>) -> Result<Vec<String>, ValidationError> {
         ));
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    // Each source as parsed (`A.example:443` is `a.example`), to find repeats.
+    let mut seen: Vec<url::Url> = Vec::with_capacity(raw.len());
     for (i, text) in raw.iter().enumerate() {
         let field = format!("sources[{i}]");
         let text = text.trim();
@@ -240,12 +242,11 @@ fn sources(raw: Vec<String>) -> Result<Vec<String>, ValidationError> {
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(ValidationError::new(field, "must not contain credentials"));
         }
-        // Compared as parsed (`A.example:443` is `a.example`).
-        let normal = |s: &str| url::Url::parse(s).map(|u| u.to_string()).ok();
-        if out.iter().any(|s| normal(s) == Some(parsed.to_string())) {
+        if seen.contains(&parsed) {
             // A repeated source would count twice in the median.
             return Err(ValidationError::new(field, "repeats an earlier source"));
         }
+        seen.push(parsed);
         out.push(text.to_owned());
     }
     Ok(out)

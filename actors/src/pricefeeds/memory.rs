@@ -202,19 +202,14 @@ impl FeedStore for MemoryFeedStore {
         Ok(Some(snapshot))
     }
 
-    async fn take_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        default_source: bool,
-    ) -> Result<Vec<Feed>, StoreError> {
+    async fn take_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Feed>, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<FeedTable>();
         // Every feed is looked at: memory mode holds few (a quota per account).
         let mut due: Vec<(DateTime<Utc>, FeedId)> = table
             .feeds
             .values()
-            .filter(|f| f.active && (default_source || !f.sources.is_empty()))
+            .filter(|f| f.active)
             .filter_map(|f| f.next_refresh_at.filter(|t| *t <= now).map(|t| (t, f.id)))
             .collect();
         due.sort();
@@ -257,17 +252,13 @@ impl FeedStore for MemoryFeedStore {
         Ok(deleted)
     }
 
-    async fn next_refresh(
-        &self,
-        default_source: bool,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_refresh(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut tables = self.db.lock().await;
         Ok(tables
             .get::<FeedTable>()
             .feeds
             .values()
-            .filter(|f| f.active && (default_source || !f.sources.is_empty()))
-            .filter_map(|f| f.next_refresh_at)
+            .filter_map(|f| f.next_refresh_at.filter(|_| f.active))
             .min())
     }
 }

@@ -85,22 +85,17 @@ pub trait FeedStore: Send + Sync + 'static {
         decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
     ) -> Result<Option<Snapshot>, StoreError>;
-    /// Takes up to `limit` active feeds due at `now` (oldest `next_refresh_at` first) that
-    /// have a source (their own, or the default when `default_source`), moving each one's
-    /// `next_refresh_at` by its `update_interval` (to `now` + interval if that is still
-    /// past) in the same statement: one replica polls a feed per interval.
-    async fn take_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        default_source: bool,
-    ) -> Result<Vec<Feed>, StoreError>;
+    /// Takes up to `limit` active feeds due at `now` (oldest `next_refresh_at` first),
+    /// moving each one's `next_refresh_at` by its `update_interval` (to `now` + interval
+    /// if that is still past) in the same statement: one replica polls a feed per
+    /// interval. A feed without a source is taken too (the refresher then has nothing to
+    /// poll), so no feed stays due for every pass to step over.
+    async fn take_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Feed>, StoreError>;
     /// Retention: deletes up to `limit` snapshots collected before `before`, oldest
     /// first, never a feed's latest; how many went.
     async fn purge_snapshots(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     /// The earliest `next_refresh_at` of a feed [`FeedStore::take_due`] would take.
-    async fn next_refresh(&self, default_source: bool)
-        -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn next_refresh(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
 /// Where a feed's `next_refresh_at` moves when it is taken at `now`: one interval on, or

@@ -316,20 +316,15 @@ impl FeedStore for PgFeedStore {
         Ok(Some(snapshot))
     }
 
-    async fn take_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        default_source: bool,
-    ) -> Result<Vec<Feed>, StoreError> {
+    async fn take_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Feed>, StoreError> {
         let client = self.pool.get().await?;
         // Compare-and-set on `next_refresh_at`: a feed another replica is taking is
         // skipped, one it took has moved past `now`.
         let stmt = client
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "WITH due AS (
                      SELECT id FROM app_price_feeds
-                     WHERE active AND next_refresh_at <= $1 AND ($3 OR cardinality(sources) > 0)
+                     WHERE active AND next_refresh_at <= $1
                      ORDER BY next_refresh_at LIMIT $2
                      FOR UPDATE SKIP LOCKED
                  )
@@ -339,13 +334,10 @@ impl FeedStore for PgFeedStore {
                      THEN f.next_refresh_at + f.update_interval_ms * interval '1 millisecond'
                      ELSE $1 + f.update_interval_ms * interval '1 millisecond' END
                  FROM due WHERE f.id = due.id
-                 RETURNING {}",
-                prefixed("f.")
-            ))
+                 RETURNING f.*",
+            )
             .await?;
-        let rows = client
-            .query(&stmt, &[&now, &limit, &default_source])
-            .await?;
+        let rows = client.query(&stmt, &[&now, &limit]).await?;
         rows.iter().map(feed_from).collect()
     }
 
@@ -365,25 +357,12 @@ impl FeedStore for PgFeedStore {
         Ok(client.execute(&stmt, &[&before, &limit]).await?)
     }
 
-    async fn next_refresh(
-        &self,
-        default_source: bool,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_refresh(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let client = self.pool.get().await?;
+        // The first entry of `app_price_feeds_due_idx` (partial: active feeds).
         let stmt = client
-            .prepare_cached(
-                "SELECT min(next_refresh_at) FROM app_price_feeds
-                 WHERE active AND ($1 OR cardinality(sources) > 0)",
-            )
+            .prepare_cached("SELECT min(next_refresh_at) FROM app_price_feeds WHERE active")
             .await?;
-        Ok(client.query_one(&stmt, &[&default_source]).await?.get(0))
+        Ok(client.query_one(&stmt, &[]).await?.get(0))
     }
-}
-
-/// The feed columns, each prefixed (`f.id, f.account_id, …`).
-fn prefixed(prefix: &str) -> String {
-    FEED.split(',')
-        .map(|c| format!("{prefix}{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -130,7 +130,6 @@ impl Refresher {
     /// how long to sleep before the next pass. The caller tracks the pass in `in_flight`
     /// (its room counts the pass itself).
     pub async fn pass(&self, clients: &Clients, in_flight: &InFlight) -> Duration {
-        let default = self.config.default_url.is_some();
         let room = in_flight.room();
         // Full, or the database failing: the due feeds stay due; look again after a tick
         // rather than at once (their due time is past, so the next-due wait would be 0).
@@ -139,7 +138,7 @@ impl Refresher {
             self.backlog.store(true, Relaxed);
             return self.config.tick;
         }
-        match self.feeds.take_due(self.clock.now(), room, default).await {
+        match self.feeds.take_due(self.clock.now(), room).await {
             Ok(feeds) => {
                 // All the room taken: more may be due; the first observation to end
                 // starts the next pass.
@@ -162,7 +161,7 @@ impl Refresher {
                 return self.config.tick;
             }
         }
-        let next = self.feeds.next_refresh(default).await;
+        let next = self.feeds.next_refresh().await;
         crate::work::wait_until(next, self.clock.now(), self.config.tick, "feed refresh")
     }
 

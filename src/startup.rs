@@ -265,6 +265,7 @@ impl Application {
             automation: Arc::new(subsystems.automation),
             triggers: Arc::new(subsystems.triggers),
             pricefeeds: Arc::new(subsystems.pricefeeds),
+            oracle: Arc::new(subsystems.oracle),
             default_max_attempts: settings.automation.max_attempts,
             limit_maxima: subsystems::exec_defaults(&settings).maxima,
             metrics_require_token: settings.auth.metrics_require_token,

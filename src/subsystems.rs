@@ -1,6 +1,6 @@
 //! Registers every subsystem actor with the root supervisor, in start order (stopped in
 //! reverse): accounts (and tokens), secrets, executor, functions, triggers, pricefeeds,
-//! automation, events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
+//! oracle, oracle_dispatcher, automation, events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
 //! triggers thread and `scheduler` on the automation thread, beside the actors whose
 //! tables they work. Each factory starts its actor on that arbiter, and the supervisor
 //! calls it again after a crash.
@@ -22,7 +22,10 @@ use actors::executor::{
 use actors::functions::{
     ExecDefaults, FunctionsActor, FunctionsDeps, FunctionsService, LimitMaxima,
 };
-use actors::health::{Health, Sandbox};
+use actors::health::{ActorStatus, Health, Sandbox};
+use actors::oracle::{
+    Dispatcher, DispatcherActor, DispatcherConfig, OracleActor, OracleMetrics, OracleService,
+};
 use actors::pricefeeds::{
     PriceFeedsActor, PriceFeedsService, PricefeedMetrics, Refresher, RefresherActor,
     RefresherConfig,
@@ -44,6 +47,7 @@ pub struct Subsystems {
     pub automation: ActorHandle<AutomationActor>,
     pub triggers: ActorHandle<TriggersActor>,
     pub pricefeeds: ActorHandle<PriceFeedsActor>,
+    pub oracle: ActorHandle<OracleActor>,
     /// One arbiter (OS thread) per subsystem; stopped with the application.
     pub arbiters: Vec<Arbiter>,
 }
@@ -183,6 +187,45 @@ pub async fn register(
             RefresherActor::new(refresher, wake, exit)
         })
     });
+    // The oracle subsystem's thread: its CRUD actor and, with a resolver, its dispatcher.
+    let dispatcher_wake = Arc::new(tokio::sync::Notify::new());
+    let oracle_service = OracleService::new(
+        stores.oracle.clone(),
+        Arc::new(SystemClock),
+        settings.quotas,
+    )
+    .with_retention(settings.retention.oracle_requests)
+    .waking(worker.waker(), dispatcher_wake.clone());
+    let arbiter = thread(&mut arbiters);
+    let oracle_arbiter = arbiter.clone();
+    let oracle = supervisor.add("oracle", move |exit| {
+        let service = oracle_service.clone();
+        OracleActor::start_in_arbiter(&arbiter, move |_| OracleActor::new(service, exit))
+    });
+    let oracle_metrics = OracleMetrics::register(registry).map_err(anyhow::Error::new)?;
+    match dispatcher_config(settings)? {
+        Some(config) => {
+            let dispatcher = Dispatcher::new(
+                stores.oracle.clone(),
+                Arc::new(SystemClock),
+                replica.clone(),
+                config,
+                oracle_metrics,
+                worker.waker(),
+            )
+            .waking(dispatcher_wake.clone());
+            supervisor.add("oracle_dispatcher", move |exit| {
+                let (dispatcher, wake) = (dispatcher.clone(), dispatcher_wake.clone());
+                DispatcherActor::start_in_arbiter(&oracle_arbiter, move |_| {
+                    DispatcherActor::new(dispatcher, wake, exit)
+                })
+            });
+        }
+        None => {
+            tracing::warn!("ORACLE_RESOLVER_URL is not set: the oracle dispatcher is disabled and oracle requests wait for PATCH");
+            health.set_actor("oracle_dispatcher", ActorStatus::Disabled);
+        }
+    }
     // Wakes the `events` actor when a firing or event is stored, or a trigger changes,
     // on any replica (PostgreSQL); in memory mode the triggers service wakes it itself.
     listen(settings, actors::events::WORK_CHANNEL, worker.waker())?;
@@ -236,6 +279,7 @@ pub async fn register(
         automation,
         triggers,
         pricefeeds,
+        oracle,
         arbiters,
     })
 }
@@ -259,6 +303,28 @@ fn refresher_config(settings: &Settings) -> Result<RefresherConfig, StartupError
         drain: settings.server.shutdown_timeout,
         retention: settings.retention.snapshots,
     })
+}
+
+/// The dispatcher's settings; `None` (disabled) without `ORACLE_RESOLVER_URL`.
+fn dispatcher_config(settings: &Settings) -> Result<Option<DispatcherConfig>, StartupError> {
+    let o = &settings.oracle;
+    let Some(text) = &o.resolver_url else {
+        return Ok(None);
+    };
+    Ok(Some(DispatcherConfig {
+        // Checked as an http(s) URL when the settings were loaded.
+        resolver_url: url::Url::parse(text).map_err(anyhow::Error::new)?,
+        resolver_key: o
+            .resolver_key
+            .as_ref()
+            .map(|k| Arc::new(zeroize::Zeroizing::new(k.expose_secret().to_owned()))),
+        poll: o.poll_interval,
+        max_attempts: i32::try_from(o.max_attempts).unwrap_or(i32::MAX),
+        ttl: o.ttl,
+        timeout: settings.http_client.timeout,
+        lease: settings.work.lease,
+        drain: settings.server.shutdown_timeout,
+    }))
 }
 
 /// This process's lease owner id: unique per process, readable in the database.

@@ -109,6 +109,16 @@ id_type!(
     SnapshotId
 );
 
+id_type!(
+    /// Identifies an oracle data source.
+    SourceId
+);
+
+id_type!(
+    /// Identifies an oracle request.
+    RequestId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -7,7 +7,7 @@
 //! ```text
 //! composition  stores (every store for one storage mode)   devpack (Devpack actions)
 //! subsystems   triggers, automation ─▶ functions ─▶ secrets, executor, events,
-//!              accounts (+ accounts::tokens); pricefeeds ─▶ events
+//!              accounts (+ accounts::tokens); pricefeeds, oracle ─▶ events
 //! shared       store (MemoryDb, Tx, pool, migrations), supervisor (handles, Ask),
 //!              error (Code, ErrorCode, subsystem_error!), schedule, crypto, work, page,
 //!              ids, clock, health, metrics, validate, patch, duration, outbound
@@ -75,6 +75,7 @@ pub mod functions;
 pub mod health;
 pub mod ids;
 pub mod metrics;
+pub mod oracle;
 pub mod outbound;
 pub mod page;
 pub mod patch;

@@ -1,6 +1,6 @@
 //! Per-account quotas (CONTRACT.md §5 `quotas`): how many functions, secrets, jobs,
-//! triggers, feeds and oracle sources one account may hold, and how many firings may wait
-//! per trigger. Checked by the owning store in the same transaction as the insert, for
+//! triggers, feeds, oracle sources and open oracle requests one account may hold, and how
+//! many firings may wait per trigger. Checked by the owning store in the same transaction as the insert, for
 //! HTTP and Devpack alike, so the count cannot be raced past.
 
 use crate::error::StoreError;
@@ -52,6 +52,8 @@ pub struct Quotas {
     pub triggers: Quota,
     pub feeds: Quota,
     pub oracle_sources: Quota,
+    /// Pending or running oracle requests per account.
+    pub open_oracle_requests: Quota,
     pub pending_firings_per_trigger: Quota,
 }
 
@@ -65,6 +67,7 @@ impl Default for Quotas {
             triggers: Quota::new("MAX_TRIGGERS_PER_ACCOUNT", 1000),
             feeds: Quota::new("MAX_FEEDS_PER_ACCOUNT", 1000),
             oracle_sources: Quota::new("MAX_ORACLE_SOURCES_PER_ACCOUNT", 1000),
+            open_oracle_requests: Quota::new("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT", 1000),
             pending_firings_per_trigger: Quota::new("MAX_PENDING_FIRINGS_PER_TRIGGER", 1000),
         }
     }

@@ -6,6 +6,7 @@ use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
 use crate::automation::{JobStore, MemoryJobStore, PgJobStore, SchedulerStore};
 use crate::events::{EventStore, MemoryEventStore, PgEventStore};
 use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
+use crate::oracle::{MemoryOracleStore, OracleStore, PgOracleStore};
 use crate::pricefeeds::{FeedStore, MemoryFeedStore, PgFeedStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::store::MemoryDb;
@@ -28,6 +29,7 @@ pub struct Stores {
     /// The event outbox.
     pub events: Arc<dyn EventStore>,
     pub feeds: Arc<dyn FeedStore>,
+    pub oracle: Arc<dyn OracleStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -48,7 +50,8 @@ impl Stores {
             triggers: Arc::new(MemoryTriggerStore::new(db.clone())),
             firings: Arc::new(MemoryTriggerStore::new(db.clone())),
             events: Arc::new(MemoryEventStore::new(db.clone())),
-            feeds: Arc::new(MemoryFeedStore::new(db)),
+            feeds: Arc::new(MemoryFeedStore::new(db.clone())),
+            oracle: Arc::new(MemoryOracleStore::new(db)),
             pool: None,
         }
     }
@@ -65,6 +68,7 @@ impl Stores {
             firings: Arc::new(PgTriggerStore::new(pool.clone())),
             events: Arc::new(PgEventStore::new(pool.clone())),
             feeds: Arc::new(PgFeedStore::new(pool.clone())),
+            oracle: Arc::new(PgOracleStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -175,3 +175,68 @@ pub fn on_every_wake<A>(
         }),
     );
 }
+
+/// The pass loop every tick-loop actor (scheduler, refresher, oracle dispatcher) runs:
+/// one pass at a time; a wake during a pass asks for another right after it; otherwise
+/// the next pass is planned for when the last one said work is due, and an earlier wake
+/// replaces that plan. A stopping actor starts no more passes.
+#[derive(Default)]
+pub struct Pacer {
+    ticking: bool,
+    again: bool,
+    planned: Option<actix::SpawnHandle>,
+    stopping: bool,
+}
+
+impl Pacer {
+    /// No pass starts after this.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+}
+
+/// An actor driven by a [`Pacer`]: [`pace`] runs its passes.
+pub trait Paced: actix::Actor<Context = actix::Context<Self>> {
+    fn pacer(&mut self) -> &mut Pacer;
+
+    /// One pass, resolving to how long to wait before the next; `None` if there is
+    /// nothing to run with (yet).
+    fn pass(&mut self) -> Option<futures_util::future::LocalBoxFuture<'static, Duration>>;
+}
+
+/// Runs a pass of `act` now, or right after the one under way (see [`Pacer`]).
+pub fn pace<A: Paced>(act: &mut A, ctx: &mut actix::Context<A>) {
+    use actix::{ActorFutureExt, AsyncContext};
+    let pacer = act.pacer();
+    if pacer.stopping {
+        return;
+    }
+    if pacer.ticking {
+        pacer.again = true;
+        return;
+    }
+    if let Some(planned) = pacer.planned.take() {
+        ctx.cancel_future(planned);
+    }
+    let Some(pass) = act.pass() else {
+        return;
+    };
+    act.pacer().ticking = true;
+    ctx.spawn(actix::fut::wrap_future::<_, A>(pass).map(|wait, act, ctx| {
+        let pacer = act.pacer();
+        pacer.ticking = false;
+        if std::mem::take(&mut pacer.again) {
+            pace(act, ctx);
+        } else {
+            let planned = ctx.run_later(wait, |act, ctx| {
+                act.pacer().planned = None;
+                pace(act, ctx);
+            });
+            act.pacer().planned = Some(planned);
+        }
+    }));
+}

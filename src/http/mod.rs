@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod functions;
 pub mod json;
+pub mod oracle;
 pub mod pagination;
 pub mod pricefeeds;
 pub mod rate_limit;
@@ -183,6 +184,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(pricefeeds::snapshots))
             .route(web::post().to(pricefeeds::create_snapshot))
             .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/oracle/sources")
+            .route(web::get().to(oracle::list_sources))
+            .route(web::post().to(oracle::create_source))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/oracle/sources/{source_id}")
+            .route(web::get().to(oracle::get_source))
+            .route(web::patch().to(oracle::update_source))
+            .route(web::delete().to(oracle::delete_source))
+            .default_service(not_allowed("GET, PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/accounts/{id}/oracle/requests")
+            .route(web::get().to(oracle::list_requests))
+            .route(web::post().to(oracle::create_request))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/oracle/requests/{request_id}")
+            .route(web::get().to(oracle::get_request))
+            .route(web::patch().to(oracle::patch_request))
+            .default_service(not_allowed("GET, PATCH")),
     )
     .service(
         web::resource("/accounts/{id}/triggers")

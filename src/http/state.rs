@@ -10,6 +10,7 @@ use actors::accounts::AccountsHandle;
 use actors::automation::AutomationHandle;
 use actors::functions::{FunctionsHandle, LimitMaxima};
 use actors::health::Health;
+use actors::oracle::OracleHandle;
 use actors::pricefeeds::PriceFeedsHandle;
 use actors::secrets::SecretsHandle;
 use actors::triggers::TriggersHandle;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub automation: Arc<dyn AutomationHandle>,
     pub triggers: Arc<dyn TriggersHandle>,
     pub pricefeeds: Arc<dyn PriceFeedsHandle>,
+    pub oracle: Arc<dyn OracleHandle>,
     /// `AUTOMATION_MAX_ATTEMPTS` (1–20, checked at load): a job's `max_attempts` when the
     /// body names none.
     pub default_max_attempts: i32,

@@ -472,12 +472,14 @@ impl Layers {
                 triggers: self.quota("MAX_TRIGGERS_PER_ACCOUNT")?,
                 feeds: self.quota("MAX_FEEDS_PER_ACCOUNT")?,
                 oracle_sources: self.quota("MAX_ORACLE_SOURCES_PER_ACCOUNT")?,
+                open_oracle_requests: self.quota("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT")?,
                 pending_firings_per_trigger: self.quota("MAX_PENDING_FIRINGS_PER_TRIGGER")?,
             },
             retention: RetentionSettings {
                 executions: self.optional_duration("EXECUTION_RETENTION")?,
                 runs: self.optional_duration("RUN_RETENTION")?,
                 snapshots: self.optional_duration("SNAPSHOT_RETENTION")?,
+                oracle_requests: self.optional_duration("ORACLE_REQUEST_RETENTION")?,
                 memory_max_executions: self.int("MEMORY_MAX_EXECUTIONS", 1)?,
             },
         })

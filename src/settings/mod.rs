@@ -174,6 +174,7 @@ pub struct RetentionSettings {
     pub executions: Option<Duration>,
     pub runs: Option<Duration>,
     pub snapshots: Option<Duration>,
+    pub oracle_requests: Option<Duration>,
     pub memory_max_executions: usize,
 }
 

@@ -150,11 +150,13 @@ pub static TABLE: &[Def] = &[
     def!("MAX_TRIGGERS_PER_ACCOUNT", "quotas"."triggers", Some("max-triggers-per-account"), Some("1000"), Int, "Triggers per account (0 = unlimited)"),
     def!("MAX_FEEDS_PER_ACCOUNT", "quotas"."feeds", Some("max-feeds-per-account"), Some("1000"), Int, "Price feeds per account (0 = unlimited)"),
     def!("MAX_ORACLE_SOURCES_PER_ACCOUNT", "quotas"."oracle_sources", Some("max-oracle-sources-per-account"), Some("1000"), Int, "Oracle data sources per account (0 = unlimited)"),
+    def!("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT", "quotas"."open_oracle_requests", Some("max-open-oracle-requests-per-account"), Some("1000"), Int, "Pending or running oracle requests per account (0 = unlimited)"),
     def!("MAX_PENDING_FIRINGS_PER_TRIGGER", "quotas"."pending_firings_per_trigger", Some("max-pending-firings-per-trigger"), Some("1000"), Int, "Firings waiting to run per trigger; webhooks beyond it get 429 (0 = unlimited)"),
     // retention
     def!("EXECUTION_RETENTION", "retention"."executions", Some("execution-retention"), Some("30d"), Duration, "Finished executions older than this are deleted (0 = kept forever)"),
     def!("RUN_RETENTION", "retention"."runs", Some("run-retention"), Some("30d"), Duration, "Finished job runs older than this are deleted (0 = kept forever)"),
     def!("SNAPSHOT_RETENTION", "retention"."snapshots", Some("snapshot-retention"), Some("30d"), Duration, "Price feed snapshots collected longer ago than this are deleted, each feed's latest kept (0 = kept forever)"),
+    def!("ORACLE_REQUEST_RETENTION", "retention"."oracle_requests", Some("oracle-request-retention"), Some("30d"), Duration, "Oracle requests finished longer ago than this are deleted (0 = kept forever)"),
     def!("MEMORY_MAX_EXECUTIONS", "retention"."memory_max_executions", Some("memory-max-executions"), Some("100000"), Int, "Memory mode: most executions kept, oldest deleted first"),
     // supervisor
     def!("SUPERVISOR_MAX_RESTARTS", "supervisor"."max_restarts", Some("supervisor-max-restarts"), Some("5"), Int, "Restarts within the window before an actor is marked failed"),

@@ -623,6 +623,16 @@ async fn hostile_values_never_get_a_server_error(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
+    let source = crate::oracle::source(
+        &app,
+        &account,
+        json!({"name": "s", "url": "https://s.example"}),
+    )
+    .await;
+    let request = crate::oracle::request(&app, &account, &source, "").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let secret = "S";
     app.post(
         &format!("/accounts/{account}/secrets"),
@@ -731,6 +741,40 @@ async fn hostile_values_never_get_a_server_error(backend: Backend) {
             &["price", "source", "collected_at"],
         ),
         (Method::DELETE, format!("{a}/pricefeeds/{bad}"), &[]),
+        (
+            Method::POST,
+            format!("{a}/oracle/sources"),
+            &[
+                "name",
+                "description",
+                "url",
+                "method",
+                "headers",
+                "body",
+                "enabled",
+            ],
+        ),
+        (Method::GET, format!("{a}/oracle/sources"), &[]),
+        (Method::GET, format!("{a}/oracle/sources/{source}"), &[]),
+        (
+            Method::PATCH,
+            format!("{a}/oracle/sources/{source}"),
+            &["name", "url", "method", "headers", "body", "enabled"],
+        ),
+        (Method::DELETE, format!("{a}/oracle/sources/{bad}"), &[]),
+        (
+            Method::POST,
+            format!("{a}/oracle/requests"),
+            &["data_source_id", "payload"],
+        ),
+        (Method::GET, format!("{a}/oracle/requests"), &[]),
+        (Method::GET, format!("{a}/oracle/requests/{request}"), &[]),
+        (
+            Method::PATCH,
+            format!("{a}/oracle/requests/{request}"),
+            &["status", "result", "error"],
+        ),
+        (Method::PATCH, format!("{a}/oracle/requests/{bad}"), &[]),
         (Method::POST, format!("{a}/tokens"), &["name", "expires_at"]),
         (Method::GET, format!("{a}/tokens"), &[]),
         (Method::GET, format!("{a}/tokens/{bad}"), &[]),

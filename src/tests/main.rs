@@ -6,10 +6,12 @@
 mod accounts;
 mod automation;
 mod bounded;
+mod dispatcher;
 mod functions;
 mod helpers;
 mod http;
 mod isolation;
+mod oracle;
 mod pricefeeds;
 mod process;
 mod refresher;

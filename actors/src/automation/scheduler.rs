@@ -15,9 +15,10 @@ use crate::error::StoreError;
 
 use crate::functions::{ExecOptions, ExecuteFunction, ExecutionStatus, FunctionsError};
 use crate::supervisor::{Ask, ExitGuard, Stop};
-use crate::work::InFlight;
+use crate::work::{pace, InFlight, Paced, Pacer};
 use actix::prelude::*;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures_util::future::LocalBoxFuture;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use std::sync::Arc;
 use std::time::Duration;
@@ -392,15 +393,10 @@ fn failure_context(claimed: &ClaimedRun) -> super::FailureContext {
 pub struct SchedulerActor {
     service: SchedulerService,
     wake: Arc<tokio::sync::Notify>,
-    /// A pass is running; `again` asks for another right after it.
-    ticking: bool,
-    again: bool,
-    /// The pass planned for the earliest due time, cancelled by an earlier one.
-    planned: Option<SpawnHandle>,
+    pacer: Pacer,
     /// The last pass left due runs unclaimed for want of room: each attempt that ends
     /// wakes the next pass.
     backlog: Arc<std::sync::atomic::AtomicBool>,
-    stopping: bool,
     /// Attempts spawned and not yet recorded.
     in_flight: InFlight,
     _exit: ExitGuard,
@@ -411,28 +407,20 @@ impl SchedulerActor {
         Self {
             service,
             wake,
-            ticking: false,
-            again: false,
-            planned: None,
+            pacer: Pacer::default(),
             backlog: Arc::default(),
-            stopping: false,
             in_flight: InFlight::default(),
             _exit: exit,
         }
     }
+}
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
-            return;
-        }
-        if self.ticking {
-            self.again = true;
-            return;
-        }
-        if let Some(planned) = self.planned.take() {
-            ctx.cancel_future(planned);
-        }
-        self.ticking = true;
+impl Paced for SchedulerActor {
+    fn pacer(&mut self) -> &mut Pacer {
+        &mut self.pacer
+    }
+
+    fn pass(&mut self) -> Option<LocalBoxFuture<'static, Duration>> {
         let service = self.service.clone();
         let in_flight = self.in_flight.clone();
         let wake = self.wake.clone();
@@ -472,17 +460,7 @@ impl SchedulerActor {
                 service.next_wait().await
             }
         });
-        ctx.spawn(pass.into_actor(self).map(|wait, act, ctx| {
-            act.ticking = false;
-            if std::mem::take(&mut act.again) {
-                act.tick(ctx);
-            } else {
-                act.planned = Some(ctx.run_later(wait, |act, ctx| {
-                    act.planned = None;
-                    act.tick(ctx);
-                }));
-            }
-        }));
+        Some(Box::pin(pass))
     }
 }
 
@@ -494,14 +472,14 @@ impl Actor for SchedulerActor {
         Self::purge(self, ctx);
         ctx.run_interval(crate::work::PURGE_EVERY, Self::purge);
         // A pass whenever woken, for as long as this actor lives.
-        crate::work::on_every_wake(ctx, self.wake.clone(), Self::tick);
-        self.tick(ctx);
+        crate::work::on_every_wake(ctx, self.wake.clone(), pace::<Self>);
+        pace(self, ctx);
     }
 }
 
 impl SchedulerActor {
     fn purge(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
+        if self.pacer.is_stopping() {
             return;
         }
         let service = self.service.clone();
@@ -520,7 +498,7 @@ impl Handler<Stop> for SchedulerActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
-        self.stopping = true;
+        self.pacer.stop();
         let in_flight = self.in_flight.clone();
         let drain = self.service.config.drain;
         let wait = async move { in_flight.drain_at_shutdown(drain, "job attempts").await };

@@ -5,12 +5,14 @@
 //!
 //! - `triggers.register`: a cron or event trigger for the calling function.
 //! - `automation.schedule`: a job for the calling function.
-//! - `gasbank.*`, `oracle.createRequest`: refused until those subsystems exist.
+//! - `oracle.createRequest`: a request to an enabled data source of the account.
+//! - `gasbank.*`: refused until that subsystem exists.
 
 use crate::automation::{Job, JobInput, NewJob};
 use crate::error::StoreError;
 use crate::executor::QueuedAction;
 use crate::functions::{Actions, Effect, EffectError, Refused, Scope};
+use crate::oracle::{NewRequest, Request, RequestInput};
 use crate::quota::{Quota, Quotas};
 use crate::store::Tx;
 use crate::triggers::{NewTrigger, Trigger, TriggerInput, TriggerRule, TriggerType};
@@ -43,6 +45,13 @@ struct ScheduleJob {
     name: Option<String>,
     schedule: Option<String>,
     description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateRequest {
+    data_source_id: Option<String>,
+    payload: Option<Value>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, String> {
@@ -92,6 +101,27 @@ impl Devpack {
     }
 }
 
+impl Devpack {
+    fn oracle_request(&self, params: &Value, scope: Scope) -> Result<Box<dyn Effect>, String> {
+        let p: CreateRequest = parse(params)?;
+        // A payload that is not a string is sent as its JSON text (CONTRACT.md §3.1).
+        let payload = match p.payload {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text),
+            Some(other) => Some(other.to_string()),
+        };
+        let input = RequestInput {
+            data_source_id: p.data_source_id,
+            payload,
+        };
+        let new = NewRequest::parse(input).map_err(|e| e.to_string())?;
+        Ok(Box::new(OracleRequestEffect(
+            new.into_request(scope.account, scope.now),
+            self.quotas.open_oracle_requests,
+        )))
+    }
+}
+
 impl Actions for Devpack {
     fn prepare(
         &self,
@@ -106,7 +136,7 @@ impl Actions for Devpack {
                     "triggers.register" => self.register(&action.params, scope),
                     "automation.schedule" => self.schedule(&action.params, scope),
                     "gasbank.ensureAccount" | "gasbank.withdraw" => Err(unavailable("gas bank")),
-                    "oracle.createRequest" => Err(unavailable("oracle")),
+                    "oracle.createRequest" => self.oracle_request(&action.params, scope),
                     other => Err(format!("unknown action type {other:?}")),
                 };
                 effect.map_err(|reason| Refused { index, reason })
@@ -125,9 +155,9 @@ fn unavailable(subsystem: &str) -> String {
 /// the actions; anything else is a store failure.
 fn refusal(e: StoreError) -> EffectError {
     match e {
-        StoreError::Conflict(reason) | StoreError::LimitExceeded(reason) => {
-            EffectError::Refused(reason)
-        }
+        StoreError::Conflict(reason)
+        | StoreError::LimitExceeded(reason)
+        | StoreError::InvalidState(reason) => EffectError::Refused(reason),
         StoreError::NotFound => EffectError::Refused("the function no longer exists".to_owned()),
         other => EffectError::Store(other),
     }
@@ -164,5 +194,30 @@ impl Effect for TriggerEffect {
         crate::triggers::insert_trigger(tx, &self.0, self.1)
             .await
             .map_err(refusal)
+    }
+}
+
+/// `oracle.createRequest`: the request, inserted by the oracle subsystem (which checks
+/// the data source is an enabled one of the account).
+#[derive(Debug)]
+struct OracleRequestEffect(Request, Quota);
+
+#[async_trait::async_trait]
+impl Effect for OracleRequestEffect {
+    fn result(&self) -> Value {
+        json!({"request_id": self.0.id.to_string()})
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
+        crate::oracle::insert_request(tx, &self.0, self.1)
+            .await
+            .map_err(|e| match e {
+                // The account is there (its function is running): a missing row is the
+                // data source.
+                StoreError::NotFound => {
+                    EffectError::Refused(crate::oracle::unusable_source().to_string())
+                }
+                other => refusal(other),
+            })
     }
 }

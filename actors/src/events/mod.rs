@@ -31,14 +31,16 @@ pub async fn notify_work(db: &impl deadpool_postgres::GenericClient) -> Result<(
 pub const FUNCTION_EXECUTION_FAILED: &str = "function.execution.failed";
 pub const AUTOMATION_JOB_FAILED: &str = "automation.job.failed";
 pub const PRICEFEED_UPDATED: &str = "pricefeed.updated";
+pub const ORACLE_REQUEST_COMPLETED: &str = "oracle.request.completed";
+pub const ORACLE_REQUEST_FAILED: &str = "oracle.request.failed";
 
 /// Every event name an `event` trigger may use as its rule (CONTRACT §3.5). Subsystems
 /// not yet built publish nothing, but their names are accepted so triggers can be set up
 /// ahead of them.
 pub const NAMES: &[&str] = &[
     PRICEFEED_UPDATED,
-    "oracle.request.completed",
-    "oracle.request.failed",
+    ORACLE_REQUEST_COMPLETED,
+    ORACLE_REQUEST_FAILED,
     "gasbank.withdrawal.settled",
     FUNCTION_EXECUTION_FAILED,
     AUTOMATION_JOB_FAILED,

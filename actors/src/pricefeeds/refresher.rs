@@ -17,8 +17,9 @@ use crate::clock::Clock;
 use crate::ids::SnapshotId;
 use crate::outbound::OutboundConfig;
 use crate::supervisor::{ExitGuard, Stop};
-use crate::work::InFlight;
+use crate::work::{pace, InFlight, Paced, Pacer};
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use prometheus::{IntCounterVec, Opts, Registry};
 use std::sync::Arc;
 use std::time::Duration;
@@ -332,11 +333,7 @@ pub struct RefresherActor {
     wake: Arc<tokio::sync::Notify>,
     clients: Option<Clients>,
     in_flight: InFlight,
-    /// A pass is running; `again` asks for another right after it.
-    ticking: bool,
-    again: bool,
-    planned: Option<SpawnHandle>,
-    stopping: bool,
+    pacer: Pacer,
     _exit: ExitGuard,
 }
 
@@ -347,49 +344,31 @@ impl RefresherActor {
             wake,
             clients: None,
             in_flight: InFlight::default(),
-            ticking: false,
-            again: false,
-            planned: None,
-            stopping: false,
+            pacer: Pacer::default(),
             _exit: exit,
         }
     }
+}
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
-            return;
-        }
-        if self.ticking {
-            self.again = true;
-            return;
-        }
-        let Some(clients) = self.clients.clone() else {
-            return;
-        };
-        if let Some(planned) = self.planned.take() {
-            ctx.cancel_future(planned);
-        }
-        self.ticking = true;
+impl Paced for RefresherActor {
+    fn pacer(&mut self) -> &mut Pacer {
+        &mut self.pacer
+    }
+
+    fn pass(&mut self) -> Option<LocalBoxFuture<'static, Duration>> {
+        let clients = self.clients.clone()?;
         let (refresher, in_flight) = (self.refresher.clone(), self.in_flight.clone());
-        let tracked = in_flight.clone();
-        let pass = tracked.track(async move { refresher.pass(&clients, &in_flight).await });
-        ctx.spawn(pass.into_actor(self).map(|wait, act, ctx| {
-            act.ticking = false;
-            if std::mem::take(&mut act.again) {
-                act.tick(ctx);
-            } else {
-                act.planned = Some(ctx.run_later(wait, |act, ctx| {
-                    act.planned = None;
-                    act.tick(ctx);
-                }));
-            }
-        }));
+        // The pass is tracked too: a stop waits for the observations it starts.
+        let pass = self
+            .in_flight
+            .track(async move { refresher.pass(&clients, &in_flight).await });
+        Some(Box::pin(pass))
     }
 }
 
 impl RefresherActor {
     fn purge(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
+        if self.pacer.is_stopping() {
             return;
         }
         let refresher = self.refresher.clone();
@@ -423,11 +402,11 @@ impl Actor for RefresherActor {
             sources: client(config.allow_private),
             default: client(true),
         });
-        crate::work::on_every_wake(ctx, self.wake.clone(), Self::tick);
+        crate::work::on_every_wake(ctx, self.wake.clone(), pace::<Self>);
         // Retention at start and every `PURGE_EVERY`.
         Self::purge(self, ctx);
         ctx.run_interval(crate::work::PURGE_EVERY, Self::purge);
-        self.tick(ctx);
+        pace(self, ctx);
     }
 }
 
@@ -435,7 +414,7 @@ impl Handler<Stop> for RefresherActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
-        self.stopping = true;
+        self.pacer.stop();
         let in_flight = self.in_flight.clone();
         let drain = self.refresher.config.drain;
         let wait = async move {

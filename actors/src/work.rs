@@ -219,13 +219,15 @@ pub fn pace<A: Paced>(act: &mut A, ctx: &mut actix::Context<A>) {
         pacer.again = true;
         return;
     }
-    if let Some(planned) = pacer.planned.take() {
-        ctx.cancel_future(planned);
-    }
+    // Nothing to run with (yet): the planned pass, if any, stays planned.
     let Some(pass) = act.pass() else {
         return;
     };
-    act.pacer().ticking = true;
+    let pacer = act.pacer();
+    if let Some(planned) = pacer.planned.take() {
+        ctx.cancel_future(planned);
+    }
+    pacer.ticking = true;
     ctx.spawn(actix::fut::wrap_future::<_, A>(pass).map(|wait, act, ctx| {
         let pacer = act.pacer();
         pacer.ticking = false;

@@ -16,6 +16,7 @@ use std::time::Duration;
 both_stores!(
     not_done_then_done_succeeds,
     a_resolver_down_backs_off_then_gives_up,
+    repeated_not_done_gives_up,
     unanswered_requests_expire,
     a_patch_racing_the_dispatcher_ends_the_request_once,
 );
@@ -202,6 +203,25 @@ async fn not_done_then_done_succeeds(backend: Backend) {
         ),
         (1, 1)
     );
+    // Finished by the dispatcher: a PATCH can no longer end it.
+    app.patch(&path(&account, &r), &json!({"status": "failed"}))
+        .await
+        .assert_error(
+            409,
+            "invalid_state",
+            "oracle request is succeeded; it cannot become failed",
+        );
+    // Text PostgreSQL cannot store is made storable, in both modes.
+    fake.script(vec![(
+        200,
+        json!({"done": true, "success": true, "result": "a\u{0}b"}),
+    )]);
+    let r = request(&app, &account, &id, "").await;
+    let stored = request_until(&app, &path(&account, &r), is_final).await;
+    assert_eq!(
+        (&stored["status"], &stored["result"]),
+        (&json!("succeeded"), &json!("a\u{FFFD}b"))
+    );
 
     // A final failure ends it at once, with the resolver's error (or the default one).
     fake.script(vec![(
@@ -231,13 +251,19 @@ async fn a_resolver_down_backs_off_then_gives_up(backend: Backend) {
     let (account, id) = setup(&app).await;
     let r = request(&app, &account, &id, "").await;
     let rid = r["id"].as_str().unwrap().to_owned();
-    // After the first transient failure: running, one attempt, the next 5 s later.
-    let waiting = request_until(&app, &path(&account, &r), |r| r["attempts"] == 1).await;
-    assert_eq!(waiting["status"], "running");
-    let at = |field: &str| {
-        chrono::DateTime::parse_from_rfc3339(waiting[field].as_str().unwrap()).unwrap()
+    // After the first transient failure: running, one attempt, the next 5 s later (while
+    // the call is under way the next attempt is the lease's end, 30 s on).
+    let gap = |r: &Value| {
+        let at =
+            |field: &str| chrono::DateTime::parse_from_rfc3339(r[field].as_str().unwrap()).unwrap();
+        (at("next_attempt_at") - at("updated_at")).num_milliseconds()
     };
-    let backoff = (at("next_attempt_at") - at("updated_at")).num_milliseconds();
+    let waiting = request_until(&app, &path(&account, &r), |r| {
+        r["attempts"] == 1 && r["next_attempt_at"].is_string() && gap(r) < 10_000
+    })
+    .await;
+    assert_eq!(waiting["status"], "running");
+    let backoff = gap(&waiting);
     assert!(
         (4_900..=5_100).contains(&backoff),
         "backed off {backoff} ms"
@@ -255,6 +281,31 @@ async fn a_resolver_down_backs_off_then_gives_up(backend: Backend) {
     assert_eq!(
         (
             attempts(&app, "transient").await,
+            attempts(&app, "gave_up").await
+        ),
+        (1, 1)
+    );
+    app.stop().await;
+}
+
+async fn repeated_not_done_gives_up(backend: Backend) {
+    let fake = Fake::start(vec![not_done(1)]).await;
+    let app = spawn_app_with(backend, dispatcher(&fake).env("ORACLE_MAX_ATTEMPTS", "2")).await;
+    let (account, id) = setup(&app).await;
+    let r = request(&app, &account, &id, "").await;
+    let failed = request_until(&app, &path(&account, &r), is_final).await;
+    assert_eq!(
+        (&failed["status"], &failed["attempts"]),
+        (&json!("failed"), &json!(2))
+    );
+    assert_eq!(
+        failed["error"],
+        "oracle request gave up after 2 resolver attempts"
+    );
+    assert_eq!(fake.calls(r["id"].as_str().unwrap()).len(), 2);
+    assert_eq!(
+        (
+            attempts(&app, "not_done").await,
             attempts(&app, "gave_up").await
         ),
         (1, 1)

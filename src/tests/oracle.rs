@@ -15,6 +15,8 @@ both_stores!(
     open_requests_obey_the_quota,
     devpack_creates_requests_all_or_nothing,
     concurrent_patches_end_a_request_once,
+    concurrent_source_patches_all_stick,
+    the_store_fences_leases_and_keeps_retention,
 );
 
 /// Creates a data source; its id.
@@ -240,6 +242,36 @@ async fn requests_follow_the_transition_table(backend: Backend) {
         "validation_failed",
         "data_source_id: is required",
     );
+    // A source is checked before the quota (CONTRACT.md §1.5: 400 before 409).
+    let tight = spawn_app_with(
+        backend,
+        AppOptions::default().env("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT", "1"),
+    )
+    .await;
+    let carol = tight.create_account_id("carol").await;
+    let hers = source(
+        &tight,
+        &carol,
+        json!({"name": "c", "url": "https://c.example"}),
+    )
+    .await;
+    request(&tight, &carol, &hers, "").await;
+    let full = format!("/accounts/{carol}/oracle/requests");
+    tight
+        .post(
+            &full,
+            &json!({"data_source_id": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await
+        .assert_error(400, "validation_failed", unusable);
+    assert_eq!(
+        tight
+            .post(&full, &json!({"data_source_id": hers}))
+            .await
+            .json()["code"],
+        "limit_exceeded"
+    );
+    tight.stop().await;
     app.post(
         &base,
         &json!({"data_source_id": id, "payload": "x".repeat(65537)}),
@@ -580,6 +612,21 @@ async fn devpack_creates_requests_all_or_nothing(backend: Backend) {
         out["error"],
         "devpack action action_1 (oracle.createRequest) failed: data_source_id: is required"
     );
+    // A disabled source is refused as over HTTP.
+    let off = source(
+        &app,
+        &account,
+        json!({"name": "off", "url": "https://o.example", "enabled": false}),
+    )
+    .await;
+    let out = run(format!(
+        "() => {{ Devpack.oracle.createRequest({{dataSourceId: '{off}'}}); return 1 }}"
+    ))
+    .await;
+    assert_eq!(
+        out["error"],
+        "devpack action action_1 (oracle.createRequest) failed: data_source_id: no enabled data source with this id in this account"
+    );
     app.stop().await;
 }
 
@@ -649,4 +696,171 @@ async fn concurrent_patches_end_a_request_once(backend: Backend) {
         "one event"
     );
     app.stop().await;
+}
+
+async fn concurrent_source_patches_all_stick(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account_id("alice").await;
+    let mut paths = Vec::new();
+    for i in 0..10 {
+        let id = source(
+            &app,
+            &account,
+            json!({"name": format!("s{i}"), "url": "https://s.example"}),
+        )
+        .await;
+        paths.push(format!("/accounts/{account}/oracle/sources/{id}"));
+    }
+    // Two PATCHes of different fields race on each source: both must stick (a PATCH
+    // written from a stale read would undo the other).
+    let disable = json!({"enabled": false});
+    let describe = json!({"description": "described"});
+    let patches = paths.iter().flat_map(|path| {
+        [
+            app.send(Method::PATCH, path, Some(&disable)),
+            app.send(Method::PATCH, path, Some(&describe)),
+        ]
+    });
+    for res in futures_util::future::join_all(patches).await {
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    for path in &paths {
+        let now = app.get(path).await.json();
+        assert_eq!(
+            (&now["enabled"], &now["description"]),
+            (&json!(false), &json!("described")),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+/// The store itself: a claim's lease fences its holder (after the lease ends another
+/// claim takes the request over and the first holder can neither renew nor record),
+/// attempts count claims, and retention deletes only finished requests past it.
+async fn the_store_fences_leases_and_keeps_retention(backend: Backend) {
+    use actors::oracle::{Finish, Holder, NewRequest, NewSource, SourceInput};
+    let stores = match backend {
+        Backend::Memory => actors::stores::Stores::memory(1000),
+        Backend::Postgres => {
+            let db = TestDb::migrated().await;
+            let options = actors::store::postgres::PgOptions {
+                max_connections: 4,
+                connect_timeout: std::time::Duration::from_secs(5),
+            };
+            actors::stores::Stores::postgres(
+                actors::store::postgres::connect(&db.url, &options)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let now = actors::clock::truncate_micros(chrono::Utc::now());
+    let account = actors::accounts::Account {
+        id: actors::AccountId::generate(),
+        owner: "o".into(),
+        metadata: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    stores.accounts.insert(&account).await.unwrap();
+    let source = NewSource::parse(SourceInput {
+        name: Some("s".into()),
+        url: Some("https://s.example".into()),
+        ..Default::default()
+    })
+    .unwrap()
+    .into_source(account.id, now);
+    let oracle = stores.oracle.clone();
+    let unlimited = actors::quota::Quota::unlimited("t");
+    oracle.create_source(&source, unlimited).await.unwrap();
+    let new = |payload: &str| {
+        NewRequest {
+            data_source_id: source.id,
+            payload: payload.into(),
+        }
+        .into_request(account.id, now)
+    };
+    let (a, b) = (new("a"), new("b"));
+    oracle.create_request(&a, unlimited).await.unwrap();
+    oracle.create_request(&b, unlimited).await.unwrap();
+    let s = chrono::TimeDelta::seconds;
+    let claimed = oracle.claim(now, "A", now + s(30), 1).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the limit holds");
+    // Both are due at `now`; whichever came first, the other is `second`.
+    let (first, second) = if claimed[0].id == a.id {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        (
+            claimed[0].id,
+            claimed[0].attempts,
+            claimed[0].next_attempt_at
+        ),
+        (first.id, 1, Some(now + s(30)))
+    );
+    // While A holds it, nobody else gets it; the other request is still due.
+    let other = oracle
+        .claim(now + s(1), "B", now + s(31), 10)
+        .await
+        .unwrap();
+    assert_eq!(other.iter().map(|r| r.id).collect::<Vec<_>>(), [second.id]);
+    assert!(oracle.renew(first.id, "A", now + s(40)).await.unwrap());
+    // At +35 A's renewed lease holds; B's claim of the other ran out at +31.
+    let again: Vec<_> = oracle
+        .claim(now + s(35), "B", now + s(65), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(again, [second.id], "renewed");
+    // The lease ends: B takes it over; A is fenced off.
+    let taken = oracle
+        .claim(now + s(41), "B", now + s(71), 10)
+        .await
+        .unwrap();
+    let taken: Vec<_> = taken.iter().filter(|r| r.id == first.id).collect();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].attempts, 2, "the lost call still counts");
+    assert!(!oracle.renew(first.id, "A", now + s(80)).await.unwrap());
+    let finish = |at| {
+        move |current: &actors::oracle::Request| {
+            Ok(current.finish(Finish::Succeeded("x".into()), at))
+        }
+    };
+    let refused = oracle
+        .change(first.id, Holder::Lease("A"), &finish(now + s(42)))
+        .await;
+    assert!(
+        matches!(refused, Err(actors::StoreError::InvalidState(_))),
+        "{refused:?}"
+    );
+    let done = oracle
+        .change(first.id, Holder::Lease("B"), &finish(now + s(42)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.status.as_str(),
+            done.lease.clone(),
+            done.next_attempt_at
+        ),
+        ("succeeded", None, None)
+    );
+    assert_eq!(
+        oracle.next_due().await.unwrap(),
+        Some(now + s(65)),
+        "only the other request is open"
+    );
+    // Retention: only finished requests past it go.
+    assert_eq!(oracle.purge(now + s(42), 10).await.unwrap(), 0, "not yet");
+    assert_eq!(oracle.purge(now + s(43), 10).await.unwrap(), 1);
+    assert!(oracle.get_request(account.id, first.id).await.is_err());
+    assert!(
+        oracle.get_request(account.id, second.id).await.is_ok(),
+        "open requests are kept"
+    );
 }

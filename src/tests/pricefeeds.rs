@@ -13,6 +13,7 @@ both_stores!(
     a_snapshot_emits_pricefeed_updated,
     concurrent_snapshots_take_every_round_once,
     feeds_obey_the_quota_and_go_with_their_account,
+    concurrent_patches_of_different_settings_all_stick,
 );
 
 fn feed(base: &str) -> Value {
@@ -565,5 +566,40 @@ async fn old_snapshots_are_purged_but_each_feeds_latest() {
     .await;
     let left = items_until(&app, &old, |s| s.len() == 1).await;
     assert_eq!(left[0]["round"], json!(2), "the latest stays");
+    app.stop().await;
+}
+
+async fn concurrent_patches_of_different_settings_all_stick(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account_id("alice").await;
+    let base = format!("/accounts/{account}/pricefeeds");
+    let mut paths = Vec::new();
+    for i in 0..10 {
+        paths.push(format!(
+            "{base}/{}",
+            new_feed(&app, &base, &format!("A{i}")).await
+        ));
+    }
+    // Two PATCHes of different settings race on each feed: both must stick (one written
+    // from a stale read would undo the other, e.g. re-activate a deactivated feed).
+    let deactivate = json!({"active": false});
+    let deviate = json!({"deviation_percent": 7.5});
+    let patches = paths.iter().flat_map(|path| {
+        [
+            app.send(awc::http::Method::PATCH, path, Some(&deactivate)),
+            app.send(awc::http::Method::PATCH, path, Some(&deviate)),
+        ]
+    });
+    for res in futures_util::future::join_all(patches).await {
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    for path in &paths {
+        let now = app.get(path).await.json();
+        assert_eq!(
+            (&now["active"], &now["deviation_percent"]),
+            (&json!(false), &json!(7.5)),
+            "{path}"
+        );
+    }
     app.stop().await;
 }

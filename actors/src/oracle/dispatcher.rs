@@ -117,6 +117,17 @@ struct Reply {
     retry_after_seconds: Option<f64>,
 }
 
+/// Text from the resolver as it can be stored: U+0000, which PostgreSQL cannot hold in
+/// TEXT or JSONB, becomes U+FFFD in both modes (an unstorable answer would otherwise be
+/// asked for again and again).
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 /// A 200 reply's body: `done`, then `success` (required with `done`), `result`
 /// (required on success, else the request fails), `error` (default `resolver reported
 /// failure`), `retry_after_seconds` (default 5, clamped to 1–3600). Other fields are
@@ -140,7 +151,7 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
             Some(result) if result.len() > MAX_TEXT => Ok(Answer::Failed(format!(
                 "resolver result exceeds {MAX_TEXT} bytes"
             ))),
-            Some(result) => Ok(Answer::Succeeded(result)),
+            Some(result) => Ok(Answer::Succeeded(storable(result))),
             None => Ok(Answer::Failed(
                 "resolver reported success without a result".to_owned(),
             )),
@@ -149,7 +160,7 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
             reply
                 .error
                 .filter(|e| !e.trim().is_empty())
-                .map(|e| e.chars().take(super::domain::MAX_ERROR).collect())
+                .map(|e| storable(e.chars().take(super::domain::MAX_ERROR).collect()))
                 .unwrap_or_else(|| "resolver reported failure".to_owned()),
         )),
     }
@@ -263,26 +274,30 @@ impl Dispatcher {
         self.metrics.attempts.with_label_values(&[outcome]).inc();
     }
 
-    /// One claimed request: expired, or one resolver call and its outcome recorded.
-    #[tracing::instrument(skip_all, fields(request_id = %request.id, attempt = request.attempts + 1))]
+    /// One claimed request: expired, out of attempts, or one resolver call and its
+    /// outcome recorded. The claim counted the call in `attempts`; ending without one
+    /// takes it back.
+    #[tracing::instrument(skip_all, fields(request_id = %request.id, attempt = request.attempts))]
     pub async fn work(&self, client: &awc::Client, request: Request, owner: &str) {
         let now = self.clock.now();
+        let made = request.attempts.saturating_sub(1);
         if let Some(ttl) = self.config.ttl {
             if now >= at(request.created_at, ttl) {
                 let error = format!(
                     "oracle request expired after {} without a final answer",
                     crate::duration::format(ttl)
                 );
-                self.record(
-                    request.id,
-                    owner,
-                    request.attempts,
-                    Finish::Failed(error),
-                    "expired",
-                )
-                .await;
+                self.record(request.id, owner, made, Finish::Failed(error), "expired")
+                    .await;
                 return;
             }
+        }
+        // A replica died after the last allowed call: no more calls.
+        if made >= self.config.max_attempts {
+            let error = format!("oracle request gave up after {made} resolver attempts");
+            self.record(request.id, owner, made, Finish::Failed(error), "gave_up")
+                .await;
+            return;
         }
         let renew = || {
             let until = crate::work::lease_end(self.clock.now(), self.config.lease);
@@ -290,7 +305,7 @@ impl Dispatcher {
         };
         let answer =
             crate::work::renewing(self.ask(client, request.id), self.config.lease / 3, renew).await;
-        let attempts = request.attempts.saturating_add(1);
+        let attempts = request.attempts;
         let now = self.clock.now();
         let (finish, outcome) = match answer {
             Ok(Answer::Succeeded(result)) => (Finish::Succeeded(result), "succeeded"),
@@ -524,6 +539,11 @@ mod tests {
         ] {
             assert!(answer(bad).is_err(), "{bad:?} is transient");
         }
+        assert_eq!(
+            answer(r#"{"done": true, "success": true, "result": "a\u0000b"}"#),
+            Ok(Answer::Succeeded("a\u{FFFD}b".into())),
+            "U+0000 cannot be stored"
+        );
         let big = format!(
             r#"{{"done": true, "success": true, "result": "{}"}}"#,
             "x".repeat(MAX_TEXT + 1)

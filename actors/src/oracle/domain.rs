@@ -16,9 +16,10 @@ use std::collections::BTreeMap;
 pub const MAX_URL: usize = 2048;
 /// At most this many headers per source.
 pub const MAX_HEADERS: usize = 32;
-/// A header name's and a header value's length limits.
+/// A header name's length limit (characters; names are ASCII) and the bytes of all
+/// header names and values together (what one source may make the resolver send).
 const MAX_HEADER_NAME: usize = 128;
-const MAX_HEADER_VALUE: usize = 4096;
+const MAX_HEADER_BYTES: usize = 16 << 10;
 /// A source's `body`, a request's `payload` and `result`: at most 64 KiB (bytes).
 pub const MAX_TEXT: usize = 64 << 10;
 /// A request's `error` length limit (characters).
@@ -248,17 +249,20 @@ fn method(raw: &str) -> Result<String, ValidationError> {
     }
 }
 
-/// Header names are HTTP tokens and values carry no line breaks: the resolver sends them
-/// as they are, so nothing here may smuggle a second header or a request.
+/// Header names are HTTP tokens, unique whatever their case, and values carry no control
+/// characters: the resolver sends them as they are, so nothing here may smuggle a second
+/// header or a request.
 fn headers(map: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ValidationError> {
     let map = validate::string_map(
         "headers",
         map,
         MAX_HEADERS,
         MAX_HEADER_NAME,
-        MAX_HEADER_VALUE,
+        MAX_HEADER_BYTES,
     )?;
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut seen = std::collections::HashSet::with_capacity(map.len());
+    let mut bytes = 0;
     for (key, value) in &map {
         if !key.chars().all(token) {
             return Err(ValidationError::new(
@@ -266,12 +270,25 @@ fn headers(map: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Va
                 format!("{key:?} is not a valid header name"),
             ));
         }
-        if value.contains(['\r', '\n']) {
+        if !seen.insert(key.to_ascii_lowercase()) {
             return Err(ValidationError::new(
-                format!("headers.{key}"),
-                "must not contain line breaks",
+                "headers",
+                format!("{key:?} repeats a header name (names are case-insensitive)"),
             ));
         }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(ValidationError::new(
+                format!("headers.{key}"),
+                "must not contain control characters",
+            ));
+        }
+        bytes += key.len() + value.len();
+    }
+    if bytes > MAX_HEADER_BYTES {
+        return Err(ValidationError::new(
+            "headers",
+            format!("names and values must total at most {MAX_HEADER_BYTES} bytes"),
+        ));
     }
     Ok(map)
 }
@@ -355,18 +372,9 @@ impl SourcePatch {
         })
     }
 
-    pub fn apply(self, source: &mut Source, now: DateTime<Utc>) {
-        let Self {
-            name,
-            description,
-            url,
-            method,
-            headers,
-            body,
-            enabled,
-        } = self;
+    pub fn apply(&self, source: &mut Source, now: DateTime<Utc>) {
         macro_rules! set {
-            ($($field:ident),*) => { $(if let Some(v) = $field { source.$field = v; })* };
+            ($($field:ident),*) => { $(if let Some(v) = &self.$field { source.$field = v.clone(); })* };
         }
         set!(name, description, url, method, headers, body, enabled);
         source.updated_at = now;
@@ -686,7 +694,31 @@ mod tests {
                     headers: Some([("X".to_owned(), "v\r\nY: z".to_owned())].into()),
                     ..base()
                 },
-                "headers.X: must not contain line breaks",
+                "headers.X: must not contain control characters",
+            ),
+            (
+                SourceInput {
+                    headers: Some(
+                        [
+                            ("A".to_owned(), "1".to_owned()),
+                            ("a".to_owned(), "2".to_owned()),
+                        ]
+                        .into(),
+                    ),
+                    ..base()
+                },
+                "headers: \"a\" repeats a header name (names are case-insensitive)",
+            ),
+            (
+                SourceInput {
+                    headers: Some(
+                        (0..5)
+                            .map(|i| (format!("h{i}"), "é".repeat(2000)))
+                            .collect(),
+                    ),
+                    ..base()
+                },
+                "headers: names and values must total at most 16384 bytes",
             ),
             (
                 SourceInput {

@@ -1,9 +1,10 @@
 //! In-memory [`OracleStore`]: sources and requests in list order per account, with the
 //! indexes the PostgreSQL tables have (names per account, open requests by due time and
-//! per account, requests per source), kept in step by [`OracleTable::put`] and
-//! [`OracleTable::take`], through which every change goes.
+//! per account, requests per source, finished requests by completion), kept in step by
+//! [`OracleTable::put`] and [`OracleTable::take`], through which every change goes.
+//! Memory mode keeps at most [`MAX_FINISHED`] finished requests, the oldest going first.
 
-use super::{Change, Holder, OracleStore, Request, RequestStatus, Source};
+use super::{Change, Holder, OracleStore, Request, RequestStatus, Source, SourceChange};
 use crate::error::StoreError;
 use crate::ids::{AccountId, RequestId, SourceId};
 use crate::page::{Page, PageRequest};
@@ -13,6 +14,10 @@ use crate::store::{MemoryDb, Row, Table, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+
+/// Finished requests memory mode keeps (retention aside): the open ones are bounded by
+/// the quota, these would otherwise grow with every request a tenant finishes.
+pub const MAX_FINISHED: usize = 100_000;
 
 /// `app_oracle_sources` and `app_oracle_requests`.
 #[derive(Debug, Default)]
@@ -27,6 +32,8 @@ struct OracleTable {
     open: HashMap<AccountId, HashSet<RequestId>>,
     /// Every request of a source: what deleting it removes.
     by_source: HashMap<SourceId, HashSet<RequestId>>,
+    /// Finished requests by `completed_at`: what retention and [`MAX_FINISHED`] remove.
+    finished: BTreeSet<(DateTime<Utc>, RequestId)>,
 }
 
 fn name_key(source: &Source) -> (AccountId, String) {
@@ -49,6 +56,8 @@ impl OracleTable {
                 .entry(request.account_id)
                 .or_default()
                 .insert(request.id);
+        } else if let Some(at) = request.completed_at {
+            self.finished.insert((at, request.id));
         }
         self.by_source
             .entry(request.data_source_id)
@@ -63,6 +72,9 @@ impl OracleTable {
         let request = self.requests.remove(id)?;
         if let Some(at) = request.next_attempt_at {
             self.due.remove(&(at, *id));
+        }
+        if let Some(at) = request.completed_at {
+            self.finished.remove(&(at, *id));
         }
         if let Some(open) = self.open.get_mut(&request.account_id) {
             open.remove(id);
@@ -90,6 +102,33 @@ impl OracleTable {
 
     fn open_count(&self, account: AccountId) -> u64 {
         self.open.get(&account).map_or(0, |o| o.len() as u64)
+    }
+
+    /// Removes up to `limit` requests finished before `before`, oldest first.
+    fn remove_finished(&mut self, before: DateTime<Utc>, limit: usize) -> usize {
+        let old: Vec<RequestId> = self
+            .finished
+            .iter()
+            .take_while(|(at, _)| *at < before)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &old {
+            self.take(id);
+        }
+        old.len()
+    }
+
+    /// Keeps at most [`MAX_FINISHED`] finished requests.
+    fn trim(&mut self) {
+        while self.finished.len() > MAX_FINISHED {
+            match self.finished.first().copied() {
+                Some((_, id)) => {
+                    self.take(&id);
+                }
+                None => break,
+            }
+        }
     }
 }
 
@@ -157,12 +196,13 @@ impl OracleStore for MemoryOracleStore {
             return Err(StoreError::NotFound);
         }
         let table = tables.get::<OracleTable>();
-        if table.names.contains_key(&name_key(source)) {
-            return Err(name_conflict(&source.name));
-        }
+        // The quota first, as PostgreSQL checks it before its insert.
         table
             .sources
             .check_quota(source.account_id, quota, "oracle data sources")?;
+        if table.names.contains_key(&name_key(source)) {
+            return Err(name_conflict(&source.name));
+        }
         table.names.insert(name_key(source), source.id);
         table
             .sources
@@ -189,13 +229,19 @@ impl OracleStore for MemoryOracleStore {
         Ok(tables.get::<OracleTable>().sources.page(account, &page))
     }
 
-    async fn update_source(&self, source: &Source) -> Result<(), StoreError> {
+    async fn change_source(
+        &self,
+        account: AccountId,
+        id: SourceId,
+        change: SourceChange<'_>,
+    ) -> Result<Source, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<OracleTable>();
-        let Some(current) = table.sources.get_in(source.account_id, &source.id) else {
+        let Some(current) = table.sources.get_in(account, &id) else {
             return Err(StoreError::NotFound);
         };
-        let (old, new) = (name_key(current), name_key(source));
+        let source = change(current);
+        let (old, new) = (name_key(current), name_key(&source));
         if old != new {
             if table.names.contains_key(&new) {
                 return Err(name_conflict(&source.name));
@@ -203,10 +249,8 @@ impl OracleStore for MemoryOracleStore {
             table.names.remove(&old);
             table.names.insert(new, source.id);
         }
-        table
-            .sources
-            .insert(source.account_id, source.id, source.clone());
-        Ok(())
+        table.sources.insert(account, id, source.clone());
+        Ok(source)
     }
 
     async fn delete_source(&self, account: AccountId, id: SourceId) -> Result<(), StoreError> {
@@ -269,6 +313,7 @@ impl OracleStore for MemoryOracleStore {
         }
         let next = change(&current)?;
         table.put(next.clone());
+        table.trim();
         let before = current.clone();
         memory.on_rollback(move |tables| tables.get::<OracleTable>().put(before));
         if let Some(event) = super::event_of(&current, &next) {
@@ -313,6 +358,7 @@ impl OracleStore for MemoryOracleStore {
                 owner: owner.to_owned(),
                 until: lease_until,
             });
+            request.attempts = request.attempts.saturating_add(1);
             request.next_attempt_at = Some(lease_until);
             table.put(request.clone());
             claimed.push(request);
@@ -348,18 +394,9 @@ impl OracleStore for MemoryOracleStore {
 
     async fn purge(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
         let mut tables = self.db.lock().await;
-        let table = tables.get::<OracleTable>();
-        // Memory mode holds few requests (a quota of open ones per account).
-        let old: Vec<RequestId> = table
-            .requests
-            .values()
-            .filter(|r| r.completed_at.is_some_and(|at| at < before))
-            .map(|r| r.id)
-            .take(usize::try_from(limit).unwrap_or(0))
-            .collect();
-        for id in &old {
-            table.take(id);
-        }
-        Ok(old.len() as u64)
+        let removed = tables
+            .get::<OracleTable>()
+            .remove_finished(before, usize::try_from(limit).unwrap_or(0));
+        Ok(removed as u64)
     }
 }

@@ -65,6 +65,9 @@ pub enum Holder<'a> {
 /// lock); an error leaves it unchanged.
 pub type Change<'c> = &'c (dyn for<'r> Fn(&'r Request) -> Result<Request, StoreError> + Sync);
 
+/// A change to a data source, applied to it as it is now (under its row lock).
+pub type SourceChange<'c> = &'c (dyn for<'s> Fn(&'s Source) -> Source + Sync);
+
 /// The oracle tables. Both implementations give the same guarantees: names unique per
 /// account (case-insensitively), a source's requests deleted with it, a request claimed
 /// by one dispatcher at a time, changes made against the current status, and the final
@@ -80,9 +83,15 @@ pub trait OracleStore: Send + Sync + 'static {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<Source>, StoreError>;
-    /// Saves every field but the id, account and creation time; `Conflict` on a name
-    /// taken by another of the account's sources, `NotFound` if it is gone.
-    async fn update_source(&self, source: &Source) -> Result<(), StoreError>;
+    /// Applies `change` to the source as it is now, under its row lock (so concurrent
+    /// PATCHes of different fields both stick), and saves the result; `Conflict` on a
+    /// name taken by another of the account's sources, `NotFound` if it is gone.
+    async fn change_source(
+        &self,
+        account: AccountId,
+        id: SourceId,
+        change: SourceChange<'_>,
+    ) -> Result<Source, StoreError>;
     /// Deletes the source and its requests.
     async fn delete_source(&self, account: AccountId, id: SourceId) -> Result<(), StoreError>;
     /// See [`insert_request`]; in a transaction of its own.
@@ -106,7 +115,9 @@ pub trait OracleStore: Send + Sync + 'static {
     /// Claims up to `limit` open requests due at `now` whose lease is free or expired,
     /// earliest `next_attempt_at` first: each becomes `running` (if `pending`) under
     /// `owner`'s lease until `lease_until`, which is also its `next_attempt_at` (a call
-    /// lost with its replica is retried when the lease ends).
+    /// lost with its replica is retried when the lease ends), and counts the call the
+    /// claim is for in `attempts` (so a call lost with its replica still counts, and
+    /// `ORACLE_MAX_ATTEMPTS` bounds the calls made).
     async fn claim(
         &self,
         now: DateTime<Utc>,

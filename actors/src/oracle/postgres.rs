@@ -2,7 +2,7 @@
 //! (migration V12). A request's change reads it `FOR UPDATE`, so the API and the
 //! dispatchers take turns on it; claims skip rows another replica is claiming.
 
-use super::{Change, Holder, Lease, OracleStore, Request, RequestStatus, Source};
+use super::{Change, Holder, Lease, OracleStore, Request, RequestStatus, Source, SourceChange};
 use crate::error::StoreError;
 use crate::ids::{AccountId, RequestId, SourceId};
 use crate::page::{Page, PageRequest};
@@ -66,14 +66,33 @@ fn name_conflict(e: &tokio_postgres::Error, name: &str) -> Option<StoreError> {
         .then(|| StoreError::Conflict(format!("oracle data source {name:?} already exists")))
 }
 
-/// See [`super::insert_request`]: the source is checked by the insert itself (it selects
-/// from the enabled source of the account), the open requests counted under the
-/// account's quota lock.
+/// See [`super::insert_request`]: the source first (an enabled one of the account, locked
+/// against deletion until the transaction ends), then the open requests counted under
+/// the account's quota lock, as memory mode orders them.
 pub(super) async fn insert_request(
     db: &impl GenericClient,
     r: &Request,
     open: Quota,
 ) -> Result<(), StoreError> {
+    let usable = db
+        .query_opt(
+            "SELECT 1 FROM app_oracle_sources WHERE id = $1 AND account_id = $2 AND enabled
+             FOR KEY SHARE",
+            &[r.data_source_id.as_uuid(), r.account_id.as_uuid()],
+        )
+        .await?;
+    if usable.is_none() {
+        let account = db
+            .query_opt(
+                "SELECT 1 FROM app_accounts WHERE id = $1",
+                &[r.account_id.as_uuid()],
+            )
+            .await?;
+        return Err(match account {
+            None => StoreError::NotFound,
+            Some(_) => StoreError::InvalidState(super::unusable_source().to_string()),
+        });
+    }
     crate::quota::check_pg(
         db,
         open,
@@ -87,8 +106,7 @@ pub(super) async fn insert_request(
         .execute(
             "INSERT INTO app_oracle_requests (id, account_id, data_source_id, status, payload,
                  attempts, next_attempt_at, created_at, updated_at)
-             SELECT $1, s.account_id, s.id, $4, $5, $6, $7, $8, $9
-             FROM app_oracle_sources s WHERE s.id = $3 AND s.account_id = $2 AND s.enabled",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 r.id.as_uuid(),
                 r.account_id.as_uuid(),
@@ -101,21 +119,12 @@ pub(super) async fn insert_request(
                 &r.updated_at,
             ],
         )
-        .await?;
-    if inserted == 1 {
-        return Ok(());
-    }
-    let account = db
-        .query_opt(
-            "SELECT 1 FROM app_accounts WHERE id = $1",
-            &[r.account_id.as_uuid()],
-        )
-        .await?;
-    match account {
-        None => Err(StoreError::NotFound),
-        Some(_) => Err(StoreError::InvalidState(
-            super::unusable_source().to_string(),
-        )),
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        // The account went meanwhile (the source is locked).
+        Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => Err(StoreError::NotFound),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -203,9 +212,25 @@ impl OracleStore for PgOracleStore {
         .await
     }
 
-    async fn update_source(&self, s: &Source) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let updated = client
+    async fn change_source(
+        &self,
+        account: AccountId,
+        id: SourceId,
+        change: SourceChange<'_>,
+    ) -> Result<Source, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT {SOURCE} FROM app_oracle_sources WHERE id = $1 AND account_id = $2 FOR UPDATE"
+                ),
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let s = change(&source_from(&row)?);
+        let updated = tx
             .execute(
                 "UPDATE app_oracle_sources SET name = $3, description = $4, url = $5, method = $6,
                      headers = $7, body = $8, enabled = $9, updated_at = $10
@@ -225,8 +250,10 @@ impl OracleStore for PgOracleStore {
             )
             .await;
         match updated {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(StoreError::NotFound),
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(s)
+            }
             Err(e) => Err(name_conflict(&e, &s.name).unwrap_or_else(|| e.into())),
         }
     }
@@ -365,6 +392,7 @@ impl OracleStore for PgOracleStore {
                  )
                  UPDATE app_oracle_requests r
                  SET status = 'running', lease_owner = $2, lease_until = $3, next_attempt_at = $3,
+                     attempts = r.attempts + 1,
                      updated_at = CASE WHEN r.status = 'pending' THEN $1 ELSE r.updated_at END
                  FROM picked WHERE r.id = picked.id
                  RETURNING r.*",

@@ -111,13 +111,17 @@ impl OracleService {
         id: SourceId,
         patch: SourcePatch,
     ) -> Result<Source, OracleError> {
-        let mut source = self.get_source(account, id).await?;
-        patch.apply(&mut source, self.clock.now());
-        self.store
-            .update_source(&source)
+        let now = self.clock.now();
+        let change = |current: &Source| {
+            let mut source = current.clone();
+            patch.apply(&mut source, now);
+            source
+        };
+        Ok(self
+            .store
+            .change_source(account, id, &change)
             .await
-            .or_not_found("oracle data source")?;
-        Ok(source)
+            .or_not_found("oracle data source")?)
     }
 
     pub async fn delete_source(&self, account: AccountId, id: SourceId) -> Result<(), OracleError> {

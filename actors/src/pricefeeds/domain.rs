@@ -342,7 +342,7 @@ impl FeedPatch {
     /// due at once; deactivation takes it off the refresher's schedule. Returns whether
     /// `next_refresh_at` was set (else the stored one, which the refresher may have moved
     /// meanwhile, must stay).
-    pub fn apply(self, feed: &mut Feed, now: DateTime<Utc>) -> Result<bool, ValidationError> {
+    pub fn apply(&self, feed: &mut Feed, now: DateTime<Utc>) -> Result<bool, ValidationError> {
         let update = self.update_interval.unwrap_or(feed.update_interval);
         let heartbeat = self.heartbeat_interval.unwrap_or(feed.heartbeat_interval);
         heartbeat_not_shorter(update, heartbeat)?;
@@ -352,8 +352,8 @@ impl FeedPatch {
         feed.heartbeat_interval = heartbeat;
         feed.deviation_percent = self.deviation_percent.unwrap_or(feed.deviation_percent);
         feed.active = self.active.unwrap_or(feed.active);
-        if let Some(sources) = self.sources {
-            feed.sources = sources;
+        if let Some(sources) = &self.sources {
+            feed.sources = sources.clone();
         }
         let rescheduled = !feed.active || retimed || reactivated || feed.next_refresh_at.is_none();
         if rescheduled {

@@ -2,8 +2,9 @@
 //! feed's snapshots in list order (newest first when read backwards); snapshots go with
 //! their feed, feeds with their account.
 
-use super::{Feed, FeedStore, RecordSnapshot, Snapshot};
+use super::{Feed, FeedChange, FeedStore, RecordSnapshot, Snapshot};
 use crate::error::StoreError;
+use crate::error::ValidationError;
 use crate::events::Event;
 use crate::ids::{AccountId, FeedId};
 use crate::page::{Keyed, Page, PageKey, PageRequest};
@@ -93,14 +94,22 @@ impl FeedStore for MemoryFeedStore {
         Ok(tables.get::<FeedTable>().feeds.page(account, &page))
     }
 
-    async fn update(&self, feed: &Feed, reschedule: bool) -> Result<Feed, StoreError> {
+    async fn update(
+        &self,
+        account: AccountId,
+        id: FeedId,
+        change: FeedChange<'_>,
+    ) -> Result<Result<Feed, ValidationError>, StoreError> {
         let mut tables = self.db.lock().await;
         let table = tables.get::<FeedTable>();
-        let Some(current) = table.feeds.get_in(feed.account_id, &feed.id) else {
+        let Some(current) = table.feeds.get_in(account, &id) else {
             return Err(StoreError::NotFound);
         };
-        // Only the settings: the latest snapshot and rounds belong to `record`, which
-        // may have moved them since the caller read the feed.
+        let (feed, reschedule) = match change(current) {
+            Ok(changed) => changed,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        // Only the settings: the latest snapshot and rounds belong to `record`.
         let saved = Feed {
             latest: current.latest,
             rounds: current.rounds,
@@ -109,10 +118,10 @@ impl FeedStore for MemoryFeedStore {
             } else {
                 current.next_refresh_at
             },
-            ..feed.clone()
+            ..feed
         };
-        table.feeds.insert(feed.account_id, feed.id, saved.clone());
-        Ok(saved)
+        table.feeds.insert(account, id, saved.clone());
+        Ok(Ok(saved))
     }
 
     async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError> {

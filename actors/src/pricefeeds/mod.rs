@@ -24,7 +24,7 @@ pub use postgres::PgFeedStore;
 pub use refresher::{Clients, PricefeedMetrics, Refresher, RefresherActor, RefresherConfig};
 pub use service::{FeedView, PriceFeedsService};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, ValidationError};
 use crate::events::Event;
 use crate::ids::{AccountId, FeedId};
 use crate::page::{Page, PageRequest};
@@ -57,10 +57,17 @@ pub trait FeedStore: Send + Sync + 'static {
     async fn create(&self, feed: &Feed, quota: Quota) -> Result<(), StoreError>;
     async fn get(&self, account: AccountId, id: FeedId) -> Result<Feed, StoreError>;
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Feed>, StoreError>;
-    /// Saves the settings a PATCH may change (intervals, deviation, active, sources,
-    /// `updated_at`, and `next_refresh_at` when `reschedule`); `NotFound` if the feed is
-    /// gone.
-    async fn update(&self, feed: &Feed, reschedule: bool) -> Result<Feed, StoreError>;
+    /// Applies `change` to the feed as it is now, under its row lock (so concurrent
+    /// PATCHes of different settings both stick), and saves the settings it returns
+    /// (intervals, deviation, active, sources, `updated_at`, and `next_refresh_at` when
+    /// it says to reschedule). The inner `Err` is `change` refusing (nothing saved);
+    /// `NotFound` if the feed is gone.
+    async fn update(
+        &self,
+        account: AccountId,
+        id: FeedId,
+        change: FeedChange<'_>,
+    ) -> Result<Result<Feed, ValidationError>, StoreError>;
     /// Deletes the feed and its snapshots.
     async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError>;
     /// Newest first by `collected_at` (then id); the next page starts strictly before
@@ -97,6 +104,11 @@ pub trait FeedStore: Send + Sync + 'static {
     /// The earliest `next_refresh_at` of a feed [`FeedStore::take_due`] would take.
     async fn next_refresh(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
+
+/// A PATCH of a feed, applied to it as it is now: the changed feed and whether its
+/// `next_refresh_at` moves, or why the change is refused.
+pub type FeedChange<'c> =
+    &'c (dyn for<'f> Fn(&'f Feed) -> Result<(Feed, bool), ValidationError> + Sync);
 
 /// Where a feed's `next_refresh_at` moves when it is taken at `now`: one interval on, or
 /// one interval from now if that is still past (a replica was down: no catching up).

@@ -2,8 +2,9 @@
 //! (migration V10). A snapshot, the feed's round and latest snapshot, and its event are
 //! one transaction; the feed row's update serialises the snapshots of one feed.
 
-use super::{Feed, FeedStore, Latest, RecordSnapshot, Snapshot};
+use super::{Feed, FeedChange, FeedStore, Latest, RecordSnapshot, Snapshot};
 use crate::error::StoreError;
+use crate::error::ValidationError;
 use crate::events::Event;
 use crate::ids::{AccountId, FeedId, SnapshotId};
 use crate::page::{Page, PageRequest};
@@ -160,10 +161,30 @@ impl FeedStore for PgFeedStore {
         .await
     }
 
-    async fn update(&self, f: &Feed, reschedule: bool) -> Result<Feed, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+    async fn update(
+        &self,
+        account: AccountId,
+        id: FeedId,
+        change: FeedChange<'_>,
+    ) -> Result<Result<Feed, ValidationError>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let current = tx
             .query_opt(
+                &format!(
+                    "SELECT {FEED} FROM app_price_feeds WHERE id = $1 AND account_id = $2
+                     FOR UPDATE"
+                ),
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let (f, reschedule) = match change(&feed_from(&current)?) {
+            Ok(changed) => changed,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let row = tx
+            .query_one(
                 &format!(
                     "UPDATE app_price_feeds SET update_interval_ms = $3, heartbeat_interval_ms = $4,
                          deviation_percent = $5, active = $6, sources = $7,
@@ -186,10 +207,9 @@ impl FeedStore for PgFeedStore {
                 ],
             )
             .await?;
-        match row {
-            Some(row) => feed_from(&row),
-            None => Err(StoreError::NotFound),
-        }
+        let saved = feed_from(&row)?;
+        tx.commit().await?;
+        Ok(Ok(saved))
     }
 
     async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError> {

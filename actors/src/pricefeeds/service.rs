@@ -106,17 +106,17 @@ impl PriceFeedsService {
         id: FeedId,
         patch: FeedPatch,
     ) -> Result<FeedView, PriceFeedsError> {
-        let mut feed = self
-            .feeds
-            .get(account, id)
-            .await
-            .or_not_found("price feed")?;
-        let reschedule = patch.apply(&mut feed, self.clock.now())?;
+        let now = self.clock.now();
+        let change = |current: &Feed| {
+            let mut feed = current.clone();
+            let reschedule = patch.apply(&mut feed, now)?;
+            Ok((feed, reschedule))
+        };
         let updated = self
             .feeds
-            .update(&feed, reschedule)
+            .update(account, id, &change)
             .await
-            .or_not_found("price feed")?;
+            .or_not_found("price feed")??;
         self.refresher_wake.notify_one();
         Ok(self.view(updated))
     }

@@ -40,6 +40,10 @@ LOCK = threading.Lock()
 
 
 class Source(BaseHTTPRequestHandler):
+    # Keep-alive, as real price APIs are: HTTP/1.0 (the default) would make every poll a
+    # new connection and a new thread, and measure that instead of the refresher.
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         base = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("base", [""])[0]
         with LOCK:

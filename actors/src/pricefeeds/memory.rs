@@ -2,7 +2,7 @@
 //! feed's snapshots in list order (newest first when read backwards); snapshots go with
 //! their feed, feeds with their account.
 
-use super::{Feed, FeedChange, FeedStore, RecordSnapshot, Snapshot};
+use super::{Feed, FeedChange, FeedStore, RecordSnapshot, Recorder, Snapshot};
 use crate::error::StoreError;
 use crate::error::ValidationError;
 use crate::events::Event;
@@ -166,7 +166,7 @@ impl FeedStore for MemoryFeedStore {
     async fn record(
         &self,
         feed: FeedId,
-        scope: Option<AccountId>,
+        by: Recorder,
         snapshot: RecordSnapshot,
         decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
@@ -179,7 +179,7 @@ impl FeedStore for MemoryFeedStore {
         let Some(row) = table
             .feeds
             .get_mut(&feed)
-            .filter(|f| scope.is_none_or(|account| f.account_id == account))
+            .filter(|f| by.scope().is_none_or(|account| f.account_id == account))
         else {
             return Err(StoreError::NotFound);
         };
@@ -325,7 +325,7 @@ mod tests {
             store
                 .record(
                     feed,
-                    None,
+                    Recorder::Refresher { expected: true },
                     snapshot,
                     &|_| true,
                     &super::super::updated_event,

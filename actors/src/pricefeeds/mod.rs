@@ -82,12 +82,12 @@ pub trait FeedStore: Send + Sync + 'static {
     /// observations never both judge against the same latest snapshot): records a
     /// snapshot with the feed's next round, moves the feed's latest snapshot if this one
     /// is not older, and adds `event(&snapshot, &feed)` to the outbox, all in one
-    /// transaction. `scope`: only a feed of this account (the API); `None`, any (the
-    /// refresher). `Ok(None)` when `decide` said no; `NotFound` if the feed is gone.
+    /// transaction. `by` says whose feed it may be and how to go about it (see
+    /// [`Recorder`]). `Ok(None)` when `decide` said no; `NotFound` if the feed is gone.
     async fn record(
         &self,
         feed: FeedId,
-        scope: Option<AccountId>,
+        by: Recorder,
         snapshot: RecordSnapshot,
         decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
@@ -123,6 +123,27 @@ fn next_refresh_after(
         next
     } else {
         now + step
+    }
+}
+
+/// Who records a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub enum Recorder {
+    /// The API: only a feed of this account.
+    Api(AccountId),
+    /// The refresher: any feed. `expected`: whether `decide` approved of the feed as it
+    /// was taken. If not (most observations are suppressed), the store may first judge
+    /// against the feed as last committed, without a lock or a transaction: a "no" then
+    /// stands as of that read, and only a "yes" is judged again under the lock.
+    Refresher { expected: bool },
+}
+
+impl Recorder {
+    fn scope(self) -> Option<AccountId> {
+        match self {
+            Self::Api(account) => Some(account),
+            Self::Refresher { .. } => None,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! (migration V10). A snapshot, the feed's round and latest snapshot, and its event are
 //! one transaction; the feed row's update serialises the snapshots of one feed.
 
-use super::{Feed, FeedChange, FeedStore, Latest, RecordSnapshot, Snapshot};
+use super::{Feed, FeedChange, FeedStore, Latest, RecordSnapshot, Recorder, Snapshot};
 use crate::error::StoreError;
 use crate::error::ValidationError;
 use crate::events::Event;
@@ -271,12 +271,27 @@ impl FeedStore for PgFeedStore {
     async fn record(
         &self,
         feed: FeedId,
-        scope: Option<AccountId>,
+        by: Recorder,
         snapshot: RecordSnapshot,
         decide: &(dyn for<'f> Fn(&'f Feed) -> bool + Sync),
         event: &(dyn for<'s, 'f> Fn(&'s Snapshot, &'f Feed) -> Event + Sync),
     ) -> Result<Option<Snapshot>, StoreError> {
         let mut client = self.pool.get().await?;
+        // An observation the feed as taken turned down is judged first against the feed
+        // as last committed, without a transaction or a lock: a "no" stands as of that
+        // read (before any change that commits later); only a "yes" takes the lock below
+        // and is judged again.
+        if let Recorder::Refresher { expected: false } = by {
+            let stmt = client
+                .prepare_cached(&format!("SELECT {FEED} FROM app_price_feeds WHERE id = $1"))
+                .await?;
+            let Some(current) = client.query_opt(&stmt, &[feed.as_uuid()]).await? else {
+                return Err(StoreError::NotFound);
+            };
+            if !decide(&feed_from(&current)?) {
+                return Ok(None);
+            }
+        }
         let mut tx = Tx::Postgres(client.transaction().await?);
         let Tx::Postgres(pg) = &mut tx else {
             unreachable!("a PostgreSQL transaction")
@@ -289,7 +304,7 @@ impl FeedStore for PgFeedStore {
                     "SELECT {FEED} FROM app_price_feeds
                      WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE"
                 ),
-                &[feed.as_uuid(), &scope.map(|a| *a.as_uuid())],
+                &[feed.as_uuid(), &by.scope().map(|a| *a.as_uuid())],
             )
             .await?;
         let Some(current) = current else {

@@ -12,7 +12,7 @@
 //!   in the database.
 
 use super::observe::{observation, parse_reply, worth_recording};
-use super::{Feed, FeedStore, RecordSnapshot};
+use super::{Feed, FeedStore, RecordSnapshot, Recorder};
 use crate::clock::Clock;
 use crate::ids::SnapshotId;
 use crate::outbound::OutboundConfig;
@@ -241,9 +241,12 @@ impl Refresher {
                 && current.sources == feed.sources
                 && worth_recording(current, price, now)
         };
+        let by = Recorder::Refresher {
+            expected: decide(&feed),
+        };
         match self
             .feeds
-            .record(feed.id, None, snapshot, &decide, &super::updated_event)
+            .record(feed.id, by, snapshot, &decide, &super::updated_event)
             .await
         {
             Ok(Some(snapshot)) => {

@@ -3,7 +3,8 @@
 //! the clock, manual snapshots always recorded with their `pricefeed.updated` event.
 
 use super::{
-    Feed, FeedPatch, FeedStore, NewFeed, NewSnapshot, PriceFeedsError, RecordSnapshot, Snapshot,
+    Feed, FeedPatch, FeedStore, NewFeed, NewSnapshot, PriceFeedsError, RecordSnapshot, Recorder,
+    Snapshot,
 };
 use crate::clock::Clock;
 use crate::error::{OrNotFound, StoreError};
@@ -161,7 +162,7 @@ impl PriceFeedsService {
             .feeds
             .record(
                 feed,
-                Some(account),
+                Recorder::Api(account),
                 record,
                 &|_| true,
                 &super::updated_event,

@@ -89,13 +89,24 @@ pub async fn check_pg(
     let Some(max) = quota.max() else {
         return Ok(());
     };
+    lock_pg(db, account).await?;
+    let held = count_pg(db, max, account, count_sql).await?;
+    quota.check(held, what, "account")
+}
+
+/// The account's quota lock (see [`check_pg`]), for a caller that must take it before
+/// other row locks so that every quota-checked insert locks in the same order (taking
+/// it again in [`check_pg`] is free: advisory locks are re-entrant in a transaction).
+pub async fn lock_pg(
+    db: &impl deadpool_postgres::GenericClient,
+    account: &uuid::Uuid,
+) -> Result<(), StoreError> {
     db.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&format!("quota:{account}")],
     )
     .await?;
-    let held = count_pg(db, max, account, count_sql).await?;
-    quota.check(held, what, "account")
+    Ok(())
 }
 
 /// `count_sql` run with `$1` = `owner`, `$2` = `max`: a count bounded by the quota.

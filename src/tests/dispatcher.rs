@@ -315,7 +315,7 @@ async fn repeated_not_done_gives_up(backend: Backend) {
 
 async fn unanswered_requests_expire(backend: Backend) {
     let fake = Fake::start(vec![not_done(3600)]).await;
-    let app = spawn_app_with(backend, dispatcher(&fake).env("ORACLE_TTL", "1s")).await;
+    let app = spawn_app_with(backend, dispatcher(&fake).env("ORACLE_TTL", "2s")).await;
     let (account, id) = setup(&app).await;
     let r = request(&app, &account, &id, "").await;
     let rid = r["id"].as_str().unwrap().to_owned();
@@ -323,7 +323,7 @@ async fn unanswered_requests_expire(backend: Backend) {
     assert_eq!(failed["status"], "failed");
     assert_eq!(
         failed["error"],
-        "oracle request expired after 1s without a final answer"
+        "oracle request expired after 2s without a final answer"
     );
     // The hour-long wait was cut to the expiry: one call, then the end on time.
     assert_eq!(

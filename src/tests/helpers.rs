@@ -685,3 +685,36 @@ pub async fn items_until(
         app.get(path).await.text()
     );
 }
+
+/// Every store of `backend` (PostgreSQL: a fresh migrated database) with one account in
+/// it, and the instant it was created at: for tests of a store's own guarantees.
+pub async fn stores_with_account(
+    backend: Backend,
+) -> (
+    actors::stores::Stores,
+    actors::accounts::Account,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let stores = match backend {
+        Backend::Memory => actors::stores::Stores::memory(1000),
+        Backend::Postgres => {
+            let db = TestDb::migrated().await;
+            let options = actors::store::postgres::PgOptions {
+                max_connections: 4,
+                connect_timeout: Duration::from_secs(5),
+            };
+            let pool = actors::store::postgres::connect(&db.url, &options)
+                .await
+                .expect("connect to the test database");
+            actors::stores::Stores::postgres(pool)
+        }
+    };
+    let now = actors::clock::truncate_micros(chrono::Utc::now());
+    let account = actors::accounts::Account::new("o", now);
+    stores
+        .accounts
+        .insert(&account)
+        .await
+        .expect("insert the account");
+    (stores, account, now)
+}

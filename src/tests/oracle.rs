@@ -740,30 +740,7 @@ async fn concurrent_source_patches_all_stick(backend: Backend) {
 /// attempts count claims, and retention deletes only finished requests past it.
 async fn the_store_fences_leases_and_keeps_retention(backend: Backend) {
     use actors::oracle::{Finish, Holder, NewRequest, NewSource, SourceInput};
-    let stores = match backend {
-        Backend::Memory => actors::stores::Stores::memory(1000),
-        Backend::Postgres => {
-            let db = TestDb::migrated().await;
-            let options = actors::store::postgres::PgOptions {
-                max_connections: 4,
-                connect_timeout: std::time::Duration::from_secs(5),
-            };
-            actors::stores::Stores::postgres(
-                actors::store::postgres::connect(&db.url, &options)
-                    .await
-                    .unwrap(),
-            )
-        }
-    };
-    let now = actors::clock::truncate_micros(chrono::Utc::now());
-    let account = actors::accounts::Account {
-        id: actors::AccountId::generate(),
-        owner: "o".into(),
-        metadata: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
-    stores.accounts.insert(&account).await.unwrap();
+    let (stores, account, now) = stores_with_account(backend).await;
     let source = NewSource::parse(SourceInput {
         name: Some("s".into()),
         url: Some("https://s.example".into()),

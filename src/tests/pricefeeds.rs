@@ -14,6 +14,7 @@ both_stores!(
     concurrent_snapshots_take_every_round_once,
     feeds_obey_the_quota_and_go_with_their_account,
     concurrent_patches_of_different_settings_all_stick,
+    an_observation_is_judged_against_the_latest_committed_snapshot,
 );
 
 fn feed(base: &str) -> Value {
@@ -602,4 +603,73 @@ async fn concurrent_patches_of_different_settings_all_stick(backend: Backend) {
         );
     }
     app.stop().await;
+}
+
+/// The refresher's way of recording, at the store: an observation the feed as taken
+/// would not record, but the feed as committed now would (a manual snapshot moved its
+/// latest price meanwhile), is recorded; one that neither would record is not.
+async fn an_observation_is_judged_against_the_latest_committed_snapshot(backend: Backend) {
+    use actors::pricefeeds::observe::worth_recording;
+    use actors::pricefeeds::{updated_event, FeedInput, NewFeed, RecordSnapshot, Recorder};
+    let (stores, account, now) = stores_with_account(backend).await;
+    let feed = NewFeed::parse(FeedInput {
+        base_asset: Some("NEO".into()),
+        quote_asset: Some("USD".into()),
+        deviation_percent: Some(1.0),
+        heartbeat_interval: Some("1h".into()),
+        ..FeedInput::default()
+    })
+    .unwrap()
+    .into_feed(account.id, now);
+    let feeds = stores.feeds.clone();
+    feeds
+        .create(&feed, actors::quota::Quota::unlimited("t"))
+        .await
+        .unwrap();
+    let snapshot = |price: f64| RecordSnapshot {
+        id: actors::ids::SnapshotId::generate(),
+        price,
+        source: "s".into(),
+        collected_at: now,
+        created_at: now,
+    };
+    let manual = |price| {
+        feeds.record(
+            feed.id,
+            Recorder::Api(account.id),
+            snapshot(price),
+            &|_| true,
+            &updated_event,
+        )
+    };
+    manual(100.0).await.unwrap().unwrap();
+    // The refresher takes the feed at 100 ...
+    let taken = feeds.get(account.id, feed.id).await.unwrap();
+    // ... and a manual snapshot moves it to 102 before the observation is recorded.
+    manual(102.0).await.unwrap().unwrap();
+    let observe = |price: f64| {
+        let decide = move |current: &actors::pricefeeds::Feed| worth_recording(current, price, now);
+        let by = Recorder::Refresher {
+            expected: decide(&taken),
+        };
+        let feeds = feeds.clone();
+        async move {
+            feeds
+                .record(feed.id, by, snapshot(price), &decide, &updated_event)
+                .await
+                .unwrap()
+        }
+    };
+    // 100.5: within 1 % of 100 (as taken), 1.5 % from 102 (as committed): recorded.
+    let recorded = observe(100.5).await.expect("judged against 102, not 100");
+    assert_eq!((recorded.round, recorded.price), (3, 100.5));
+    // 100.6: within 1 % of 100.5 and of nothing else: suppressed.
+    assert_eq!(observe(100.6).await, None);
+    let latest = feeds
+        .get(account.id, feed.id)
+        .await
+        .unwrap()
+        .latest
+        .unwrap();
+    assert_eq!((latest.round, latest.price), (3, 100.5));
 }

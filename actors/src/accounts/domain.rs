@@ -22,6 +22,19 @@ pub struct Account {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Account {
+    /// A new account of `owner` without metadata, created at `now`.
+    pub fn new(owner: impl Into<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: AccountId::generate(),
+            owner: owner.into(),
+            metadata: BTreeMap::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl crate::page::Keyed for Account {
     fn page_key(&self) -> crate::page::PageKey {
         crate::page::PageKey {

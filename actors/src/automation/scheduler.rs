@@ -579,13 +579,7 @@ mod tests {
         use crate::functions::{FunctionStore, MemoryFunctionStore};
         use crate::quota::Quota;
         let db = Arc::new(crate::store::MemoryDb::default());
-        let account = crate::accounts::Account {
-            id: AccountId::generate(),
-            owner: "o".into(),
-            metadata: Default::default(),
-            created_at: due,
-            updated_at: due,
-        };
+        let account = crate::accounts::Account::new("o", due);
         MemoryAccountStore::new(db.clone())
             .insert(&account)
             .await

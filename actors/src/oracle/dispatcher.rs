@@ -147,11 +147,12 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
     }
     match reply.success {
         None => Err("undecodable resolver reply: done without success".to_owned()),
-        Some(true) => match reply.result {
+        // Made storable before measured: U+FFFD is longer than U+0000.
+        Some(true) => match reply.result.map(storable) {
             Some(result) if result.len() > MAX_TEXT => Ok(Answer::Failed(format!(
                 "resolver result exceeds {MAX_TEXT} bytes"
             ))),
-            Some(result) => Ok(Answer::Succeeded(storable(result))),
+            Some(result) => Ok(Answer::Succeeded(result)),
             None => Ok(Answer::Failed(
                 "resolver reported success without a result".to_owned(),
             )),
@@ -544,6 +545,15 @@ mod tests {
             Ok(Answer::Succeeded("a\u{FFFD}b".into())),
             "U+0000 cannot be stored"
         );
+        // Measured once storable: 30,000 NULs become 90,000 bytes.
+        let nuls = format!(
+            r#"{{"done": true, "success": true, "result": "{}"}}"#,
+            "\\u0000".repeat(30_000)
+        );
+        assert_eq!(
+            answer(&nuls),
+            Ok(Answer::Failed("resolver result exceeds 65536 bytes".into()))
+        );
         let big = format!(
             r#"{{"done": true, "success": true, "result": "{}"}}"#,
             "x".repeat(MAX_TEXT + 1)
@@ -552,6 +562,78 @@ mod tests {
             answer(&big),
             Ok(Answer::Failed("resolver result exceeds 65536 bytes".into()))
         );
+    }
+
+    /// A request whose last allowed call was lost with its replica (claimed again, so
+    /// its count is past the maximum) fails without another call.
+    #[actix_rt::test]
+    async fn a_lost_last_call_gives_up_without_another() {
+        use crate::accounts::{Account, AccountStore, MemoryAccountStore};
+        use crate::oracle::{MemoryOracleStore, NewRequest, NewSource, SourceInput};
+        let db = Arc::new(crate::store::MemoryDb::default());
+        let now = crate::clock::truncate_micros(Utc::now());
+        let account = Account::new("o", now);
+        MemoryAccountStore::new(db.clone())
+            .insert(&account)
+            .await
+            .unwrap();
+        let store = Arc::new(MemoryOracleStore::new(db));
+        let source = NewSource::parse(SourceInput {
+            name: Some("s".into()),
+            url: Some("https://s.example".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_source(account.id, now);
+        let unlimited = crate::quota::Quota::unlimited("t");
+        store.create_source(&source, unlimited).await.unwrap();
+        let request = NewRequest {
+            data_source_id: source.id,
+            payload: String::new(),
+        }
+        .into_request(account.id, now);
+        store.create_request(&request, unlimited).await.unwrap();
+        let s = chrono::TimeDelta::seconds;
+        store.claim(now, "A", now + s(30), 1).await.unwrap();
+        // A's replica died mid-call; B takes the request over after the lease.
+        let taken = store.claim(now + s(31), "B", now + s(61), 1).await.unwrap();
+        assert_eq!(taken[0].attempts, 2);
+        let metrics = OracleMetrics::register(&Registry::new()).unwrap();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            Arc::new(crate::SystemClock),
+            "r".into(),
+            DispatcherConfig {
+                // Nothing listens there: a call would be a transient failure instead.
+                resolver_url: url::Url::parse("http://127.0.0.1:9/").unwrap(),
+                resolver_key: None,
+                poll: Duration::from_secs(1),
+                max_attempts: 1,
+                ttl: None,
+                timeout: Duration::from_secs(1),
+                lease: Duration::from_secs(30),
+                drain: Duration::from_secs(1),
+            },
+            metrics.clone(),
+            Arc::default(),
+        );
+        let client = crate::outbound::client(OutboundConfig {
+            timeout: Duration::from_secs(1),
+            allow_private: true,
+        });
+        dispatcher.work(&client, taken[0].clone(), "B").await;
+        let ended = store.get_request(account.id, request.id).await.unwrap();
+        assert_eq!(ended.status, RequestStatus::Failed);
+        assert_eq!(
+            ended.attempts, 1,
+            "the claim that made no call is taken back"
+        );
+        assert_eq!(
+            ended.error.as_deref(),
+            Some("oracle request gave up after 1 resolver attempts")
+        );
+        assert_eq!(metrics.attempts.with_label_values(&["gave_up"]).get(), 1);
+        assert_eq!(metrics.attempts.with_label_values(&["transient"]).get(), 0);
     }
 
     #[test]

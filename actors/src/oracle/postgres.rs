@@ -66,14 +66,19 @@ fn name_conflict(e: &tokio_postgres::Error, name: &str) -> Option<StoreError> {
         .then(|| StoreError::Conflict(format!("oracle data source {name:?} already exists")))
 }
 
-/// See [`super::insert_request`]: the source first (an enabled one of the account, locked
-/// against deletion until the transaction ends), then the open requests counted under
-/// the account's quota lock, as memory mode orders them.
+/// See [`super::insert_request`]: the source is checked first (an enabled one of the
+/// account, locked against deletion until the transaction ends), then the open requests
+/// are counted, as memory mode orders them. The quota lock is taken before the source's
+/// row lock, as every quota-checked insert takes it first: the other order could
+/// deadlock with an account deletion and another insert of the account.
 pub(super) async fn insert_request(
     db: &impl GenericClient,
     r: &Request,
     open: Quota,
 ) -> Result<(), StoreError> {
+    if open.max().is_some() {
+        crate::quota::lock_pg(db, r.account_id.as_uuid()).await?;
+    }
     let usable = db
         .query_opt(
             "SELECT 1 FROM app_oracle_sources WHERE id = $1 AND account_id = $2 AND enabled
@@ -223,7 +228,7 @@ impl OracleStore for PgOracleStore {
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT {SOURCE} FROM app_oracle_sources WHERE id = $1 AND account_id = $2 FOR UPDATE"
+                    "SELECT {SOURCE} FROM app_oracle_sources WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE"
                 ),
                 &[id.as_uuid(), account.as_uuid()],
             )

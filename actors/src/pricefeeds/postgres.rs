@@ -173,7 +173,7 @@ impl FeedStore for PgFeedStore {
             .query_opt(
                 &format!(
                     "SELECT {FEED} FROM app_price_feeds WHERE id = $1 AND account_id = $2
-                     FOR UPDATE"
+                     FOR NO KEY UPDATE"
                 ),
                 &[id.as_uuid(), account.as_uuid()],
             )

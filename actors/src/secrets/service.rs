@@ -295,13 +295,7 @@ mod tests {
     async fn unknown_key_ids_and_rewrap_in_memory() {
         let db = Arc::new(MemoryDb::default());
         let now = SystemClock.now();
-        let account = Account {
-            id: AccountId::generate(),
-            owner: "o".into(),
-            metadata: Default::default(),
-            created_at: now,
-            updated_at: now,
-        };
+        let account = Account::new("o", now);
         MemoryAccountStore::new(db.clone())
             .insert(&account)
             .await

@@ -129,13 +129,7 @@ mod tests {
         let db = Arc::new(MemoryDb::default());
         let accounts = MemoryAccountStore::new(db.clone());
         let now = crate::clock::SystemClock.now();
-        let account = crate::accounts::Account {
-            id: AccountId::generate(),
-            owner: "o".into(),
-            metadata: Default::default(),
-            created_at: now,
-            updated_at: now,
-        };
+        let account = crate::accounts::Account::new("o", now);
         accounts.insert(&account).await.unwrap();
         let service = TokensService::new(
             Arc::new(MemoryTokenStore::new(db)),

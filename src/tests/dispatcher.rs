@@ -5,7 +5,7 @@
 
 use crate::both_stores;
 use crate::helpers::*;
-use crate::oracle::{request, source};
+use crate::oracle::{listen, request, source};
 use crate::triggers::executions_until;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
@@ -345,24 +345,7 @@ async fn a_patch_racing_the_dispatcher_ends_the_request_once(backend: Backend) {
     let (account, id) = setup(&app).await;
     let mut functions = Vec::new();
     for rule in ["oracle.request.completed", "oracle.request.failed"] {
-        let f = app
-            .post(
-                &format!("/accounts/{account}/functions"),
-                &json!({"name": rule, "source": "(p) => p.event"}),
-            )
-            .await
-            .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let res = app
-            .post(
-                &format!("/accounts/{account}/triggers"),
-                &json!({"function_id": f, "type": "event", "rule": rule}),
-            )
-            .await;
-        assert_eq!(res.status, 201, "{}", res.text());
-        functions.push(f);
+        functions.push(listen(&app, &account, rule).await);
     }
     let r = request(&app, &account, &id, "").await;
     let rid = r["id"].as_str().unwrap().to_owned();

@@ -382,7 +382,7 @@ async fn requests_follow_the_transition_table(backend: Backend) {
 }
 
 /// An event trigger on `rule` running a function that returns its event; the function id.
-async fn listen(app: &TestApp, account: &str, rule: &str) -> String {
+pub(crate) async fn listen(app: &TestApp, account: &str, rule: &str) -> String {
     let function = app
         .post(
             &format!("/accounts/{account}/functions"),

@@ -306,11 +306,7 @@ impl OracleStore for MemoryOracleStore {
         }
         .cloned()
         .ok_or(StoreError::NotFound)?;
-        if let Holder::Lease(owner) = holder {
-            if current.lease.as_ref().map(|l| l.owner.as_str()) != Some(owner) {
-                return Err(super::dispatcher::lease_lost());
-            }
-        }
+        super::check_holder(&current, holder)?;
         let next = change(&current)?;
         table.put(next.clone());
         table.trim();

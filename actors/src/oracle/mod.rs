@@ -184,6 +184,16 @@ pub fn final_event(request: &Request) -> Option<Event> {
     ))
 }
 
+/// `InvalidState` if `holder` is a lease that no longer holds `current`.
+fn check_holder(current: &Request, holder: Holder<'_>) -> Result<(), StoreError> {
+    match holder {
+        Holder::Lease(owner) if current.lease.as_ref().map(|l| l.owner.as_str()) != Some(owner) => {
+            Err(dispatcher::lease_lost())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The event to write when `before` becomes `after`: only on the change to final.
 fn event_of(before: &Request, after: &Request) -> Option<Event> {
     if before.status.is_final() {

@@ -188,17 +188,16 @@ impl OracleStore for PgOracleStore {
     }
 
     async fn get_source(&self, account: AccountId, id: SourceId) -> Result<Source, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {SOURCE} FROM app_oracle_sources WHERE id = $1 AND account_id = $2"
-                ),
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        source_from(&row)
+        let table = "app_oracle_sources";
+        crate::store::postgres::account_row(
+            &self.pool,
+            SOURCE,
+            table,
+            account,
+            id.as_uuid(),
+            source_from,
+        )
+        .await
     }
 
     async fn list_sources(
@@ -286,17 +285,16 @@ impl OracleStore for PgOracleStore {
     }
 
     async fn get_request(&self, account: AccountId, id: RequestId) -> Result<Request, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {REQUEST} FROM app_oracle_requests WHERE id = $1 AND account_id = $2"
-                ),
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        request_from(&row)
+        let table = "app_oracle_requests";
+        crate::store::postgres::account_row(
+            &self.pool,
+            REQUEST,
+            table,
+            account,
+            id.as_uuid(),
+            request_from,
+        )
+        .await
     }
 
     async fn list_requests(
@@ -341,11 +339,7 @@ impl OracleStore for PgOracleStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         let current = request_from(&row)?;
-        if let Holder::Lease(owner) = holder {
-            if current.lease.as_ref().map(|l| l.owner.as_str()) != Some(owner) {
-                return Err(super::dispatcher::lease_lost());
-            }
-        }
+        super::check_holder(&current, holder)?;
         let next = change(&current)?;
         let (lease_owner, lease_until) = match &next.lease {
             Some(lease) => (Some(lease.owner.as_str()), Some(lease.until)),

@@ -134,19 +134,16 @@ impl FeedStore for PgFeedStore {
     }
 
     async fn get(&self, account: AccountId, id: FeedId) -> Result<Feed, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {FEED} FROM app_price_feeds WHERE id = $1 AND account_id = $2"
-            ))
-            .await?;
-        match client
-            .query_opt(&stmt, &[id.as_uuid(), account.as_uuid()])
-            .await?
-        {
-            Some(row) => feed_from(&row),
-            None => Err(StoreError::NotFound),
-        }
+        let table = "app_price_feeds";
+        crate::store::postgres::account_row(
+            &self.pool,
+            FEED,
+            table,
+            account,
+            id.as_uuid(),
+            feed_from,
+        )
+        .await
     }
 
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Feed>, StoreError> {

@@ -90,6 +90,28 @@ pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The row `id` of `table` if it is `account`'s (else `NotFound`). `columns` and `table`
+/// are the caller's constants; the statement is prepared once per connection.
+pub(crate) async fn account_row<T>(
+    pool: &Pool,
+    columns: &str,
+    table: &str,
+    account: AccountId,
+    id: &uuid::Uuid,
+    from_row: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM {table} WHERE id = $1 AND account_id = $2"
+        ))
+        .await?;
+    match client.query_opt(&stmt, &[id, account.as_uuid()]).await? {
+        Some(row) => from_row(&row),
+        None => Err(StoreError::NotFound),
+    }
+}
+
 /// One page of an account's rows of `table` in list order `(created_at, id)`, keyset from
 /// the page key (strictly after it). `columns` and `table` are the caller's constants; the
 /// statement is prepared once per connection.

@@ -181,8 +181,12 @@ pub(super) fn lease_lost() -> StoreError {
     StoreError::InvalidState("the lease on this oracle request was lost".to_owned())
 }
 
+/// `after` past `now`; the end of the calendar rather than an overflow (a huge TTL).
 fn at(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(after)
+        .ok()
+        .and_then(|after| now.checked_add_signed(after))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The dispatcher's work, apart from its actor (so tests can run a pass directly).

@@ -9,7 +9,7 @@
 //! subsystems   triggers, automation ─▶ functions ─▶ secrets, executor, events,
 //!              accounts (+ accounts::tokens); pricefeeds, oracle ─▶ events
 //! shared       store (MemoryDb, Tx, pool, migrations), supervisor (handles, Ask),
-//!              error (Code, ErrorCode, subsystem_error!), schedule, crypto, work, page,
+//!              error (Code, ErrorCode, subsystem_error!), schedule, crypto, work, page, amount,
 //!              ids, clock, health, metrics, validate, patch, duration, outbound
 //! ```
 //!
@@ -63,6 +63,7 @@ macro_rules! stop_on_request {
 }
 
 pub mod accounts;
+pub mod amount;
 pub mod automation;
 pub mod clock;
 pub mod crypto;

@@ -10,6 +10,7 @@ both_stores!(
     jobs_go_with_their_function,
     jobs_run_on_time_not_on_the_tick,
     a_refused_action_settles_the_attempt_as_failed,
+    concurrent_patches_of_different_fields_all_stick,
 );
 
 /// An account with one function: (jobs base path, function id).
@@ -522,4 +523,42 @@ async fn a_refused_action_settles_the_attempt_as_failed(backend: Backend) {
         1,
         "no twin was created: {jobs}"
     );
+}
+
+async fn concurrent_patches_of_different_fields_all_stick(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, function, _) = setup(&app).await;
+    let mut paths = Vec::new();
+    for i in 0..10 {
+        let res = app
+            .post(
+                &base,
+                &json!({"function_id": function, "name": format!("j{i}"), "schedule": "@yearly"}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text());
+        paths.push(format!("{base}/{}", res.json()["id"].as_str().unwrap()));
+    }
+    // Two PATCHes of different fields race on each job: both must stick (one written from
+    // a stale read would undo the other, e.g. re-enable a disabled job).
+    let disable = json!({"enabled": false});
+    let describe = json!({"description": "described"});
+    let patches = paths.iter().flat_map(|path| {
+        [
+            app.send(awc::http::Method::PATCH, path, Some(&disable)),
+            app.send(awc::http::Method::PATCH, path, Some(&describe)),
+        ]
+    });
+    for res in futures_util::future::join_all(patches).await {
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    for path in &paths {
+        let job = app.get(path).await.json();
+        assert_eq!(
+            (&job["enabled"], &job["description"], &job["next_run"]),
+            (&json!(false), &json!("described"), &Value::Null),
+            "{path}"
+        );
+    }
+    app.stop().await;
 }

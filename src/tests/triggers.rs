@@ -9,6 +9,7 @@ use std::time::Duration;
 
 both_stores!(
     triggers_crud_and_validation,
+    concurrent_trigger_patches_all_stick,
     webhook_signatures_are_enforced,
     cron_triggers_fire_through_the_scheduler,
     event_trigger_fires_on_a_failing_function,
@@ -1139,4 +1140,54 @@ async fn a_refused_action_settles_the_firing_as_failed(backend: Backend) {
         assert_eq!((status.as_str(), released), ("failed", true));
         assert_eq!(json!(execution), done[0]["id"]);
     }
+}
+
+async fn concurrent_trigger_patches_all_stick(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account_id("alice").await;
+    let function = app
+        .post(
+            &format!("/accounts/{account}/functions"),
+            &json!({"name": "f", "source": "() => 1"}),
+        )
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut paths = Vec::new();
+    for _ in 0..10 {
+        let res = app
+            .post(
+                &format!("/accounts/{account}/triggers"),
+                &json!({"function_id": function, "type": "cron", "rule": "@yearly"}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text());
+        paths.push(format!(
+            "/accounts/{account}/triggers/{}",
+            res.json()["id"].as_str().unwrap()
+        ));
+    }
+    // Two PATCHes of different fields race on each trigger: both must stick.
+    let disable = json!({"enabled": false});
+    let configure = json!({"config": {"k": "v"}});
+    let patches = paths.iter().flat_map(|path| {
+        [
+            app.send(awc::http::Method::PATCH, path, Some(&disable)),
+            app.send(awc::http::Method::PATCH, path, Some(&configure)),
+        ]
+    });
+    for res in futures_util::future::join_all(patches).await {
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    for path in &paths {
+        let trigger = app.get(path).await.json();
+        assert_eq!(
+            (&trigger["enabled"], &trigger["config"]),
+            (&json!(false), &json!({"k": "v"})),
+            "{path}"
+        );
+    }
+    app.stop().await;
 }

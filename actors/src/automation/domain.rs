@@ -209,6 +209,43 @@ pub struct JobPatch {
 }
 
 impl JobPatch {
+    /// The job after this PATCH at `now`: a new schedule, a re-enabled job or an explicit
+    /// `next_run: null` recompute the next run from now; a timestamp sets it; a disabled
+    /// job has none.
+    pub fn apply(&self, current: &Job, now: DateTime<Utc>) -> Job {
+        let mut job = current.clone();
+        let mut recompute = matches!(self.next_run, Patch::Null);
+        if let Some(function) = self.function_id {
+            job.function_id = function;
+        }
+        if let Some(schedule) = &self.schedule {
+            job.schedule = schedule.clone();
+            recompute = true;
+        }
+        if let Some(enabled) = self.enabled {
+            recompute |= enabled && !current.enabled;
+            job.enabled = enabled;
+        }
+        if let Some(name) = &self.name {
+            job.name = name.clone();
+        }
+        if let Some(description) = &self.description {
+            job.description = description.clone();
+        }
+        job.overlap_policy = self.overlap_policy.unwrap_or(job.overlap_policy);
+        job.max_attempts = self.max_attempts.unwrap_or(job.max_attempts);
+        if let Patch::Value(at) = self.next_run {
+            job.next_run = Some(at);
+        } else if recompute {
+            job.next_run = job.schedule.next_after(now);
+        }
+        if !job.enabled {
+            job.next_run = None;
+        }
+        job.updated_at = now;
+        job
+    }
+
     pub fn parse(input: JobPatchInput) -> Result<Self, ValidationError> {
         Ok(Self {
             function_id: input

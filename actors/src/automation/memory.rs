@@ -3,7 +3,7 @@
 //! jobs with their function or account.
 
 use super::{
-    Advanced, AttemptEnd, Claimant, ClaimedRun, Job, JobStore, Plan, Run, RunStatus,
+    Advanced, AttemptEnd, Claimant, ClaimedRun, Job, JobChange, JobStore, Plan, Run, RunStatus,
     SchedulerStore, Start,
 };
 use crate::error::StoreError;
@@ -309,15 +309,21 @@ impl JobStore for MemoryJobStore {
         Ok(tables.get::<JobTable>().jobs.page(account, &page))
     }
 
-    async fn update(&self, job: &Job) -> Result<Job, StoreError> {
+    async fn update(
+        &self,
+        account: AccountId,
+        id: JobId,
+        change: JobChange<'_>,
+    ) -> Result<Job, StoreError> {
         let mut tables = self.db.lock().await;
+        let Some(current) = tables.get::<JobTable>().jobs.get_in(account, &id).cloned() else {
+            return Err(StoreError::NotFound);
+        };
+        let job = &change(&current);
         if !tables.exists(Row::Function(job.account_id, job.function_id)) {
             return Err(StoreError::NotFound);
         }
         let table = tables.get::<JobTable>();
-        let Some(current) = table.jobs.get_in(job.account_id, &job.id).cloned() else {
-            return Err(StoreError::NotFound);
-        };
         let key = JobTable::name_key(job);
         if table.names.get(&key).is_some_and(|owner| *owner != job.id) {
             return Err(conflict(&job.name));

@@ -306,6 +306,9 @@ pub trait SchedulerStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
+/// A PATCH of a job, applied to the job as it is now (under its row lock).
+pub type JobChange<'c> = &'c (dyn for<'j> Fn(&'j Job) -> Job + Sync);
+
 #[async_trait::async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// `Conflict` on a duplicate name (case-insensitive) in the account; `NotFound` if the
@@ -314,8 +317,15 @@ pub trait JobStore: Send + Sync + 'static {
     async fn create(&self, job: &Job, quota: Quota) -> Result<(), StoreError>;
     async fn get(&self, account: AccountId, id: JobId) -> Result<Job, StoreError>;
     async fn list(&self, account: AccountId, page: PageRequest) -> Result<Page<Job>, StoreError>;
-    /// Saves every field; `Conflict` on a duplicate name.
-    async fn update(&self, job: &Job) -> Result<Job, StoreError>;
+    /// Applies `change` to the job as it is now, under its row lock, and saves what it
+    /// returns (every field but `last_run`, which is the scheduler's); `Conflict` on a
+    /// duplicate name, `NotFound` if the job, or the function it now names, is gone.
+    async fn update(
+        &self,
+        account: AccountId,
+        id: JobId,
+        change: JobChange<'_>,
+    ) -> Result<Job, StoreError>;
     /// Deletes the job and its runs.
     async fn delete(&self, account: AccountId, id: JobId) -> Result<(), StoreError>;
     /// Newest first by `scheduled_for` (then id); the next page starts strictly before

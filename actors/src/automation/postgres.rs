@@ -1,7 +1,7 @@
 //! PostgreSQL [`JobStore`] and scheduler store: `app_automation_jobs` and
 //! `app_automation_runs`, cascading from the account and the function.
 
-use super::{Job, JobStore, OverlapPolicy, Run, RunStatus, Start};
+use super::{Job, JobChange, JobStore, OverlapPolicy, Run, RunStatus, Start};
 use crate::error::StoreError;
 use crate::ids::{AccountId, ExecutionId, FunctionId, JobId, RunId};
 use crate::page::{Page, PageRequest};
@@ -245,9 +245,26 @@ impl JobStore for PgJobStore {
         .await
     }
 
-    async fn update(&self, j: &Job) -> Result<Job, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+    async fn update(
+        &self,
+        account: AccountId,
+        id: JobId,
+        change: JobChange<'_>,
+    ) -> Result<Job, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let current = tx
+            .query_opt(
+                &format!(
+                    "SELECT {JOB} FROM app_automation_jobs WHERE id = $1 AND account_id = $2
+                     FOR NO KEY UPDATE"
+                ),
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let j = &change(&job_from(&current)?);
+        let row = tx
             .query_opt(
                 &format!(
                     "UPDATE app_automation_jobs SET function_id = $3, name = $4, description = $5, schedule = $6,
@@ -272,7 +289,8 @@ impl JobStore for PgJobStore {
             .await
             .map_err(|e| write_error(e, &j.name))?;
         let job = row.as_ref().map(job_from).ok_or(StoreError::NotFound)??;
-        notify_jobs(&client).await?;
+        notify_jobs(&tx).await?;
+        tx.commit().await?;
         Ok(job)
     }
 

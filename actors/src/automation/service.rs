@@ -8,7 +8,6 @@ use crate::error::{OrNotFound, StoreError, ValidationError};
 use crate::functions::FunctionStore;
 use crate::ids::{AccountId, FunctionId, JobId};
 use crate::page::{Page, PageRequest};
-use crate::patch::Patch;
 use crate::quota::Quota;
 use std::sync::Arc;
 
@@ -97,36 +96,14 @@ impl AutomationService {
         id: JobId,
         patch: JobPatch,
     ) -> Result<Job, AutomationError> {
-        let mut job = self.jobs.get(account, id).await.or_not_found("job")?;
         if let Some(function) = patch.function_id {
             self.check_function(account, function).await?;
-            job.function_id = function;
         }
-        let was_enabled = job.enabled;
         let now = self.clock.now();
-        let mut recompute = matches!(patch.next_run, Patch::Null);
-        if let Some(schedule) = patch.schedule {
-            job.schedule = schedule;
-            recompute = true;
-        }
-        if let Some(enabled) = patch.enabled {
-            job.enabled = enabled;
-            recompute |= enabled && !was_enabled;
-        }
-        job.name = patch.name.unwrap_or(job.name);
-        job.description = patch.description.unwrap_or(job.description);
-        job.overlap_policy = patch.overlap_policy.unwrap_or(job.overlap_policy);
-        job.max_attempts = patch.max_attempts.unwrap_or(job.max_attempts);
-        if let Patch::Value(at) = patch.next_run {
-            job.next_run = Some(at);
-        } else if recompute {
-            job.next_run = job.schedule.next_after(now);
-        }
-        if !job.enabled {
-            job.next_run = None;
-        }
-        job.updated_at = now;
-        let updated = match self.jobs.update(&job).await {
+        // Applied to the job as it is when locked: a concurrent PATCH, or the
+        // scheduler's advance of `next_run`, is never undone by a stale read.
+        let change = |current: &Job| patch.apply(current, now);
+        let updated = match self.jobs.update(account, id, &change).await {
             Err(StoreError::NotFound) if patch.function_id.is_some() => Err(function_not_found()),
             Err(StoreError::Conflict(message)) => Err(AutomationError::Conflict(message)),
             other => Ok(other.or_not_found("job")?),

@@ -4,10 +4,11 @@
 
 use super::domain::{backlogged_event_firing, cron_firing, event_firing};
 use super::{
-    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger, TriggerRule,
-    TriggerStore, TriggerType,
+    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger,
+    TriggerChange, TriggerRule, TriggerStore, TriggerType,
 };
 use crate::error::StoreError;
+use crate::error::ValidationError;
 use crate::events::Event;
 use crate::ids::{AccountId, EventId, ExecutionId, FiringId, TriggerId};
 use crate::page::{Keyed, Page, PageKey, PageRequest};
@@ -329,19 +330,30 @@ impl TriggerStore for MemoryTriggerStore {
         })
     }
 
-    async fn update(&self, trigger: &Trigger, secret: Option<&str>) -> Result<Trigger, StoreError> {
+    async fn update(
+        &self,
+        account: AccountId,
+        id: TriggerId,
+        change: TriggerChange<'_>,
+        secret: Option<&str>,
+    ) -> Result<Result<Trigger, ValidationError>, StoreError> {
         let mut tables = self.db.lock().await;
-        if !tables.exists(Row::Function(trigger.account_id, trigger.function_id)) {
-            return Err(StoreError::NotFound);
-        }
-        let table = tables.get::<TriggerTable>();
-        let Some(current) = table
+        let Some(current) = tables
+            .get::<TriggerTable>()
             .triggers
-            .get_in(trigger.account_id, &trigger.id)
+            .get_in(account, &id)
             .cloned()
         else {
             return Err(StoreError::NotFound);
         };
+        let trigger = &match change(&current.trigger) {
+            Ok(changed) => changed,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if !tables.exists(Row::Function(trigger.account_id, trigger.function_id)) {
+            return Err(StoreError::NotFound);
+        }
+        let table = tables.get::<TriggerTable>();
         // `last_fired_at` belongs to the worker: keep the stored value.
         let row = TriggerRow {
             trigger: Trigger {
@@ -352,7 +364,7 @@ impl TriggerStore for MemoryTriggerStore {
         };
         let saved = row.trigger.clone();
         table.triggers.insert(trigger.account_id, trigger.id, row);
-        Ok(saved)
+        Ok(Ok(saved))
     }
 
     async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError> {

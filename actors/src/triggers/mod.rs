@@ -28,7 +28,7 @@ pub use postgres::PgTriggerStore;
 pub use service::{webhook_signature, TriggersService, VerifiedWebhook, WebhookAccepted};
 pub use worker::{EventsActor, TriggerMetrics, TriggerWorker, WorkerConfig};
 
-use crate::error::{Code, StoreError};
+use crate::error::{Code, StoreError, ValidationError};
 use crate::events::Event;
 use crate::ids::{AccountId, ExecutionId, FiringId, TriggerId};
 use crate::page::{Page, PageRequest};
@@ -136,6 +136,10 @@ pub struct AdvancedCron {
     pub skipped: usize,
 }
 
+/// A PATCH of a trigger, applied to it as it is now (under its row lock), or refused.
+pub type TriggerChange<'c> =
+    &'c (dyn for<'t> Fn(&'t Trigger) -> Result<Trigger, ValidationError> + Sync);
+
 #[async_trait::async_trait]
 pub trait TriggerStore: Send + Sync + 'static {
     /// `NotFound` if the account or the function is gone; `LimitExceeded` when the
@@ -152,12 +156,19 @@ pub trait TriggerStore: Send + Sync + 'static {
         account: AccountId,
         page: PageRequest,
     ) -> Result<Page<Trigger>, StoreError>;
-    /// Saves every field; replaces the webhook secret when `sealed_secret` is given.
+    /// Applies `change` to the trigger as it is now, under its row lock (so a concurrent
+    /// PATCH, or the worker's advance of `next_run`, is never undone by a stale read),
+    /// and saves what it returns (every field but `last_fired_at`, the worker's),
+    /// replacing the webhook secret when `sealed_secret` is given. The inner `Err` is
+    /// `change` refusing (nothing saved); `NotFound` if the trigger, or the function it
+    /// now names, is gone.
     async fn update(
         &self,
-        trigger: &Trigger,
+        account: AccountId,
+        id: TriggerId,
+        change: TriggerChange<'_>,
         sealed_secret: Option<&str>,
-    ) -> Result<Trigger, StoreError>;
+    ) -> Result<Result<Trigger, ValidationError>, StoreError>;
     /// Deletes the trigger and its firings.
     async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError>;
     /// A trigger of any account with its sealed webhook secret (the webhook endpoint is

@@ -8,10 +8,11 @@
 
 use super::domain::{backlogged_event_firing, cron_firing, event_firing};
 use super::{
-    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger, TriggerRule,
-    TriggerStore, TriggerType,
+    AdvancedCron, ClaimedFiring, Firing, FiringStatus, FiringStore, TickPlan, Trigger,
+    TriggerChange, TriggerRule, TriggerStore, TriggerType,
 };
 use crate::error::StoreError;
+use crate::error::ValidationError;
 use crate::events::Event;
 use crate::ids::{AccountId, EventId, ExecutionId, FiringId, FunctionId, TriggerId};
 use crate::page::{Page, PageRequest};
@@ -265,9 +266,30 @@ impl TriggerStore for PgTriggerStore {
         .await
     }
 
-    async fn update(&self, t: &Trigger, secret: Option<&str>) -> Result<Trigger, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+    async fn update(
+        &self,
+        account: AccountId,
+        id: TriggerId,
+        change: TriggerChange<'_>,
+        secret: Option<&str>,
+    ) -> Result<Result<Trigger, ValidationError>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let current = tx
+            .query_opt(
+                &format!(
+                    "SELECT {TRIGGER} FROM app_triggers WHERE id = $1 AND account_id = $2
+                     FOR NO KEY UPDATE"
+                ),
+                &[id.as_uuid(), account.as_uuid()],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let t = &match change(&trigger_from(&current)?) {
+            Ok(changed) => changed,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let row = tx
             .query_opt(
                 &format!(
                     "UPDATE app_triggers SET function_id = $3, rule = $4, config = $5, enabled = $6,
@@ -294,8 +316,9 @@ impl TriggerStore for PgTriggerStore {
             .as_ref()
             .map(trigger_from)
             .ok_or(StoreError::NotFound)??;
-        crate::events::notify_work(&client).await?;
-        Ok(trigger)
+        crate::events::notify_work(&tx).await?;
+        tx.commit().await?;
+        Ok(Ok(trigger))
     }
 
     async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError> {

@@ -277,24 +277,30 @@ impl TriggersService {
         id: TriggerId,
         patch: TriggerPatch,
     ) -> Result<TriggerWithSecret, TriggersError> {
-        let mut trigger = self.store.get(account, id).await.or_not_found("trigger")?;
-        patch.apply(&mut trigger, self.clock.now())?;
+        let now = self.clock.now();
+        // Checked first against the trigger as read (its type never changes, so the
+        // locked change below judges the same), so a bad body is refused before the
+        // function is looked up (CONTRACT.md §1.5).
+        let read = self.store.get(account, id).await.or_not_found("trigger")?;
+        patch.apply(&mut read.clone(), now)?;
         if let Some(function) = patch.function_id {
             self.check_function(account, function).await?;
         }
         let secret = match patch.rotate_webhook_secret {
-            true => Some(self.new_secret(trigger.id)?),
+            true => Some(self.new_secret(id)?),
             false => None,
         };
-        let trigger = match self
-            .store
-            .update(&trigger, secret.as_ref().map(|(_, sealed)| sealed.as_str()))
-            .await
-        {
+        let change = |current: &Trigger| {
+            let mut trigger = current.clone();
+            patch.apply(&mut trigger, now)?;
+            Ok(trigger)
+        };
+        let sealed = secret.as_ref().map(|(_, sealed)| sealed.as_str());
+        let trigger = match self.store.update(account, id, &change, sealed).await {
             Err(StoreError::NotFound) if patch.function_id.is_some() => {
                 return Err(function_not_found())
             }
-            other => other.or_not_found("trigger")?,
+            other => other.or_not_found("trigger")??,
         };
         self.webhooks.forget(id);
         self.wake.notify_one();

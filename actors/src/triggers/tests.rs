@@ -289,8 +289,14 @@ impl TriggerStore for CountingStore {
     async fn list(&self, a: AccountId, p: PageRequest) -> Result<Page<Trigger>, StoreError> {
         self.inner.list(a, p).await
     }
-    async fn update(&self, t: &Trigger, s: Option<&str>) -> Result<Trigger, StoreError> {
-        self.inner.update(t, s).await
+    async fn update(
+        &self,
+        a: AccountId,
+        id: TriggerId,
+        change: super::TriggerChange<'_>,
+        s: Option<&str>,
+    ) -> Result<Result<Trigger, crate::ValidationError>, StoreError> {
+        self.inner.update(a, id, change, s).await
     }
     async fn delete(&self, account: AccountId, id: TriggerId) -> Result<(), StoreError> {
         self.inner.delete(account, id).await

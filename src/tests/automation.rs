@@ -543,15 +543,7 @@ async fn concurrent_patches_of_different_fields_all_stick(backend: Backend) {
     // a stale read would undo the other, e.g. re-enable a disabled job).
     let disable = json!({"enabled": false});
     let describe = json!({"description": "described"});
-    let patches = paths.iter().flat_map(|path| {
-        [
-            app.send(awc::http::Method::PATCH, path, Some(&disable)),
-            app.send(awc::http::Method::PATCH, path, Some(&describe)),
-        ]
-    });
-    for res in futures_util::future::join_all(patches).await {
-        assert_eq!(res.status, 200, "{}", res.text());
-    }
+    race_patches(&app, &paths, &disable, &describe).await;
     for path in &paths {
         let job = app.get(path).await.json();
         assert_eq!(

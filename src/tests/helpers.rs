@@ -718,3 +718,17 @@ pub async fn stores_with_account(
         .expect("insert the account");
     (stores, account, now)
 }
+
+/// Sends `first` and `second` as PATCHes to every path at once (a pair per path, racing)
+/// and checks each answered 200: what the tests of PATCHes under the row lock start with.
+pub async fn race_patches(app: &TestApp, paths: &[String], first: &Value, second: &Value) {
+    let patches = paths.iter().flat_map(|path| {
+        [
+            app.send(Method::PATCH, path, Some(first)),
+            app.send(Method::PATCH, path, Some(second)),
+        ]
+    });
+    for res in futures_util::future::join_all(patches).await {
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+}

@@ -715,15 +715,7 @@ async fn concurrent_source_patches_all_stick(backend: Backend) {
     // written from a stale read would undo the other).
     let disable = json!({"enabled": false});
     let describe = json!({"description": "described"});
-    let patches = paths.iter().flat_map(|path| {
-        [
-            app.send(Method::PATCH, path, Some(&disable)),
-            app.send(Method::PATCH, path, Some(&describe)),
-        ]
-    });
-    for res in futures_util::future::join_all(patches).await {
-        assert_eq!(res.status, 200, "{}", res.text());
-    }
+    race_patches(&app, &paths, &disable, &describe).await;
     for path in &paths {
         let now = app.get(path).await.json();
         assert_eq!(

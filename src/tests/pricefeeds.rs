@@ -585,15 +585,7 @@ async fn concurrent_patches_of_different_settings_all_stick(backend: Backend) {
     // from a stale read would undo the other, e.g. re-activate a deactivated feed).
     let deactivate = json!({"active": false});
     let deviate = json!({"deviation_percent": 7.5});
-    let patches = paths.iter().flat_map(|path| {
-        [
-            app.send(awc::http::Method::PATCH, path, Some(&deactivate)),
-            app.send(awc::http::Method::PATCH, path, Some(&deviate)),
-        ]
-    });
-    for res in futures_util::future::join_all(patches).await {
-        assert_eq!(res.status, 200, "{}", res.text());
-    }
+    race_patches(&app, &paths, &deactivate, &deviate).await;
     for path in &paths {
         let now = app.get(path).await.json();
         assert_eq!(

@@ -1172,15 +1172,7 @@ async fn concurrent_trigger_patches_all_stick(backend: Backend) {
     // Two PATCHes of different fields race on each trigger: both must stick.
     let disable = json!({"enabled": false});
     let configure = json!({"config": {"k": "v"}});
-    let patches = paths.iter().flat_map(|path| {
-        [
-            app.send(awc::http::Method::PATCH, path, Some(&disable)),
-            app.send(awc::http::Method::PATCH, path, Some(&configure)),
-        ]
-    });
-    for res in futures_util::future::join_all(patches).await {
-        assert_eq!(res.status, 200, "{}", res.text());
-    }
+    race_patches(&app, &paths, &disable, &configure).await;
     for path in &paths {
         let trigger = app.get(path).await.json();
         assert_eq!(

@@ -253,16 +253,14 @@ impl JobStore for PgJobStore {
     ) -> Result<Job, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let current = tx
-            .query_opt(
-                &format!(
-                    "SELECT {JOB} FROM app_automation_jobs WHERE id = $1 AND account_id = $2
-                     FOR NO KEY UPDATE"
-                ),
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let current = crate::store::postgres::locked_account_row(
+            &tx,
+            JOB,
+            "app_automation_jobs",
+            account,
+            id.as_uuid(),
+        )
+        .await?;
         let j = &change(&job_from(&current)?);
         let row = tx
             .query_opt(

@@ -224,15 +224,14 @@ impl OracleStore for PgOracleStore {
     ) -> Result<Source, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT {SOURCE} FROM app_oracle_sources WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE"
-                ),
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = crate::store::postgres::locked_account_row(
+            &tx,
+            SOURCE,
+            "app_oracle_sources",
+            account,
+            id.as_uuid(),
+        )
+        .await?;
         let s = change(&source_from(&row)?);
         let updated = tx
             .execute(

@@ -166,16 +166,14 @@ impl FeedStore for PgFeedStore {
     ) -> Result<Result<Feed, ValidationError>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let current = tx
-            .query_opt(
-                &format!(
-                    "SELECT {FEED} FROM app_price_feeds WHERE id = $1 AND account_id = $2
-                     FOR NO KEY UPDATE"
-                ),
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let current = crate::store::postgres::locked_account_row(
+            &tx,
+            FEED,
+            "app_price_feeds",
+            account,
+            id.as_uuid(),
+        )
+        .await?;
         let (f, reschedule) = match change(&feed_from(&current)?) {
             Ok(changed) => changed,
             Err(refused) => return Ok(Err(refused)),

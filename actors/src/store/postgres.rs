@@ -112,6 +112,25 @@ pub(crate) async fn account_row<T>(
     }
 }
 
+/// The row `id` of `table` if it is `account`'s, locked until `db`'s transaction ends
+/// (`FOR NO KEY UPDATE`: the caller changes it; foreign-key checks against it still
+/// pass); `NotFound` otherwise. What a read-modify-write under the row lock (a PATCH)
+/// starts with.
+pub(crate) async fn locked_account_row(
+    db: &impl deadpool_postgres::GenericClient,
+    columns: &str,
+    table: &str,
+    account: AccountId,
+    id: &uuid::Uuid,
+) -> Result<Row, StoreError> {
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE"
+    );
+    db.query_opt(&sql, &[id, account.as_uuid()])
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
 /// One page of an account's rows of `table` in list order `(created_at, id)`, keyset from
 /// the page key (strictly after it). `columns` and `table` are the caller's constants; the
 /// statement is prepared once per connection.

@@ -275,16 +275,14 @@ impl TriggerStore for PgTriggerStore {
     ) -> Result<Result<Trigger, ValidationError>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let current = tx
-            .query_opt(
-                &format!(
-                    "SELECT {TRIGGER} FROM app_triggers WHERE id = $1 AND account_id = $2
-                     FOR NO KEY UPDATE"
-                ),
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let current = crate::store::postgres::locked_account_row(
+            &tx,
+            TRIGGER,
+            "app_triggers",
+            account,
+            id.as_uuid(),
+        )
+        .await?;
         let t = &match change(&trigger_from(&current)?) {
             Ok(changed) => changed,
             Err(refused) => return Ok(Err(refused)),

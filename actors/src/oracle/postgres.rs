@@ -262,17 +262,13 @@ impl OracleStore for PgOracleStore {
     }
 
     async fn delete_source(&self, account: AccountId, id: SourceId) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let deleted = client
-            .execute(
-                "DELETE FROM app_oracle_sources WHERE id = $1 AND account_id = $2",
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?;
-        if deleted == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        crate::store::postgres::delete_account_row(
+            &self.pool,
+            "app_oracle_sources",
+            account,
+            id.as_uuid(),
+        )
+        .await
     }
 
     async fn create_request(&self, request: &Request, open: Quota) -> Result<(), StoreError> {

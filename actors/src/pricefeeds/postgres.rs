@@ -208,17 +208,13 @@ impl FeedStore for PgFeedStore {
     }
 
     async fn delete(&self, account: AccountId, id: FeedId) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let n = client
-            .execute(
-                "DELETE FROM app_price_feeds WHERE id = $1 AND account_id = $2",
-                &[id.as_uuid(), account.as_uuid()],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        crate::store::postgres::delete_account_row(
+            &self.pool,
+            "app_price_feeds",
+            account,
+            id.as_uuid(),
+        )
+        .await
     }
 
     async fn list_snapshots(

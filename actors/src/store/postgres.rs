@@ -131,6 +131,22 @@ pub(crate) async fn locked_account_row(
         .ok_or(StoreError::NotFound)
 }
 
+/// Deletes the row `id` of `table` if it is `account`'s (its children go by `ON DELETE
+/// CASCADE`); `NotFound` if there was none.
+pub(crate) async fn delete_account_row(
+    pool: &Pool,
+    table: &str,
+    account: AccountId,
+    id: &uuid::Uuid,
+) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let sql = format!("DELETE FROM {table} WHERE id = $1 AND account_id = $2");
+    match client.execute(&sql, &[id, account.as_uuid()]).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
 /// One page of an account's rows of `table` in list order `(created_at, id)`, keyset from
 /// the page key (strictly after it). `columns` and `table` are the caller's constants; the
 /// statement is prepared once per connection.

@@ -6,7 +6,7 @@
 //! calls it again after a crash.
 
 use crate::error::StartupError;
-use crate::settings::{ExposeSecret as _, Settings, TeeMode};
+use crate::settings::{ExposeSecret as _, ResolverSettings, Settings, TeeMode};
 use actix::{Actor, Arbiter};
 use actors::accounts::tokens::TokensService;
 use actors::accounts::{AccountsActor, AccountsService};
@@ -24,12 +24,13 @@ use actors::functions::{
 };
 use actors::health::{ActorStatus, Health, Sandbox};
 use actors::oracle::{
-    Dispatcher, DispatcherActor, DispatcherConfig, OracleActor, OracleMetrics, OracleService,
+    oracle_metrics, Dispatcher, DispatcherActor, OracleActor, OracleService, OracleWork,
 };
 use actors::pricefeeds::{
     PriceFeedsActor, PriceFeedsService, PricefeedMetrics, Refresher, RefresherActor,
     RefresherConfig,
 };
+use actors::resolver::ResolverConfig;
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::stores::Stores;
 use actors::supervisor::{ActorHandle, Supervisor};
@@ -202,11 +203,11 @@ pub async fn register(
         let service = oracle_service.clone();
         OracleActor::start_in_arbiter(&arbiter, move |_| OracleActor::new(service, exit))
     });
-    let oracle_metrics = OracleMetrics::register(registry).map_err(anyhow::Error::new)?;
-    match dispatcher_config(settings)? {
+    let oracle_metrics = oracle_metrics(registry).map_err(anyhow::Error::new)?;
+    match resolver_config(settings, &settings.oracle)? {
         Some(config) => {
             let dispatcher = Dispatcher::new(
-                stores.oracle.clone(),
+                Arc::new(OracleWork(stores.oracle.clone())),
                 Arc::new(SystemClock),
                 replica.clone(),
                 config,
@@ -305,22 +306,25 @@ fn refresher_config(settings: &Settings) -> Result<RefresherConfig, StartupError
     })
 }
 
-/// The dispatcher's settings; `None` (disabled) without `ORACLE_RESOLVER_URL`.
-fn dispatcher_config(settings: &Settings) -> Result<Option<DispatcherConfig>, StartupError> {
-    let o = &settings.oracle;
-    let Some(text) = &o.resolver_url else {
+/// A resolver loop's settings (the oracle dispatcher's, the settler's); `None`
+/// (disabled) without a resolver URL.
+fn resolver_config(
+    settings: &Settings,
+    r: &ResolverSettings,
+) -> Result<Option<ResolverConfig>, StartupError> {
+    let Some(text) = &r.resolver_url else {
         return Ok(None);
     };
-    Ok(Some(DispatcherConfig {
+    Ok(Some(ResolverConfig {
         // Checked as an http(s) URL when the settings were loaded.
         resolver_url: url::Url::parse(text).map_err(anyhow::Error::new)?,
-        resolver_key: o
+        resolver_key: r
             .resolver_key
             .as_ref()
             .map(|k| Arc::new(zeroize::Zeroizing::new(k.expose_secret().to_owned()))),
-        poll: o.poll_interval,
-        max_attempts: i32::try_from(o.max_attempts).unwrap_or(i32::MAX),
-        ttl: o.ttl,
+        poll: r.poll_interval,
+        max_attempts: i32::try_from(r.max_attempts).unwrap_or(i32::MAX),
+        ttl: r.ttl,
         timeout: settings.http_client.timeout,
         lease: settings.work.lease,
         drain: settings.server.shutdown_timeout,

@@ -82,6 +82,7 @@ pub mod page;
 pub mod patch;
 pub mod pricefeeds;
 pub mod quota;
+pub mod resolver;
 pub mod schedule;
 pub mod secrets;
 pub mod store;

@@ -8,6 +8,7 @@ use crate::error::{StoreError, ValidationError};
 use crate::ids::{AccountId, RequestId, SourceId};
 use crate::page::{Keyed, PageKey};
 use crate::patch::Patch;
+pub use crate::resolver::Finish;
 use crate::validate;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -118,15 +119,6 @@ impl Keyed for Request {
             id: *self.id.as_uuid(),
         }
     }
-}
-
-/// How a request ends, or why it waits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finish {
-    Succeeded(String),
-    Failed(String),
-    /// Not final: call the resolver again at this time.
-    RetryAt(DateTime<Utc>),
 }
 
 impl Request {

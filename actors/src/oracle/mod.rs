@@ -12,13 +12,12 @@ mod memory;
 mod postgres;
 mod service;
 
+pub use crate::resolver::{Answer, ResolverConfig as DispatcherConfig};
 pub use actor::{
     CreateRequest, CreateSource, DeleteSource, GetRequest, GetSource, ListRequests, ListSources,
     OracleActor, PatchRequest, UpdateSource,
 };
-pub use dispatcher::{
-    parse_answer, Answer, Dispatcher, DispatcherActor, DispatcherConfig, OracleMetrics,
-};
+pub use dispatcher::{oracle_metrics, parse_answer, Dispatcher, DispatcherActor, OracleWork};
 pub use domain::{
     unusable_source, Finish, Lease, NewRequest, NewSource, Request, RequestInput, RequestStatus,
     Source, SourceInput, SourcePatch, SourcePatchInput, Transition, TransitionInput, MAX_TEXT,

@@ -110,8 +110,8 @@ fn key_ring(settings: &Settings) -> Result<KeyRing, StartupError> {
     Ok(KeyRing::new(current, previous))
 }
 
-/// `--rewrap-secrets`: re-encrypt every secret version and webhook secret under the
-/// current key.
+/// `--rewrap-secrets`: re-encrypt every secret version, webhook secret and the random
+/// signing key under the current key.
 async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
     let Some(dsn) = &settings.database.dsn else {
         return Err(StartupError::Config(
@@ -121,6 +121,10 @@ async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
     let keys = Arc::new(key_ring(settings)?);
     let pool = connect(settings, dsn.expose_secret()).await?;
     let stores = Stores::postgres(pool);
+    let (key_rewrapped, key_current, key_failed) =
+        actors::random::rewrap_key(stores.random.as_ref(), &keys)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("rewrap the random signing key"))?;
     let service = SecretsService::new(stores.secrets, keys.clone(), Arc::new(SystemClock));
     let report = service
         .rewrap()
@@ -136,11 +140,11 @@ async fn rewrap_secrets(settings: &Settings) -> Result<(), StartupError> {
         .rewrap()
         .await
         .map_err(|e| anyhow::Error::new(e).context("rewrap webhook secrets"))?;
-    let failed = report.failed + failed;
+    let failed = report.failed + failed + key_failed;
     println!(
         "rewrapped {}, already current {}, failed {failed}",
-        report.rewrapped + rewrapped,
-        report.already_current + current,
+        report.rewrapped + rewrapped + key_rewrapped,
+        report.already_current + current + key_current,
     );
     if failed > 0 {
         return Err(
@@ -266,6 +270,8 @@ impl Application {
             triggers: Arc::new(subsystems.triggers),
             pricefeeds: Arc::new(subsystems.pricefeeds),
             oracle: Arc::new(subsystems.oracle),
+            gasbank: Arc::new(subsystems.gasbank),
+            random: Arc::new(subsystems.random),
             default_max_attempts: settings.automation.max_attempts,
             limit_maxima: subsystems::exec_defaults(&settings).maxima,
             metrics_require_token: settings.auth.metrics_require_token,

@@ -1,6 +1,6 @@
 //! Registers every subsystem actor with the root supervisor, in start order (stopped in
 //! reverse): accounts (and tokens), secrets, executor, functions, triggers, pricefeeds,
-//! oracle, oracle_dispatcher, automation, events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
+//! oracle, oracle_dispatcher, gasbank, settler, random, automation, events, scheduler. Each subsystem has its own arbiter (OS thread); `events` runs on the
 //! triggers thread and `scheduler` on the automation thread, beside the actors whose
 //! tables they work. Each factory starts its actor on that arbiter, and the supervisor
 //! calls it again after a crash.
@@ -22,6 +22,9 @@ use actors::executor::{
 use actors::functions::{
     ExecDefaults, FunctionsActor, FunctionsDeps, FunctionsService, LimitMaxima,
 };
+use actors::gasbank::{
+    settler_metrics, GasBankActor, GasBankService, GasWork, Settler, SettlerActor,
+};
 use actors::health::{ActorStatus, Health, Sandbox};
 use actors::oracle::{
     oracle_metrics, Dispatcher, DispatcherActor, OracleActor, OracleService, OracleWork,
@@ -30,6 +33,7 @@ use actors::pricefeeds::{
     PriceFeedsActor, PriceFeedsService, PricefeedMetrics, Refresher, RefresherActor,
     RefresherConfig,
 };
+use actors::random::{KeySource, RandomActor, RandomService};
 use actors::resolver::ResolverConfig;
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::stores::Stores;
@@ -49,6 +53,8 @@ pub struct Subsystems {
     pub triggers: ActorHandle<TriggersActor>,
     pub pricefeeds: ActorHandle<PriceFeedsActor>,
     pub oracle: ActorHandle<OracleActor>,
+    pub gasbank: ActorHandle<GasBankActor>,
+    pub random: ActorHandle<RandomActor>,
     /// One arbiter (OS thread) per subsystem; stopped with the application.
     pub arbiters: Vec<Arbiter>,
 }
@@ -148,7 +154,7 @@ pub async fn register(
     let triggers_service = TriggersService::new(
         stores.triggers.clone(),
         stores.functions.clone(),
-        keys,
+        keys.clone(),
         Arc::new(SystemClock),
     )
     .with_quotas(settings.quotas)
@@ -227,6 +233,68 @@ pub async fn register(
             health.set_actor("oracle_dispatcher", ActorStatus::Disabled);
         }
     }
+    // The gas bank's thread: its actor and, with a resolver, its settler.
+    let settler_wake = Arc::new(tokio::sync::Notify::new());
+    let gas_service = GasBankService::new(
+        stores.gasbank.clone(),
+        Arc::new(SystemClock),
+        settings.quotas,
+    )
+    .waking(settler_wake.clone());
+    let arbiter = thread(&mut arbiters);
+    let gas_arbiter = arbiter.clone();
+    let gas_arbiter_for_random = arbiter.clone();
+    let gasbank = supervisor.add("gasbank", move |exit| {
+        let service = gas_service.clone();
+        GasBankActor::start_in_arbiter(&arbiter, move |_| GasBankActor::new(service, exit))
+    });
+    let gas_metrics = settler_metrics(registry).map_err(anyhow::Error::new)?;
+    match resolver_config(settings, &settings.gasbank)? {
+        Some(config) => {
+            let settler = Settler::new(
+                Arc::new(GasWork(stores.gasbank.clone())),
+                Arc::new(SystemClock),
+                replica.clone(),
+                config,
+                gas_metrics,
+                worker.waker(),
+            )
+            .waking(settler_wake.clone());
+            supervisor.add("settler", move |exit| {
+                let (settler, wake) = (settler.clone(), settler_wake.clone());
+                SettlerActor::start_in_arbiter(&gas_arbiter, move |_| {
+                    SettlerActor::new(settler, wake, exit)
+                })
+            });
+        }
+        None => {
+            tracing::warn!("GASBANK_RESOLVER_URL is not set: the settler is disabled and withdrawals stay pending");
+            health.set_actor("settler", ActorStatus::Disabled);
+        }
+    }
+    // Signed random, on the gas bank's thread (it signs in microseconds).
+    let configured = settings
+        .random
+        .signing_key
+        .as_ref()
+        .map(|k| k.expose_secret());
+    let (signer, source) = actors::random::load_signer(configured, stores.random.as_ref(), &keys)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}").context("load the random signing key"))?;
+    match source {
+        KeySource::Ephemeral => tracing::warn!("RANDOM_SIGNING_KEY is not set: random results are signed with a key that lives only as long as this process"),
+        KeySource::Configured | KeySource::Stored => tracing::info!(key_id = %signer.key_id(), ?source, "random signing key loaded"),
+    }
+    let random_service = RandomService::new(
+        Arc::new(signer),
+        stores.random.clone(),
+        Arc::new(SystemClock),
+    );
+    let arbiter = gas_arbiter_for_random;
+    let random = supervisor.add("random", move |exit| {
+        let service = random_service.clone();
+        RandomActor::start_in_arbiter(&arbiter, move |_| RandomActor::new(service, exit))
+    });
     // Wakes the `events` actor when a firing or event is stored, or a trigger changes,
     // on any replica (PostgreSQL); in memory mode the triggers service wakes it itself.
     listen(settings, actors::events::WORK_CHANNEL, worker.waker())?;
@@ -281,6 +349,8 @@ pub async fn register(
         triggers,
         pricefeeds,
         oracle,
+        gasbank,
+        random,
         arbiters,
     })
 }

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// A quota (CONTRACT.md §5) would be exceeded; the message names it.
     #[error("{0}")]
     LimitExceeded(String),
+    /// A withdrawal above the gas account's available balance.
+    #[error("{0}")]
+    InsufficientFunds(String),
     /// The database could not be reached (pool exhausted, connection refused, timeout).
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -64,6 +67,7 @@ impl StoreError {
             Self::VersionMismatch(m) => Self::VersionMismatch(m.clone()),
             Self::InvalidState(m) => Self::InvalidState(m.clone()),
             Self::LimitExceeded(m) => Self::LimitExceeded(m.clone()),
+            Self::InsufficientFunds(m) => Self::InsufficientFunds(m.clone()),
             Self::Unavailable(e) => Self::Unavailable(anyhow::anyhow!("{e:#}")),
             Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
         }
@@ -157,6 +161,7 @@ impl ErrorCode for StoreError {
             Self::VersionMismatch(_) => Code::VersionMismatch,
             Self::InvalidState(_) => Code::InvalidState,
             Self::LimitExceeded(_) => Code::LimitExceeded,
+            Self::InsufficientFunds(_) => Code::InsufficientFunds,
             Self::Unavailable(_) => Code::ServiceUnavailable,
             Self::Internal(_) => Code::Internal,
         }

@@ -119,6 +119,16 @@ id_type!(
     RequestId
 );
 
+id_type!(
+    /// Identifies a gas account.
+    GasAccountId
+);
+
+id_type!(
+    /// Identifies a gas bank transaction (a deposit or a withdrawal).
+    GasTxId
+);
+
 /// Accepts only the 36-character lower-case hyphenated form the service itself emits.
 fn parse_canonical(text: &str) -> Option<Uuid> {
     if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {

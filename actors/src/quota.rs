@@ -54,6 +54,8 @@ pub struct Quotas {
     pub oracle_sources: Quota,
     /// Pending or running oracle requests per account.
     pub open_oracle_requests: Quota,
+    /// Pending withdrawals per account: the settler's queue.
+    pub pending_withdrawals: Quota,
     pub pending_firings_per_trigger: Quota,
 }
 
@@ -68,6 +70,7 @@ impl Default for Quotas {
             feeds: Quota::new("MAX_FEEDS_PER_ACCOUNT", 1000),
             oracle_sources: Quota::new("MAX_ORACLE_SOURCES_PER_ACCOUNT", 1000),
             open_oracle_requests: Quota::new("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT", 1000),
+            pending_withdrawals: Quota::new("MAX_PENDING_WITHDRAWALS_PER_ACCOUNT", 1000),
             pending_firings_per_trigger: Quota::new("MAX_PENDING_FIRINGS_PER_TRIGGER", 1000),
         }
     }

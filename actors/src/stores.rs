@@ -6,8 +6,10 @@ use crate::accounts::{AccountStore, MemoryAccountStore, PgAccountStore};
 use crate::automation::{JobStore, MemoryJobStore, PgJobStore, SchedulerStore};
 use crate::events::{EventStore, MemoryEventStore, PgEventStore};
 use crate::functions::{FunctionStore, MemoryFunctionStore, PgFunctionStore};
+use crate::gasbank::{GasStore, MemoryGasStore, PgGasStore};
 use crate::oracle::{MemoryOracleStore, OracleStore, PgOracleStore};
 use crate::pricefeeds::{FeedStore, MemoryFeedStore, PgFeedStore};
+use crate::random::{MemoryRandomStore, PgRandomStore, RandomStore};
 use crate::secrets::{MemorySecretStore, PgSecretStore, SecretStore};
 use crate::store::MemoryDb;
 use crate::triggers::{FiringStore, MemoryTriggerStore, PgTriggerStore, TriggerStore};
@@ -30,6 +32,9 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub feeds: Arc<dyn FeedStore>,
     pub oracle: Arc<dyn OracleStore>,
+    pub gasbank: Arc<dyn GasStore>,
+    /// The random counter and signing key.
+    pub random: Arc<dyn RandomStore>,
     /// The pool in PostgreSQL mode, for readiness pings; `None` in memory mode.
     pub pool: Option<deadpool_postgres::Pool>,
 }
@@ -51,7 +56,9 @@ impl Stores {
             firings: Arc::new(MemoryTriggerStore::new(db.clone())),
             events: Arc::new(MemoryEventStore::new(db.clone())),
             feeds: Arc::new(MemoryFeedStore::new(db.clone())),
-            oracle: Arc::new(MemoryOracleStore::new(db)),
+            oracle: Arc::new(MemoryOracleStore::new(db.clone())),
+            gasbank: Arc::new(MemoryGasStore::new(db)),
+            random: Arc::new(MemoryRandomStore::default()),
             pool: None,
         }
     }
@@ -69,6 +76,8 @@ impl Stores {
             events: Arc::new(PgEventStore::new(pool.clone())),
             feeds: Arc::new(PgFeedStore::new(pool.clone())),
             oracle: Arc::new(PgOracleStore::new(pool.clone())),
+            gasbank: Arc::new(PgGasStore::new(pool.clone())),
+            random: Arc::new(PgRandomStore::new(pool.clone())),
             pool: Some(pool),
         }
     }

@@ -9,10 +9,12 @@ pub mod automation;
 pub mod error;
 pub mod extract;
 pub mod functions;
+pub mod gasbank;
 pub mod json;
 pub mod oracle;
 pub mod pagination;
 pub mod pricefeeds;
+pub mod random;
 pub mod rate_limit;
 pub mod request;
 pub mod secrets;
@@ -209,6 +211,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(oracle::get_request))
             .route(web::patch().to(oracle::patch_request))
             .default_service(not_allowed("GET, PATCH")),
+    )
+    .service(
+        web::resource("/accounts/{id}/gasbank")
+            .route(web::get().to(gasbank::get))
+            .route(web::post().to(gasbank::ensure))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/gasbank/deposit")
+            .route(web::post().to(gasbank::deposit))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/gasbank/withdraw")
+            .route(web::post().to(gasbank::withdraw))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/accounts/{id}/gasbank/transactions")
+            .route(web::get().to(gasbank::transactions))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/accounts/{id}/random")
+            .route(web::post().to(random::generate))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/random/public-key")
+            .route(web::get().to(random::public_key))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/random/verify")
+            .route(web::post().to(random::verify))
+            .default_service(not_allowed("POST")),
     )
     .service(
         web::resource("/accounts/{id}/triggers")

@@ -19,6 +19,11 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// The list query of a route that takes more parameters than these two.
+    pub fn new(limit: Option<String>, cursor: Option<String>) -> Self {
+        Self { limit, cursor }
+    }
+
     /// Validates `limit` (integer ≥ 1; above 500 acts as 500) and decodes `cursor` for the
     /// list named `scope`.
     pub fn page(&self, scope: &str) -> Result<PageRequest, ApiError> {

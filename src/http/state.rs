@@ -9,9 +9,11 @@ use super::auth::Auth;
 use actors::accounts::AccountsHandle;
 use actors::automation::AutomationHandle;
 use actors::functions::{FunctionsHandle, LimitMaxima};
+use actors::gasbank::GasBankHandle;
 use actors::health::Health;
 use actors::oracle::OracleHandle;
 use actors::pricefeeds::PriceFeedsHandle;
+use actors::random::RandomHandle;
 use actors::secrets::SecretsHandle;
 use actors::triggers::TriggersHandle;
 use std::sync::Arc;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub triggers: Arc<dyn TriggersHandle>,
     pub pricefeeds: Arc<dyn PriceFeedsHandle>,
     pub oracle: Arc<dyn OracleHandle>,
+    pub gasbank: Arc<dyn GasBankHandle>,
+    pub random: Arc<dyn RandomHandle>,
     /// `AUTOMATION_MAX_ATTEMPTS` (1–20, checked at load): a job's `max_attempts` when the
     /// body names none.
     pub default_max_attempts: i32,

@@ -473,6 +473,7 @@ impl Layers {
                 feeds: self.quota("MAX_FEEDS_PER_ACCOUNT")?,
                 oracle_sources: self.quota("MAX_ORACLE_SOURCES_PER_ACCOUNT")?,
                 open_oracle_requests: self.quota("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT")?,
+                pending_withdrawals: self.quota("MAX_PENDING_WITHDRAWALS_PER_ACCOUNT")?,
                 pending_firings_per_trigger: self.quota("MAX_PENDING_FIRINGS_PER_TRIGGER")?,
             },
             retention: RetentionSettings {

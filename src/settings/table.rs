@@ -151,6 +151,7 @@ pub static TABLE: &[Def] = &[
     def!("MAX_FEEDS_PER_ACCOUNT", "quotas"."feeds", Some("max-feeds-per-account"), Some("1000"), Int, "Price feeds per account (0 = unlimited)"),
     def!("MAX_ORACLE_SOURCES_PER_ACCOUNT", "quotas"."oracle_sources", Some("max-oracle-sources-per-account"), Some("1000"), Int, "Oracle data sources per account (0 = unlimited)"),
     def!("MAX_OPEN_ORACLE_REQUESTS_PER_ACCOUNT", "quotas"."open_oracle_requests", Some("max-open-oracle-requests-per-account"), Some("1000"), Int, "Pending or running oracle requests per account (0 = unlimited)"),
+    def!("MAX_PENDING_WITHDRAWALS_PER_ACCOUNT", "quotas"."pending_withdrawals", Some("max-pending-withdrawals-per-account"), Some("1000"), Int, "Pending withdrawals per account (0 = unlimited)"),
     def!("MAX_PENDING_FIRINGS_PER_TRIGGER", "quotas"."pending_firings_per_trigger", Some("max-pending-firings-per-trigger"), Some("1000"), Int, "Firings waiting to run per trigger; webhooks beyond it get 429 (0 = unlimited)"),
     // retention
     def!("EXECUTION_RETENTION", "retention"."executions", Some("execution-retention"), Some("30d"), Duration, "Finished executions older than this are deleted (0 = kept forever)"),

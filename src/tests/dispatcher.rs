@@ -23,7 +23,7 @@ both_stores!(
 
 /// What the fake resolver answers and saw.
 #[derive(Default)]
-struct Resolver {
+pub(crate) struct Resolver {
     /// Call `n` of a request gets `script[min(n, len - 1)]`: (status, body).
     script: Vec<(u16, Value)>,
     /// Per request id: (query, authorization header) of every call.
@@ -32,14 +32,16 @@ struct Resolver {
     hold: bool,
 }
 
+/// A resolver (oracle or gas bank) on a local port: it answers from a script and counts
+/// the calls per `request_id` / `transaction_id`.
 #[derive(Clone)]
-struct Fake {
+pub(crate) struct Fake {
     port: u16,
     state: Arc<Mutex<Resolver>>,
 }
 
 impl Fake {
-    async fn start(script: Vec<(u16, Value)>) -> Self {
+    pub(crate) async fn start(script: Vec<(u16, Value)>) -> Self {
         let state = Arc::new(Mutex::new(Resolver {
             script,
             ..Resolver::default()
@@ -58,19 +60,19 @@ impl Fake {
         Self { port, state }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/resolve?tier=gold", self.port)
     }
 
-    fn script(&self, script: Vec<(u16, Value)>) {
+    pub(crate) fn script(&self, script: Vec<(u16, Value)>) {
         self.state.lock().unwrap().script = script;
     }
 
-    fn hold(&self, hold: bool) {
+    pub(crate) fn hold(&self, hold: bool) {
         self.state.lock().unwrap().hold = hold;
     }
 
-    fn calls(&self, id: &str) -> Vec<(String, Option<String>)> {
+    pub(crate) fn calls(&self, id: &str) -> Vec<(String, Option<String>)> {
         self.state
             .lock()
             .unwrap()
@@ -85,7 +87,10 @@ async fn resolve(req: HttpRequest, state: web::Data<Arc<Mutex<Resolver>>>) -> Ht
     let id = req
         .query_string()
         .split('&')
-        .find_map(|kv| kv.strip_prefix("request_id="))
+        .find_map(|kv| {
+            kv.strip_prefix("request_id=")
+                .or_else(|| kv.strip_prefix("transaction_id="))
+        })
         .unwrap_or_default()
         .to_owned();
     let auth = req

@@ -309,28 +309,35 @@ async fn functions_see_only_their_accounts_secrets(backend: Backend) {
 
 async fn devpack_actions_are_all_or_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let source = "() => { Devpack.gasBank.withdraw({wallet: 'w', amount: '1', to: 'x'});
-                          Devpack.oracle.createRequest({dataSourceId: 'd'}); return {kept: true} }";
-    let (_, path) = function(&app, source, json!({})).await;
+    // The withdrawal is refused when applied (no such wallet); the trigger registered
+    // before it, valid, is not applied either.
+    let source = "() => { Devpack.triggers.register({rule: '@daily'});
+                          Devpack.gasBank.withdraw({wallet: 'w', amount: '1', to: 'x'}); return {kept: true} }";
+    let (base, path) = function(&app, source, json!({})).await;
     let out = execute(&app, &path, json!({})).await.json();
     assert_eq!(out["status"], "failed");
     assert_eq!(out["error_code"], "action_failed");
+    let triggers = app
+        .get(&base.replace("/functions", "/triggers"))
+        .await
+        .json();
+    assert_eq!(triggers["items"], json!([]), "nothing applied");
     assert_eq!(
         out["error"],
-        "devpack action action_1 (gasbank.withdraw) failed: not available: the gas bank subsystem does not apply Devpack actions in this build yet"
+        "devpack action action_2 (gasbank.withdraw) failed: wallet: no gas account of this account has this wallet"
     );
     assert_eq!(
         out["output"],
         json!({"kept": true}),
         "the script's output is kept"
     );
-    assert_eq!(out["actions"][0]["status"], "failed");
-    assert_eq!(out["actions"][0]["type"], "gasbank.withdraw");
+    assert_eq!(out["actions"][1]["status"], "failed");
+    assert_eq!(out["actions"][1]["type"], "gasbank.withdraw");
     assert_eq!(
-        out["actions"][0]["params"],
+        out["actions"][1]["params"],
         json!({"wallet": "w", "amount": "1", "to": "x"})
     );
-    assert_eq!(out["actions"][1]["status"], "aborted");
+    assert_eq!(out["actions"][0]["status"], "aborted");
     // A failed script's actions are all aborted.
     app.send(Method::PUT, &path, Some(&json!({"name": "f", "source": "() => { Devpack.oracle.createRequest({}); throw new Error('x') }"}))).await;
     let out = execute(&app, &path, json!({})).await.json();

@@ -338,7 +338,7 @@ async fn readyz_reports_checks_in_both_modes() {
     assert_eq!(res.status, 200);
     assert_eq!(
         res.json(),
-        json!({"status": "ready", "checks": {"database": "memory", "auth": "enabled", "sandbox": "confined", "actors": {"accounts": "running", "automation": "running", "events": "running", "executor": "running", "functions": "running", "oracle": "running", "oracle_dispatcher": "disabled", "pricefeeds": "running", "refresher": "running", "scheduler": "running", "secrets": "running", "triggers": "running"}}})
+        json!({"status": "ready", "checks": {"database": "memory", "auth": "enabled", "sandbox": "confined", "actors": {"accounts": "running", "automation": "running", "events": "running", "executor": "running", "functions": "running", "gasbank": "running", "oracle": "running", "oracle_dispatcher": "disabled", "pricefeeds": "running", "random": "running", "refresher": "running", "scheduler": "running", "secrets": "running", "settler": "disabled", "triggers": "running"}}})
     );
 
     let mock = spawn_app_with(

@@ -515,6 +515,8 @@ async fn postgres_rotation_previous_key_then_rewrap() {
         .json();
     let hook_id = hook["id"].as_str().unwrap().to_owned();
     let hook_secret = hook["webhook_secret"].as_str().unwrap().to_owned();
+    // The random signing key, generated at first start, is sealed under it too.
+    let random_key = first.get("/random/public-key").await.json();
     first.stop().await;
     let account = AccountId::parse(&a).unwrap();
     let all = names(&["s0", "s1", "s2", "s3", "s4"]);
@@ -523,7 +525,7 @@ async fn postgres_rotation_previous_key_then_rewrap() {
     let (code, stdout, _) = rewrap(&db, NEW_KEY, None).await;
     assert_eq!(code, Some(1));
     assert!(
-        stdout.contains("rewrapped 0, already current 0, failed 7"),
+        stdout.contains("rewrapped 0, already current 0, failed 8"),
         "{stdout}"
     );
 
@@ -543,17 +545,17 @@ async fn postgres_rotation_previous_key_then_rewrap() {
         .post(&base, &json!({"name": "fresh", "value": "new"}))
         .await;
 
-    // Rewrap while that server keeps running: 6 old versions and the webhook secret
-    // move, the fresh one stays.
+    // Rewrap while that server keeps running: 6 old versions, the webhook secret and the
+    // random signing key move, the fresh one stays.
     let (code, stdout, stderr) = rewrap(&db, NEW_KEY, Some(OLD_KEY)).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
-        stdout.contains("rewrapped 7, already current 1, failed 0"),
+        stdout.contains("rewrapped 8, already current 1, failed 0"),
         "{stdout}"
     );
     let (_, stdout, _) = rewrap(&db, NEW_KEY, Some(OLD_KEY)).await;
     assert!(
-        stdout.contains("rewrapped 0, already current 8, failed 0"),
+        stdout.contains("rewrapped 0, already current 9, failed 0"),
         "idempotent: {stdout}"
     );
     second.stop().await;
@@ -567,6 +569,11 @@ async fn postgres_rotation_previous_key_then_rewrap() {
     )
     .await;
     let got = resolver(&third).resolve(account, all).await.unwrap();
+    assert_eq!(
+        third.get("/random/public-key").await.json(),
+        random_key,
+        "the rewrapped signing key opens under the new key alone"
+    );
     let body = br#"{"after":"rewrap"}"#;
     let res = read(
         third

@@ -1054,7 +1054,7 @@ async fn devpack_actions_apply_all_or_nothing(backend: Backend) {
         ("() => { Devpack.triggers.register({rule: '61 * * * *', config: {'': 'x'}}) }", "devpack action action_1 (triggers.register) failed: rule: minute 61 out of range 0-59"),
         ("() => { Devpack.triggers.register({type: 'event', rule: 'nope.never'}) }", "devpack action action_1 (triggers.register) failed: rule: unknown event \"nope.never\"; expected one of pricefeed.updated, oracle.request.completed, oracle.request.failed, gasbank.withdrawal.settled, function.execution.failed, automation.job.failed"),
         ("() => { Devpack.triggers.register({rule: '@daily', extra: 1}) }", "devpack action action_1 (triggers.register) failed: invalid params: unknown field `extra`, expected one of `type`, `rule`, `config`, `enabled`"),
-        ("() => { Devpack.triggers.register({rule: '@daily'}); Devpack.gasBank.ensureAccount({wallet: 'w'}) }", "devpack action action_2 (gasbank.ensureAccount) failed: not available: the gas bank subsystem does not apply Devpack actions in this build yet"),
+        ("() => { Devpack.triggers.register({rule: '@daily'}); Devpack.gasBank.withdraw({amount: 1, to: 'x'}) }", "devpack action action_2 (gasbank.withdraw) failed: this account has no gas account yet (Devpack.gasBank.ensureAccount creates it)"),
     ] {
         let out = execute(source).await;
         assert_eq!((&out["status"], &out["error"]), (&json!("failed"), &json!(error)), "{source}");

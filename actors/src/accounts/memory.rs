@@ -110,6 +110,12 @@ impl AccountStore for MemoryAccountStore {
 
     async fn delete(&self, id: AccountId) -> Result<(), StoreError> {
         let mut tables = self.db.lock().await;
+        if !tables.get::<AccountTable>().by_id.contains_key(&id) {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(why) = tables.restricts(Row::Account(id)) {
+            return Err(StoreError::InvalidState(why));
+        }
         let table = tables.get::<AccountTable>();
         let account = table.by_id.remove(&id).ok_or(StoreError::NotFound)?;
         table.order.remove(&account.page_key());

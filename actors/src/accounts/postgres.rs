@@ -125,9 +125,18 @@ impl AccountStore for PgAccountStore {
         let stmt = client
             .prepare_cached("DELETE FROM app_accounts WHERE id = $1")
             .await?;
-        match client.execute(&stmt, &[id.as_uuid()]).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        match client.execute(&stmt, &[id.as_uuid()]).await {
+            Ok(0) => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            // A table's trigger refused the cascade (a pending withdrawal, V13).
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::RESTRICT_VIOLATION) => {
+                Err(StoreError::InvalidState(
+                    e.as_db_error()
+                        .map_or("the account cannot be deleted now", |db| db.message())
+                        .to_owned(),
+                ))
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }

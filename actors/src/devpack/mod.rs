@@ -6,12 +6,16 @@
 //! - `triggers.register`: a cron or event trigger for the calling function.
 //! - `automation.schedule`: a job for the calling function.
 //! - `oracle.createRequest`: a request to an enabled data source of the account.
-//! - `gasbank.*`: refused until that subsystem exists.
+//! - `gasbank.ensureAccount`: the account's gas account, as `POST …/gasbank`.
+//! - `gasbank.withdraw`: a withdrawal reserved against `available`, as
+//!   `POST …/gasbank/withdraw` (over the balance, the run fails and nothing applies).
 
 use crate::automation::{Job, JobInput, NewJob};
 use crate::error::StoreError;
 use crate::executor::QueuedAction;
 use crate::functions::{Actions, Effect, EffectError, Refused, Scope};
+use crate::gasbank::{self, GasTransaction, NewWithdrawal, Target};
+use crate::ids::{AccountId, GasAccountId};
 use crate::oracle::{NewRequest, Request, RequestInput};
 use crate::quota::{Quota, Quotas};
 use crate::store::Tx;
@@ -122,6 +126,66 @@ impl Devpack {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnsureGas {
+    wallet: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GasWithdraw {
+    gas_account_id: Option<String>,
+    wallet: Option<String>,
+    amount: Option<Value>,
+    to: Option<String>,
+}
+
+impl Devpack {
+    fn ensure_gas(&self, params: &Value, scope: Scope) -> Result<Box<dyn Effect>, String> {
+        let p: EnsureGas = parse(params)?;
+        let wallet = gasbank::wallet("wallet", p.wallet.as_deref()).map_err(|e| e.to_string())?;
+        Ok(Box::new(EnsureGasEffect {
+            account: scope.account,
+            wallet,
+            now: scope.now,
+        }))
+    }
+
+    fn withdraw(&self, params: &Value, scope: Scope) -> Result<Box<dyn Effect>, String> {
+        let p: GasWithdraw = parse(params)?;
+        let target = match (p.gas_account_id.as_deref(), p.wallet.as_deref()) {
+            (Some(_), Some(_)) => return Err("give gasAccountId or wallet, not both".to_owned()),
+            (Some(id), None) => GasAccountId::parse(id.trim())
+                .map(Target::Id)
+                .ok_or_else(|| gasbank::unknown_gas_account("gasAccountId").to_string())?,
+            (None, Some(w)) => {
+                match gasbank::wallet("wallet", Some(w)).map_err(|e| e.to_string())? {
+                    Some(w) => Target::Wallet(w),
+                    None => Target::Own,
+                }
+            }
+            (None, None) => Target::Own,
+        };
+        // A number is read from its JSON text: what JavaScript printed for it. Numbers
+        // it prints with an exponent (below 1e-6, from 1e21) are refused; pass a string.
+        let amount = match &p.amount {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::value::RawValue::from_string(v.to_string())
+                    .map_err(|e| format!("amount: {e}"))?,
+            ),
+        };
+        let new = NewWithdrawal::checked(target, amount.as_deref(), p.to.as_deref())
+            .map_err(|e| e.to_string().replacen("to_address:", "to:", 1))?;
+        Ok(Box::new(WithdrawEffect {
+            target: new.target.clone(),
+            withdrawal: new.into_transaction(scope.account, scope.now),
+            quota: self.quotas.pending_withdrawals,
+        }))
+    }
+}
+
 impl Actions for Devpack {
     fn prepare(
         &self,
@@ -135,7 +199,8 @@ impl Actions for Devpack {
                 let effect = match action.kind.as_str() {
                     "triggers.register" => self.register(&action.params, scope),
                     "automation.schedule" => self.schedule(&action.params, scope),
-                    "gasbank.ensureAccount" | "gasbank.withdraw" => Err(unavailable("gas bank")),
+                    "gasbank.ensureAccount" => self.ensure_gas(&action.params, scope),
+                    "gasbank.withdraw" => self.withdraw(&action.params, scope),
                     "oracle.createRequest" => self.oracle_request(&action.params, scope),
                     other => Err(format!("unknown action type {other:?}")),
                 };
@@ -145,19 +210,14 @@ impl Actions for Devpack {
     }
 }
 
-fn unavailable(subsystem: &str) -> String {
-    format!(
-        "not available: the {subsystem} subsystem does not apply Devpack actions in this build yet"
-    )
-}
-
 /// A rule the owner's insert enforced (a unique name, the function still there) refuses
 /// the actions; anything else is a store failure.
 fn refusal(e: StoreError) -> EffectError {
     match e {
         StoreError::Conflict(reason)
         | StoreError::LimitExceeded(reason)
-        | StoreError::InvalidState(reason) => EffectError::Refused(reason),
+        | StoreError::InvalidState(reason)
+        | StoreError::InsufficientFunds(reason) => EffectError::Refused(reason),
         StoreError::NotFound => EffectError::Refused("the function no longer exists".to_owned()),
         other => EffectError::Store(other),
     }
@@ -219,5 +279,59 @@ impl Effect for OracleRequestEffect {
                 }
                 other => refusal(other),
             })
+    }
+}
+
+/// `gasbank.ensureAccount`: the account's gas account, created or given its wallet by
+/// the gas bank.
+#[derive(Debug)]
+struct EnsureGasEffect {
+    account: AccountId,
+    wallet: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+#[async_trait::async_trait]
+impl Effect for EnsureGasEffect {
+    /// Results are recorded before effects apply: the gas account (the account's one,
+    /// `GET …/gasbank`) is not known yet.
+    fn result(&self) -> Value {
+        json!({})
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
+        gasbank::ensure_in(tx, self.account, self.wallet.clone(), self.now)
+            .await
+            .map_err(refusal)?;
+        Ok(())
+    }
+}
+
+/// `gasbank.withdraw`: the withdrawal, reserved by the gas bank (which refuses one over
+/// `available`, failing the run).
+#[derive(Debug)]
+struct WithdrawEffect {
+    target: Target,
+    withdrawal: GasTransaction,
+    quota: Quota,
+}
+
+#[async_trait::async_trait]
+impl Effect for WithdrawEffect {
+    fn result(&self) -> Value {
+        json!({"transaction_id": self.withdrawal.id.to_string()})
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>) -> Result<(), EffectError> {
+        gasbank::withdraw_in(tx, &self.target, &self.withdrawal, self.quota)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => EffectError::Refused(match self.target {
+                    Target::Own => "this account has no gas account yet (Devpack.gasBank.ensureAccount creates it)".to_owned(),
+                    _ => gasbank::missing_target(&self.target).to_string(),
+                }),
+                other => refusal(other),
+            })?;
+        Ok(())
     }
 }

@@ -33,15 +33,14 @@ pub const AUTOMATION_JOB_FAILED: &str = "automation.job.failed";
 pub const PRICEFEED_UPDATED: &str = "pricefeed.updated";
 pub const ORACLE_REQUEST_COMPLETED: &str = "oracle.request.completed";
 pub const ORACLE_REQUEST_FAILED: &str = "oracle.request.failed";
+pub const GASBANK_WITHDRAWAL_SETTLED: &str = "gasbank.withdrawal.settled";
 
-/// Every event name an `event` trigger may use as its rule (CONTRACT §3.5). Subsystems
-/// not yet built publish nothing, but their names are accepted so triggers can be set up
-/// ahead of them.
+/// Every event name an `event` trigger may use as its rule (CONTRACT §3.5).
 pub const NAMES: &[&str] = &[
     PRICEFEED_UPDATED,
     ORACLE_REQUEST_COMPLETED,
     ORACLE_REQUEST_FAILED,
-    "gasbank.withdrawal.settled",
+    GASBANK_WITHDRAWAL_SETTLED,
     FUNCTION_EXECUTION_FAILED,
     AUTOMATION_JOB_FAILED,
 ];

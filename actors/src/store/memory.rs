@@ -42,12 +42,19 @@ pub trait Table: Any + Send + Default {
     fn contains(&self, _row: Row) -> bool {
         false
     }
+
+    /// Why `parent` may not be deleted because of what hangs off it here (the memory
+    /// form of a trigger refusing a cascade), if it may not.
+    fn restricts(&self, _parent: Row) -> Option<String> {
+        None
+    }
 }
 
 /// [`Table`] behind a type-erased box.
 trait AnyTable: Send {
     fn cascade(&mut self, parent: Row, removed: &mut Vec<Row>);
     fn contains(&self, row: Row) -> bool;
+    fn restricts(&self, parent: Row) -> Option<String>;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -58,6 +65,10 @@ impl<T: Table> AnyTable for T {
 
     fn contains(&self, row: Row) -> bool {
         Table::contains(self, row)
+    }
+
+    fn restricts(&self, parent: Row) -> Option<String> {
+        Table::restricts(self, parent)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -88,6 +99,11 @@ impl Tables {
     /// Whether `row` exists in whichever table owns it: what a foreign key checks.
     pub fn exists(&self, row: Row) -> bool {
         self.by_type.values().any(|table| table.contains(row))
+    }
+
+    /// Why `row` may not be deleted, if a table refuses (see [`Table::restricts`]).
+    pub fn restricts(&self, row: Row) -> Option<String> {
+        self.by_type.values().find_map(|table| table.restricts(row))
     }
 
     /// Removes everything that hangs off `root`, however deep (the caller has removed

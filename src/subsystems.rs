@@ -33,7 +33,7 @@ use actors::pricefeeds::{
     PriceFeedsActor, PriceFeedsService, PricefeedMetrics, Refresher, RefresherActor,
     RefresherConfig,
 };
-use actors::random::{KeySource, RandomActor, RandomService};
+use actors::random::{KeySource, LoadError, RandomActor, RandomService};
 use actors::resolver::ResolverConfig;
 use actors::secrets::{SecretResolver, SecretsActor, SecretsService};
 use actors::stores::Stores;
@@ -278,15 +278,30 @@ pub async fn register(
         .signing_key
         .as_ref()
         .map(|k| k.expose_secret());
-    let (signer, source) = actors::random::load_signer(configured, stores.random.as_ref(), &keys)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}").context("load the random signing key"))?;
-    match source {
-        KeySource::Ephemeral => tracing::warn!("RANDOM_SIGNING_KEY is not set: random results are signed with a key that lives only as long as this process"),
-        KeySource::Configured | KeySource::Stored => tracing::info!(key_id = %signer.key_id(), ?source, "random signing key loaded"),
-    }
+    let loaded = actors::random::load_signer(configured, stores.random.as_ref(), &keys).await;
+    let signer = match loaded {
+        Ok((signer, KeySource::Ephemeral)) => {
+            tracing::warn!("RANDOM_SIGNING_KEY is not set: random results are signed with a key that lives only as long as this process");
+            Some(signer)
+        }
+        Ok((signer, source)) => {
+            tracing::info!(key_id = %signer.key_id(), ?source, "random signing key loaded");
+            Some(signer)
+        }
+        // The server starts (CONTRACT.md §3.9); random answers 503 until the key's
+        // encryption key is back in SECRET_ENCRYPTION_KEY_PREVIOUS.
+        Err(e @ LoadError::Sealed { .. }) => {
+            tracing::error!(error = %e, "signed random is unavailable");
+            None
+        }
+        Err(LoadError::Store(e)) => {
+            return Err(anyhow::Error::new(e)
+                .context("load the random signing key")
+                .into())
+        }
+    };
     let random_service = RandomService::new(
-        Arc::new(signer),
+        signer.map(Arc::new),
         stores.random.clone(),
         Arc::new(SystemClock),
     );

@@ -98,6 +98,10 @@ async fn gas_accounts_are_one_per_owner_with_unique_wallets(backend: Backend) {
     assert_eq!(b.status, 201, "{}", b.text());
     for (body, message) in [
         (
+            json!({"wallet_address": "Nä"}),
+            "wallet_address: must be printable ASCII",
+        ),
+        (
             json!({"wallet_address": "N a"}),
             "wallet_address: must not contain whitespace",
         ),
@@ -410,6 +414,25 @@ async fn concurrent_withdrawals_never_overspend(backend: Backend) {
         .filter(|t| t["type"] == "withdrawal" && t["status"] == "pending")
         .count();
     assert_eq!(pending, 50, "one pending row per accepted withdrawal");
+    // PostgreSQL itself refuses a negative or inconsistent balance, whatever the code.
+    if let Some(db) = &app.db {
+        let client = db.client().await;
+        for change in [
+            "available = available - 1",
+            "pending = pending + 1",
+            "available = -1, balance = balance - available - 1",
+        ] {
+            let refused = client
+                .execute(&format!("UPDATE app_gas_accounts SET {change}"), &[])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.code(),
+                Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+                "{change}"
+            );
+        }
+    }
     app.post(
         &format!("{}/withdraw", base(&account)),
         &json!({"amount": "0.00000001", "to_address": "N"}),
@@ -840,10 +863,74 @@ async fn devpack_gas_actions_are_all_or_nothing(backend: Backend) {
         .json();
     assert_eq!(ledger["items"][0]["id"], tx);
     assert_eq!(ledger["items"][0]["to_address"], "NX");
+    // Applied, then undone: a later action refused at apply time (a duplicate job name)
+    // rolls the withdrawal back, funds included.
+    app.post(
+        &format!("/accounts/{account}/automation/jobs"),
+        &json!({"function_id": run_once(&app, &account, "() => 1".into()).await["function_id"],
+                "name": "dup", "schedule": "@yearly"}),
+    )
+    .await;
+    let out = run(
+        "() => { Devpack.gasBank.withdraw({amount: 0.000005, to: 'NX'});
+                          Devpack.automation.schedule({name: 'dup', schedule: '@daily'}); }"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(
+        out["error"],
+        "devpack action action_2 (automation.schedule) failed: job \"dup\" already exists"
+    );
+    assert_eq!(
+        balances(&gas_account(&app, &account).await),
+        ("1.5".into(), "1".into(), "0.5".into())
+    );
+    let ledger = app
+        .get(&format!("{}/transactions", base(&account)))
+        .await
+        .json();
+    assert_eq!(
+        ledger["items"].as_array().unwrap().len(),
+        2,
+        "no row left behind"
+    );
+    // A small number is read as JavaScript prints it.
+    let out =
+        run("() => { Devpack.gasBank.withdraw({amount: 0.000005, to: 'NX'}) }".to_owned()).await;
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(gas_account(&app, &account).await["available"], "0.999995");
+    // A gas account created by ensureAccount is undone too.
+    let bob = app.create_account_id("bob").await;
+    app.post(
+        &format!("/accounts/{bob}/automation/jobs"),
+        &json!({"function_id": run_once(&app, &bob, "() => 1".into()).await["function_id"],
+                "name": "dup", "schedule": "@yearly"}),
+    )
+    .await;
+    let out = run_once(
+        &app,
+        &bob,
+        "() => { Devpack.gasBank.ensureAccount({wallet: 'NBob'});
+                          Devpack.automation.schedule({name: 'dup', schedule: '@daily'}); }"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(out["status"], "failed");
+    assert_eq!(app.get(&base(&bob)).await.json()["items"], json!([]));
+    let again = app
+        .post(&base(&bob), &json!({"wallet_address": "NBob"}))
+        .await;
+    assert_eq!(
+        again.status,
+        201,
+        "the wallet was released: {}",
+        again.text()
+    );
     for (source, error) in [
         ("() => { Devpack.gasBank.withdraw({wallet: 'other', amount: 1, to: 'NX'}) }", "wallet: no gas account of this account has this wallet"),
         ("() => { Devpack.gasBank.withdraw({amount: 1}) }", "to: is required"),
-        ("() => { Devpack.gasBank.withdraw({amount: 1e-7, to: 'x'}) }", "amount: must be a decimal number of GAS such as \"6.5\" (digits, at most one '.', no sign, exponent or spaces)"),
+        ("() => { Devpack.gasBank.withdraw({amount: 1e-9, to: 'x'}) }", "amount: at most 8 fractional digits"),
+        ("() => { Devpack.gasBank.withdraw({amount: -1, to: 'x'}) }", "amount: must be a decimal number of GAS such as \"6.5\" (digits, at most one '.', no sign, exponent or spaces)"),
         ("() => { Devpack.gasBank.withdraw({gasAccountId: 'x', wallet: 'y', amount: 1, to: 'x'}) }", "give gasAccountId or wallet, not both"),
         ("() => { Devpack.gasBank.ensureAccount({wallet: 'a b'}) }", "wallet: must not contain whitespace"),
     ] {

@@ -309,3 +309,38 @@ async fn a_configured_key_is_used_and_memory_keys_are_per_process() {
     one.stop().await;
     two.stop().await;
 }
+
+/// A stored key whose encryption key left the ring: the server starts, random answers
+/// 503 and everything else works (CONTRACT.md §3.9).
+#[actix_web::test]
+async fn an_unopenable_stored_key_disables_random_only() {
+    let db = TestDb::migrated().await;
+    let first = spawn_app_with(
+        Backend::Postgres,
+        AppOptions::default()
+            .db(db.clone())
+            .env("SECRET_ENCRYPTION_KEY", &"a".repeat(32)),
+    )
+    .await;
+    assert_eq!(first.get("/random/public-key").await.status, 200);
+    first.stop().await;
+    let second = spawn_app_with(
+        Backend::Postgres,
+        AppOptions::default()
+            .db(db.clone())
+            .env("SECRET_ENCRYPTION_KEY", &"b".repeat(32)),
+    )
+    .await;
+    let refused = second.get("/random/public-key").await;
+    refused.assert_error(503, "service_unavailable", "the random signing key cannot be opened with the secret key ring (see the start-up log); signed random is unavailable");
+    let account = second.create_account_id("alice").await;
+    assert_eq!(
+        second
+            .post(&format!("/accounts/{account}/random"), &json!({}))
+            .await
+            .status,
+        503
+    );
+    assert_eq!(second.get("/healthz").await.status, 200);
+    second.stop().await;
+}

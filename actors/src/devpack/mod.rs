@@ -167,15 +167,22 @@ impl Devpack {
             }
             (None, None) => Target::Own,
         };
-        // A number is read from its JSON text: what JavaScript printed for it. Numbers
-        // it prints with an exponent (below 1e-6, from 1e21) are refused; pass a string.
-        let amount = match &p.amount {
+        // A number arrives as a double (JavaScript has no other): it is read from its
+        // shortest round-trip decimal, written without an exponent (Rust's `Display`),
+        // so 0.000005 is "0.000005" and 0.1 is "0.1", never 0.1000000000000000055….
+        let text = match &p.amount {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                serde_json::value::RawValue::from_string(v.to_string())
-                    .map_err(|e| format!("amount: {e}"))?,
-            ),
+            Some(Value::Number(n)) => Some(match (n.as_u64(), n.as_f64()) {
+                (Some(whole), _) => whole.to_string(),
+                (None, Some(float)) => format!("{float}"),
+                (None, None) => n.to_string(),
+            }),
+            Some(other) => Some(other.to_string()),
         };
+        let amount = text
+            .map(serde_json::value::RawValue::from_string)
+            .transpose()
+            .map_err(|e| format!("amount: {e}"))?;
         let new = NewWithdrawal::checked(target, amount.as_deref(), p.to.as_deref())
             .map_err(|e| e.to_string().replacen("to_address:", "to:", 1))?;
         Ok(Box::new(WithdrawEffect {

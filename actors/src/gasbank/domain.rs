@@ -231,12 +231,27 @@ pub fn unknown_gas_account(field: &str) -> ValidationError {
     ValidationError::new(field, "no gas account with this id in this account")
 }
 
-/// A wallet address: trimmed, at most [`MAX_ADDRESS`] characters, no whitespace inside;
-/// empty means none.
+/// A wallet address: trimmed, at most [`MAX_ADDRESS`] characters, printable ASCII
+/// without spaces (Neo addresses are base58); empty means none. ASCII, so that "the same
+/// wallet in another case" means one thing in both stores (Rust's and PostgreSQL's
+/// lower-casing differ beyond ASCII).
 pub fn wallet(field: &str, raw: Option<&str>) -> Result<Option<String>, ValidationError> {
-    let text = crate::validate::trimmed(field, raw.unwrap_or_default(), 0, MAX_ADDRESS)?;
+    ascii_key(field, raw, 0)
+}
+
+/// Text compared case-insensitively (wallets, deposit `tx_id`s): trimmed, `min` to
+/// [`MAX_ADDRESS`] characters of printable ASCII.
+fn ascii_key(
+    field: &str,
+    raw: Option<&str>,
+    min: usize,
+) -> Result<Option<String>, ValidationError> {
+    let text = crate::validate::trimmed(field, raw.unwrap_or_default(), min, MAX_ADDRESS)?;
     if text.chars().any(char::is_whitespace) {
         return Err(ValidationError::new(field, "must not contain whitespace"));
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ValidationError::new(field, "must be printable ASCII"));
     }
     Ok((!text.is_empty()).then_some(text))
 }
@@ -292,7 +307,8 @@ impl NewDeposit {
     pub fn parse(input: DepositInput) -> Result<Self, ValidationError> {
         let target = target(input.gas_account_id.as_deref())?;
         let amount = amount("amount", input.amount.as_deref())?;
-        let tx_id = address("tx_id", input.tx_id.as_deref(), 1)?.unwrap_or_default();
+        // Unique case-insensitively, like a wallet: the same length and ASCII rules.
+        let tx_id = ascii_key("tx_id", input.tx_id.as_deref(), 1)?.unwrap_or_default();
         Ok(Self {
             target,
             amount,

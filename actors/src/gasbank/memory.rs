@@ -45,7 +45,7 @@ impl GasTable {
             Target::Wallet(w) => g
                 .wallet_address
                 .as_ref()
-                .is_some_and(|mine| mine.to_lowercase() == w.to_lowercase()),
+                .is_some_and(|mine| mine.eq_ignore_ascii_case(w)),
         })
     }
 
@@ -57,11 +57,12 @@ impl GasTable {
         }
         if let Some(old) = self.accounts.get(&account.account_id) {
             if let Some(w) = &old.wallet_address {
-                self.wallets.remove(&w.to_lowercase());
+                self.wallets.remove(&w.to_ascii_lowercase());
             }
         }
         if let Some(w) = &account.wallet_address {
-            self.wallets.insert(w.to_lowercase(), account.account_id);
+            self.wallets
+                .insert(w.to_ascii_lowercase(), account.account_id);
         }
         self.accounts.insert(account.account_id, account);
         Ok(())
@@ -73,7 +74,7 @@ impl GasTable {
         self.ledger.insert((t.account_id, t.page_key()), t.id);
         if t.kind == TxKind::Deposit {
             if let Some(tx_id) = &t.blockchain_tx_id {
-                self.deposits.insert(tx_id.to_lowercase(), t.id);
+                self.deposits.insert(tx_id.to_ascii_lowercase(), t.id);
             }
         }
         if t.status == TxStatus::Pending {
@@ -89,7 +90,7 @@ impl GasTable {
         let t = self.transactions.remove(id)?;
         self.ledger.remove(&(t.account_id, t.page_key()));
         if let (TxKind::Deposit, Some(tx_id)) = (t.kind, &t.blockchain_tx_id) {
-            self.deposits.remove(&tx_id.to_lowercase());
+            self.deposits.remove(&tx_id.to_ascii_lowercase());
         }
         if let Some(at) = t.next_attempt_at {
             self.due.remove(&(at, *id));
@@ -109,7 +110,7 @@ impl Table for GasTable {
         if let Row::Account(account) = parent {
             if let Some(g) = self.accounts.remove(&account) {
                 if let Some(w) = g.wallet_address {
-                    self.wallets.remove(&w.to_lowercase());
+                    self.wallets.remove(&w.to_ascii_lowercase());
                 }
             }
             let ids: Vec<GasTxId> = self
@@ -151,7 +152,7 @@ pub(super) fn ensure_in(
     if let Some(w) = &wallet {
         if table
             .wallets
-            .get(&w.to_lowercase())
+            .get(&w.to_ascii_lowercase())
             .is_some_and(|owner| *owner != account)
         {
             return Err(wallet_taken());
@@ -191,7 +192,7 @@ pub(super) fn ensure_in(
             }
             None => {
                 if let Some(w) = added_wallet {
-                    table.wallets.remove(&w.to_lowercase());
+                    table.wallets.remove(&w.to_ascii_lowercase());
                 }
                 table.accounts.remove(&account);
             }
@@ -208,6 +209,12 @@ pub(super) fn withdraw_in(
     pending: Quota,
 ) -> Result<(GasAccount, GasTransaction), StoreError> {
     let table = tx.get::<GasTable>();
+    // The quota first, as PostgreSQL counts before its reservation.
+    let held = table
+        .pending
+        .get(&w.account_id)
+        .map_or(0, |p| p.len() as u64);
+    pending.check(held, "pending withdrawals", "account")?;
     let Some(before) = table.target(w.account_id, target).cloned() else {
         return Err(StoreError::NotFound);
     };
@@ -217,11 +224,6 @@ pub(super) fn withdraw_in(
             w.amount,
         )));
     };
-    let held = table
-        .pending
-        .get(&w.account_id)
-        .map_or(0, |p| p.len() as u64);
-    pending.check(held, "pending withdrawals", "account")?;
     let after = GasAccount {
         available,
         pending: before
@@ -288,7 +290,7 @@ impl GasStore for MemoryGasStore {
         let tx_id = d.blockchain_tx_id.as_deref().unwrap_or_default();
         if let Some(existing) = table
             .deposits
-            .get(&tx_id.to_lowercase())
+            .get(&tx_id.to_ascii_lowercase())
             .and_then(|id| table.transactions.get(id))
         {
             return if super::domain::is_replay(existing, d, before.id) {

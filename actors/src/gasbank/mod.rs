@@ -6,7 +6,8 @@
 //! Money is integer base units ([`Amount`]); every balance change and its ledger row
 //! are one transaction under the gas account's row lock, and the database refuses a
 //! negative or inconsistent balance (a CHECK; memory mode checks the same). Lock order,
-//! everywhere: the account's quota lock (writes that Devpack may make), then the gas
+//! everywhere: the account's quota lock (writes that Devpack may make), then the owner's
+//! `app_accounts` row (key share: what an account deletion locks first), then the gas
 //! account, then its transactions, so no two writers wait on each other in a circle.
 
 mod actor;

@@ -1,7 +1,8 @@
 //! PostgreSQL [`GasStore`] over `app_gas_accounts` and `app_gas_transactions` (migration
-//! V13). Every balance change locks the gas account row first (the withdrawal's
-//! conditional update does so itself), then writes the ledger row; the table's CHECK
-//! refuses any balance that is negative or not `available + pending`.
+//! V13). Every balance change locks the owner's account row (`FOR KEY SHARE`), then the
+//! gas account row (the withdrawal's conditional update does so itself), then writes the
+//! ledger row; the table's CHECK refuses any balance that is negative or not
+//! `available + pending`.
 
 use super::{
     attempt, Credited, GasAccount, GasStore, GasTransaction, Lease, Target, TxKind, TxStatus,
@@ -148,6 +149,21 @@ async fn save_account(db: &impl GenericClient, g: &GasAccount) -> Result<(), Sto
     Ok(())
 }
 
+/// Locks the owner's `app_accounts` row against deletion (`FOR KEY SHARE`, as the
+/// foreign-key checks of the inserts that follow would) before any gas bank row: an
+/// account deletion locks the account first and the gas rows through its cascade, so
+/// taking the account's lock first keeps the two from waiting on each other in a circle.
+/// `NotFound` if the account is gone.
+async fn lock_owner(db: &impl GenericClient, account: &Uuid) -> Result<(), StoreError> {
+    db.query_opt(
+        "SELECT 1 FROM app_accounts WHERE id = $1 FOR KEY SHARE",
+        &[account],
+    )
+    .await?
+    .map(|_| ())
+    .ok_or(StoreError::NotFound)
+}
+
 fn wallet_conflict(e: &tokio_postgres::Error) -> Option<StoreError> {
     (e.code() == Some(&SqlState::UNIQUE_VIOLATION)).then(|| {
         StoreError::Conflict("wallet_address is already used by another gas account".to_owned())
@@ -163,6 +179,7 @@ pub(super) async fn ensure_in(
     now: DateTime<Utc>,
 ) -> Result<(GasAccount, bool), StoreError> {
     crate::quota::lock_pg(db, account.as_uuid()).await?;
+    lock_owner(db, account.as_uuid()).await?;
     let inserted = db
         .query_opt(
             &format!(
@@ -207,8 +224,9 @@ pub(super) async fn ensure_in(
     Ok((changed, false))
 }
 
-/// See [`super::withdraw_in`]: the quota lock, then the one conditional update (which
-/// locks the gas account row), the quota count, and the pending row.
+/// See [`super::withdraw_in`]: the quota lock and count, then one statement that makes
+/// the conditional update (which locks the gas account row) and inserts the pending row
+/// from what it returned, so the row lock is held for that statement and the commit only.
 pub(super) async fn withdraw_in(
     db: &impl GenericClient,
     target: &Target,
@@ -216,21 +234,48 @@ pub(super) async fn withdraw_in(
     pending: Quota,
 ) -> Result<(GasAccount, GasTransaction), StoreError> {
     crate::quota::lock_pg(db, w.account_id.as_uuid()).await?;
+    lock_owner(db, w.account_id.as_uuid())
+        .await
+        // The account is gone: so is its gas account.
+        .map_err(|_| StoreError::NotFound)?;
+    crate::quota::check_pg(
+        db,
+        pending,
+        w.account_id.as_uuid(),
+        "SELECT count(*) FROM (SELECT 1 FROM app_gas_transactions
+             WHERE account_id = $1 AND status = 'pending' LIMIT $2) held",
+        "pending withdrawals",
+    )
+    .await?;
     let (id, wallet) = target_params(target);
+    let stmt = db
+        .prepare_cached(&format!(
+            "WITH reserved AS (
+                 UPDATE app_gas_accounts SET available = available - $4,
+                     pending = pending + $4, updated_at = $5
+                 WHERE {TARGET} AND available >= $4
+                 RETURNING {ACCOUNT}
+             ), inserted AS (
+                 INSERT INTO app_gas_transactions (id, gas_account_id, account_id, type, amount,
+                     net_amount, status, to_address, attempts, next_attempt_at, created_at,
+                     updated_at)
+                 SELECT $6, reserved.id, $1, 'withdrawal', $4, $4, 'pending', $7, 0, $5, $5, $5
+                 FROM reserved
+             )
+             SELECT {ACCOUNT} FROM reserved"
+        ))
+        .await?;
     let reserved = db
         .query_opt(
-            &format!(
-                "UPDATE app_gas_accounts SET available = available - $4, pending = pending + $4,
-                     updated_at = $5
-                 WHERE {TARGET} AND available >= $4
-                 RETURNING {ACCOUNT}"
-            ),
+            &stmt,
             &[
                 w.account_id.as_uuid(),
                 &id,
                 &wallet,
                 &w.amount.base_units(),
                 &w.created_at,
+                w.id.as_uuid(),
+                &w.to_address,
             ],
         )
         .await?;
@@ -250,20 +295,10 @@ pub(super) async fn withdraw_in(
         });
     };
     let account = account_from(&row)?;
-    crate::quota::check_pg(
-        db,
-        pending,
-        w.account_id.as_uuid(),
-        "SELECT count(*) FROM (SELECT 1 FROM app_gas_transactions
-             WHERE account_id = $1 AND status = 'pending' LIMIT $2) held",
-        "pending withdrawals",
-    )
-    .await?;
     let row = GasTransaction {
         gas_account_id: account.id,
         ..w.clone()
     };
-    insert_transaction(db, &row, "").await?;
     Ok((account, row))
 }
 
@@ -311,6 +346,7 @@ impl GasStore for PgGasStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let (id, wallet) = target_params(target);
+        lock_owner(&tx, d.account_id.as_uuid()).await?;
         let row = tx
             .query_opt(
                 &format!("SELECT {ACCOUNT} FROM app_gas_accounts WHERE {TARGET} FOR UPDATE"),
@@ -480,6 +516,19 @@ impl GasStore for PgGasStore {
         let Tx::Postgres(db) = &mut tx else {
             unreachable!("a PostgreSQL transaction")
         };
+        // The owner's row first, then the gas account, then the withdrawal: the order
+        // every gas bank writer and an account deletion take them in.
+        let locked = db
+            .query_opt(
+                "SELECT 1 FROM app_accounts WHERE id = (
+                     SELECT account_id FROM app_gas_transactions WHERE id = $1)
+                 FOR KEY SHARE",
+                &[id.as_uuid()],
+            )
+            .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound);
+        }
         let account = db
             .query_opt(
                 &format!(

@@ -50,9 +50,9 @@ forward!(RandomActor, Generate, |svc, m| svc
     .generate(m.account, m.random));
 forward!(RandomActor, PublicKey, |svc, _m| {
     let key = svc.public_key();
-    async move { Ok(key) }
+    async move { key }
 });
 forward!(RandomActor, Verify, |svc, m| {
     let key = svc.public_key();
-    async move { Ok(super::verify(&m.result, m.length, &key)) }
+    async move { Ok(super::verify(&m.result, m.length, &key?)) }
 });

@@ -28,8 +28,24 @@ pub const KEY_AAD: &[u8] = b"random-key:v1";
 
 crate::subsystem_error!(
     /// Why a random request failed.
-    RandomError {}
+    RandomError {
+        /// The stored signing key cannot be opened (its encryption key is not in the
+        /// ring): the server starts anyway (CONTRACT.md §3.9) and random answers 503.
+        #[error("the random signing key cannot be opened with the secret key ring (see the start-up log); signed random is unavailable")]
+        NoKey => crate::error::Code::ServiceUnavailable,
+    }
 );
+
+/// Why no signer could be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The stored key is sealed under a key the ring does not hold: an operator's key
+    /// rotation left it behind. The server starts without signed random.
+    #[error("the stored random signing key (sealed under key id {key_id}) cannot be opened with the secret key ring: {reason}")]
+    Sealed { key_id: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 crate::handle_trait!(
     /// What the HTTP edge may ask of the random subsystem.
@@ -55,7 +71,7 @@ pub async fn load_signer(
     configured: Option<&[u8]>,
     store: &dyn RandomStore,
     keys: &KeyRing,
-) -> Result<(Signer, KeySource), StoreError> {
+) -> Result<(Signer, KeySource), LoadError> {
     if let Some(seed) = configured {
         let seed: [u8; 32] = seed.try_into().map_err(|_| {
             StoreError::internal(anyhow::anyhow!("RANDOM_SIGNING_KEY is not 32 bytes"))
@@ -70,16 +86,20 @@ pub async fn load_signer(
     }
     let candidate = StoredKey {
         key_id: keys.current_id().to_string(),
-        ciphertext: keys.seal(seed.as_ref(), KEY_AAD)?,
+        ciphertext: keys
+            .seal(seed.as_ref(), KEY_AAD)
+            .map_err(StoreError::from)?,
         public_key: fresh.public_key(),
     };
     let stored = store.signing_key(KEY_NAME, &candidate).await?;
-    let opened = Zeroizing::new(keys.open(&stored.ciphertext, KEY_AAD).map_err(|e| {
-        StoreError::internal(anyhow::anyhow!(
-            "the stored random signing key (encrypted under key id {}) cannot be opened with the key ring: {e}",
-            stored.key_id
-        ))
-    })?);
+    let opened =
+        Zeroizing::new(
+            keys.open(&stored.ciphertext, KEY_AAD)
+                .map_err(|e| LoadError::Sealed {
+                    key_id: stored.key_id.clone(),
+                    reason: e.to_string(),
+                })?,
+        );
     let seed: [u8; 32] = opened.as_slice().try_into().map_err(|_| {
         StoreError::internal(anyhow::anyhow!(
             "the stored random signing key is not 32 bytes"
@@ -89,7 +109,8 @@ pub async fn load_signer(
     if signer.public_key() != stored.public_key {
         return Err(StoreError::internal(anyhow::anyhow!(
             "the stored random signing key does not match its stored public key"
-        )));
+        ))
+        .into());
     }
     Ok((signer, KeySource::Stored))
 }
@@ -178,13 +199,18 @@ impl NewRandom {
 
 #[derive(Clone)]
 pub struct RandomService {
-    signer: Arc<Signer>,
+    /// `None`: the stored key could not be opened ([`RandomError::NoKey`]).
+    signer: Option<Arc<Signer>>,
     store: Arc<dyn RandomStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl RandomService {
-    pub fn new(signer: Arc<Signer>, store: Arc<dyn RandomStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        signer: Option<Arc<Signer>>,
+        store: Arc<dyn RandomStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             signer,
             store,
@@ -198,9 +224,10 @@ impl RandomService {
         account: AccountId,
         new: NewRandom,
     ) -> Result<RandomResult, RandomError> {
+        let signer = self.signer.as_ref().ok_or(RandomError::NoKey)?;
         let counter = self.store.next_counter().await?;
         let now = crate::clock::truncate_micros(self.clock.now());
-        Ok(self.signer.sign(
+        Ok(signer.sign(
             &account.to_string(),
             &new.request_id,
             counter,
@@ -209,7 +236,7 @@ impl RandomService {
         ))
     }
 
-    pub fn public_key(&self) -> [u8; 32] {
-        self.signer.public_key()
+    pub fn public_key(&self) -> Result<[u8; 32], RandomError> {
+        Ok(self.signer.as_ref().ok_or(RandomError::NoKey)?.public_key())
     }
 }

@@ -1,7 +1,8 @@
 //! Signed random (CONTRACT.md §3.10): the message layout, the value derived from the
 //! signature, and verification. Ed25519 signatures are deterministic (RFC 8032), so the
 //! value is unpredictable without the key and fixed once the message is: anyone holding
-//! the public key checks that the service did not choose it after the fact.
+//! the public key checks that the service issued it, unaltered, for that message. (The
+//! key holder chooses the counter and time, so this is not a VRF; see docs/api.md.)
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};

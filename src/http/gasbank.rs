@@ -138,6 +138,8 @@ pub async fn get(
     state: web::Data<AppState>,
     Query(query): Query<GasQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // A bad `limit` or `cursor` (400) before an unknown id (404), as §1.5 orders them.
+    query.list().page(&format!("accounts/{account}/gasbank"))?;
     let id = query.gas_account_id()?;
     if id.is_some() {
         if query.limit.is_some() || query.cursor.is_some() {
@@ -241,6 +243,9 @@ pub async fn transactions(
     state: web::Data<AppState>,
     Query(query): Query<GasQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    query
+        .list()
+        .page(&format!("accounts/{account}/gasbank/transactions"))?;
     let gas_account_id = query.gas_account_id()?;
     list_under_account(
         &state,

@@ -131,7 +131,9 @@ where
             _ => SettingsError::Invalid(e.render().to_string()),
         })?;
     // An empty environment variable counts as unset (compose files often carry `X=`).
-    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let from_files = read_file_settings(&set)?;
+    let env = |name: &str| from_files.get(name).cloned().or_else(|| set(name));
     let command = if matches.get_flag("migrate-only") {
         Command::MigrateOnly
     } else if matches.get_flag("rewrap-secrets") {
@@ -146,6 +148,45 @@ where
     let layers = Layers::build(&matches, &env, file.as_deref())?;
     let settings = layers.settings(command)?;
     Ok(Invocation { command, settings })
+}
+
+/// The settings that may also be given as `<NAME>_FILE` (CONTRACT.md §5): key material,
+/// admin tokens and the DSN, for Kubernetes secret volumes and compose secrets.
+fn file_settings() -> impl Iterator<Item = &'static str> {
+    TABLE
+        .iter()
+        .filter(|d| matches!(d.kind, Kind::Secret | Kind::SecretList) || d.env == "API_TOKENS")
+        .flat_map(|d| std::iter::once(d.env).chain(d.env_aliases.iter().copied()))
+}
+
+/// `<NAME>` → the trimmed content of the file `<NAME>_FILE` names. Both set, an
+/// unreadable file or an empty one is a configuration error naming the variable.
+fn read_file_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<std::collections::HashMap<&'static str, String>, SettingsError> {
+    let mut values = std::collections::HashMap::new();
+    for name in file_settings() {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = env(&file_var) else {
+            continue;
+        };
+        if env(name).is_some() {
+            return Err(SettingsError::Invalid(format!(
+                "invalid {name}: set {name} or {file_var}, not both"
+            )));
+        }
+        let text = std::fs::read_to_string(path.trim()).map_err(|e| {
+            SettingsError::Invalid(format!("invalid {file_var}: cannot read {path:?}: {e}"))
+        })?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(SettingsError::Invalid(format!(
+                "invalid {file_var}: {path:?} is empty"
+            )));
+        }
+        values.insert(name, text.to_owned());
+    }
+    Ok(values)
 }
 
 /// The merged configuration plus what cannot be expressed as plain overrides.

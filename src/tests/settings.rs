@@ -475,3 +475,81 @@ fn key_material_is_parsed_at_load() {
     );
     assert_eq!(rewrap.unwrap().command, Command::RewrapSecrets);
 }
+
+/// `<NAME>_FILE` for key material, admin tokens and the DSN (CONTRACT.md §5): the file's
+/// trimmed content is the value; both set, an unreadable or an empty file is exit 2.
+#[test]
+fn file_settings_read_secret_volumes() {
+    let dsn = TempFile::new("txt", "  postgres://u@db:5432/app\n");
+    let tokens = TempFile::new("txt", "file-token-0123456789,second-token-0123456\n");
+    let key = TempFile::new("txt", &format!("hex:{}\n", "ab".repeat(32)));
+    let s = run(
+        &[],
+        &[
+            ("DATABASE_URL_FILE", dsn.path()),
+            ("API_TOKENS_FILE", tokens.path()),
+            ("API_TOKEN", "env-token-0123456789"),
+            ("SECRET_ENCRYPTION_KEY_FILE", key.path()),
+            ("ORACLE_RESOLVER_KEY_FILE", key.path()),
+        ],
+    )
+    .unwrap()
+    .settings;
+    assert_eq!(
+        s.database.dsn.as_ref().unwrap().expose_secret(),
+        "postgres://u@db:5432/app"
+    );
+    let mut tokens_seen: Vec<&str> = s
+        .auth
+        .api_tokens
+        .iter()
+        .map(|t| t.expose_secret())
+        .collect();
+    tokens_seen.sort_unstable();
+    assert_eq!(
+        tokens_seen,
+        [
+            "env-token-0123456789",
+            "file-token-0123456789",
+            "second-token-0123456"
+        ]
+    );
+    assert_eq!(
+        s.secrets.encryption_key.as_ref().unwrap().expose_secret(),
+        [0xab; 32].as_slice()
+    );
+    assert_eq!(
+        s.oracle.resolver_key.as_ref().unwrap().expose_secret(),
+        format!("hex:{}", "ab".repeat(32))
+    );
+    let t = ("API_TOKENS", "token-0123456789abcdef");
+    assert_eq!(
+        err(
+            &[],
+            &[
+                t,
+                ("DATABASE_URL", "postgres://x"),
+                ("DATABASE_URL_FILE", dsn.path())
+            ]
+        ),
+        "invalid DATABASE_URL: set DATABASE_URL or DATABASE_URL_FILE, not both"
+    );
+    assert!(
+        err(&[], &[t, ("RANDOM_SIGNING_KEY_FILE", "/nonexistent/key")])
+            .starts_with("invalid RANDOM_SIGNING_KEY_FILE: cannot read \"/nonexistent/key\": ")
+    );
+    let empty = TempFile::new("txt", " \n");
+    assert_eq!(
+        err(&[], &[t, ("GASBANK_RESOLVER_KEY_FILE", empty.path())]),
+        format!(
+            "invalid GASBANK_RESOLVER_KEY_FILE: {:?} is empty",
+            empty.path()
+        )
+    );
+    // A file's content is checked like the variable's.
+    let short = TempFile::new("txt", "hex:0011");
+    assert_eq!(
+        err(&[], &[t, ("SECRET_ENCRYPTION_KEY_FILE", short.path())]),
+        "invalid SECRET_ENCRYPTION_KEY: hex key decodes to 2 bytes; expected 16, 24 or 32"
+    );
+}

@@ -7,3 +7,4 @@ pub mod settings;
 pub mod startup;
 pub mod subsystems;
 pub mod telemetry;
+pub mod tls;

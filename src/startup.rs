@@ -202,6 +202,11 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         warn_about_settings(&settings);
         let keys = Arc::new(key_ring(&settings)?);
+        // Read before anything starts: a bad certificate or key is exit 2 at once.
+        let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            _ => None,
+        };
         let stores = open_stores(&settings).await?;
         let registry = prometheus::Registry::new();
         let health = Arc::new(Health::default());
@@ -300,13 +305,17 @@ impl Application {
                 .wrap(from_fn(http::request::trace_request))
                 .configure(http::routes)
                 .default_service(web::to(http::no_route))
-        })
-        .listen(listener)
+        });
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
         .map_err(|e| anyhow::anyhow!("cannot serve: {e}"))?
         .disable_signals()
         .shutdown_timeout(shutdown_secs)
         .run();
-        tracing::info!(addr = %settings.server.addr, port, memory_mode = settings.is_memory_mode(), "listening");
+        let https = settings.server.tls_cert.is_some();
+        tracing::info!(addr = %settings.server.addr, port, https, memory_mode = settings.is_memory_mode(), "listening");
         Ok(Self {
             port,
             server,

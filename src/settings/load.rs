@@ -543,14 +543,7 @@ impl Layers {
                     "TLS_KEY_FILE is set; set both or neither",
                 ))
             }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    def("TLS_CERT_FILE"),
-                    "this build does not terminate TLS itself; terminate TLS at the ingress or \
-                     load balancer (docs/operations.md)",
-                ))
-            }
-            (None, None) => {}
+            (Some(_), Some(_)) | (None, None) => {}
         }
         let rate_limit_rps: u32 = self.int("RATE_LIMIT_RPS", 0)?;
         let rate_limit_burst = match self.parsed("RATE_LIMIT_BURST", values::integer)? {

@@ -73,8 +73,8 @@ macro_rules! def {
 pub static TABLE: &[Def] = &[
     // server
     def!("LISTEN_ADDR", "server"."addr", Some("addr"), Some("0.0.0.0:8080"), Text, "Address and port the HTTP server listens on"),
-    def!("TLS_CERT_FILE", "server"."tls_cert", Some("tls-cert"), None, Text, "PEM certificate chain for HTTPS (with --tls-key); reserved: terminate TLS at the ingress for now"),
-    def!("TLS_KEY_FILE", "server"."tls_key", Some("tls-key"), None, Text, "PEM private key for HTTPS (with --tls-cert); reserved: terminate TLS at the ingress for now"),
+    def!("TLS_CERT_FILE", "server"."tls_cert", Some("tls-cert"), None, Text, "PEM certificate chain: HTTPS is served when it and TLS_KEY_FILE are set"),
+    def!("TLS_KEY_FILE", "server"."tls_key", Some("tls-key"), None, Text, "PEM private key (PKCS#8, PKCS#1 or SEC1) for HTTPS, with TLS_CERT_FILE"),
     def!("HTTP_BODY_LIMIT", "server"."body_limit", Some("http-body-limit"), Some("1MiB"), Size, "Largest request body accepted (bytes, KiB or MiB)"),
     def!("SHUTDOWN_TIMEOUT", "server"."shutdown_timeout", Some("shutdown-timeout"), Some("10s"), Duration, "How long in-flight requests may run after SIGTERM/SIGINT"),
     def!("RATE_LIMIT_RPS", "server"."rate_limit_rps", Some("rate-limit-rps"), Some("0"), Int, "Requests per second allowed per credential (0 = no limit)"),

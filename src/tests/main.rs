@@ -20,5 +20,6 @@ mod refresher;
 mod replicas;
 mod secrets;
 mod settings;
+mod tls;
 mod tokens;
 mod triggers;

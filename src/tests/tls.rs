@@ -127,3 +127,94 @@ async fn https_is_served_with_the_configured_certificate() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether the pool's connection to `dsn` is encrypted (`pg_stat_ssl`), or why it could
+/// not connect.
+async fn encrypted(dsn: &str) -> Result<bool, String> {
+    let options = actors::store::PgOptions {
+        max_connections: 1,
+        connect_timeout: Duration::from_millis(600),
+    };
+    let pool = actors::store::connect(dsn, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+/// The local server has TLS on with Debian's snakeoil certificate (CN and SAN
+/// `localhost`, self-signed): every `sslmode` behaves as libpq's does.
+#[actix_web::test]
+async fn postgres_connections_honour_sslmode_and_sslrootcert() {
+    let snakeoil = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let ip = "postgres://postgres@127.0.0.1:5432/postgres";
+    let named = "postgres://postgres@localhost:5432/postgres";
+    assert_eq!(encrypted(&format!("{ip}?sslmode=disable")).await, Ok(false));
+    assert_eq!(encrypted(ip).await, Ok(true), "prefer by default, as libpq");
+    assert_eq!(encrypted(&format!("{ip}?sslmode=prefer")).await, Ok(true));
+    assert_eq!(encrypted(&format!("{ip}?sslmode=require")).await, Ok(true));
+    // The chain against the given root; the name only with verify-full.
+    assert_eq!(
+        encrypted(&format!("{ip}?sslmode=verify-ca&sslrootcert={snakeoil}")).await,
+        Ok(true)
+    );
+    assert_eq!(
+        encrypted(&format!(
+            "{named}?sslmode=verify-full&sslrootcert={snakeoil}"
+        ))
+        .await,
+        Ok(true)
+    );
+    assert_eq!(
+        encrypted(&format!(
+            "host=localhost user=postgres dbname=postgres sslmode=verify-full sslrootcert='{snakeoil}'"
+        ))
+        .await,
+        Ok(true)
+    );
+    let wrong_name = encrypted(&format!("{ip}?sslmode=verify-full&sslrootcert={snakeoil}"))
+        .await
+        .unwrap_err();
+    assert!(
+        wrong_name.contains("certificate not valid for name \"127.0.0.1\""),
+        "{wrong_name}"
+    );
+    // Without sslrootcert, the system's roots: Debian's ssl-cert package (a dependency of
+    // its PostgreSQL) puts the snakeoil certificate in /etc/ssl/certs, which they include.
+    assert_eq!(
+        encrypted(&format!("{named}?sslmode=verify-full")).await,
+        Ok(true)
+    );
+    // A root that did not sign the server's certificate.
+    let dir = std::env::temp_dir().join(format!("pgtls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = write(&dir, "other.pem", &certificate().1);
+    for dsn in [
+        format!("{named}?sslmode=verify-ca&sslrootcert={other}"),
+        format!("{named}?sslmode=require&sslrootcert={other}"),
+        format!("{named}?sslmode=verify-full&sslrootcert={other}"),
+    ] {
+        let refused = encrypted(&dsn).await.unwrap_err();
+        assert!(
+            refused.contains("invalid peer certificate: UnknownIssuer"),
+            "{dsn}: {refused}"
+        );
+    }
+    let missing = encrypted(&format!(
+        "{ip}?sslmode=verify-ca&sslrootcert=/nonexistent.pem"
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        missing.starts_with("invalid DATABASE_URL: sslrootcert \"/nonexistent.pem\""),
+        "{missing}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ pub mod group_commit;
 pub mod memory;
 pub mod migrations;
 pub mod notify;
+pub mod pg_tls;
 pub mod postgres;
 pub mod tx;
 

@@ -9,7 +9,6 @@
 //! changed meanwhile.
 
 use futures_util::StreamExt as _;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -29,11 +28,11 @@ pub async fn send(
 /// Spawns the listener of `channel` on the current runtime; each notification (or
 /// burst of them) calls `wake.notify_one()`. Runs until the process ends.
 pub fn listen(dsn: &str, channel: &'static str, wake: Arc<Notify>) -> Result<(), String> {
-    let config = tokio_postgres::Config::from_str(dsn).map_err(|e| e.to_string())?;
+    let (config, tls) = super::pg_tls::config(dsn)?;
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match listen_once(&config, channel, &wake).await {
+            match listen_once(&config, tls.clone(), channel, &wake).await {
                 Ok(()) => delay = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(channel, error = %e, "LISTEN connection lost; reconnecting");
@@ -48,10 +47,11 @@ pub fn listen(dsn: &str, channel: &'static str, wake: Arc<Notify>) -> Result<(),
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     channel: &str,
     wake: &Notify,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = config.connect(tls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The connection must be driven while the LISTEN command runs.
     let command = format!("LISTEN {channel}");

@@ -4,9 +4,8 @@
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::error::StoreError;
 use crate::ids::AccountId;
@@ -35,8 +34,7 @@ pub enum ConnectError {
 /// Parses the DSN (URL or key=value form), builds the pool, and waits for one working
 /// connection.
 pub async fn connect(dsn: &str, options: &PgOptions) -> Result<Pool, ConnectError> {
-    let mut pg_config = tokio_postgres::Config::from_str(dsn)
-        .map_err(|e| ConnectError::InvalidDsn(e.to_string()))?;
+    let (mut pg_config, tls) = super::pg_tls::config(dsn).map_err(ConnectError::InvalidDsn)?;
     // One attempt never outlasts the whole start-up budget.
     let per_attempt = options
         .connect_timeout
@@ -48,7 +46,7 @@ pub async fn connect(dsn: &str, options: &PgOptions) -> Result<Pool, ConnectErro
     }
     let manager = Manager::from_config(
         pg_config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Checks rendered Kubernetes manifests beyond their schemas: the Deployment's security
+posture and probes as docs/operations.md promises them, every Secret value read as a
+file, and the PrometheusRule's groups written out for `promtool check rules`.
+
+    .ci/manifests.py rendered.yaml rules-out.yaml
+"""
+import sys
+
+import yaml
+
+
+def main():
+    docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+    kinds = {d["kind"]: d for d in docs}
+    expected = {"Deployment", "Service", "Ingress", "PodDisruptionBudget",
+                "HorizontalPodAutoscaler", "NetworkPolicy", "Job", "ServiceMonitor",
+                "PrometheusRule"}
+    missing = expected - kinds.keys()
+    assert not missing, f"missing kinds: {sorted(missing)}"
+    for kind in ("Deployment", "Job"):
+        pod = kinds[kind]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, kind
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", kind
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, kind
+            assert sc["allowPrivilegeEscalation"] is False, kind
+            assert sc["capabilities"]["drop"] == ["ALL"], kind
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            for name in env:
+                secret = name in ("DATABASE_URL", "API_TOKENS", "SECRET_ENCRYPTION_KEY") or name.endswith("_KEY")
+                assert not secret, f"{kind}: {name} must come from a file (<NAME>_FILE)"
+            assert "DATABASE_URL_FILE" in env, kind
+    app = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert app["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--migrate=false" in app["args"], "replicas leave migrations to the Job"
+    assert kinds["Job"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["--migrate-only"]
+    grace = kinds["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > 10, "above SHUTDOWN_TIMEOUT"
+    assert kinds["Ingress"]["spec"]["tls"], "the Ingress terminates TLS"
+    with open(sys.argv[2], "w") as out:
+        yaml.safe_dump({"groups": kinds["PrometheusRule"]["spec"]["groups"]}, out)
+    print(f"{sys.argv[1]}: {len(docs)} objects, posture and probes as documented")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,9 @@ def main():
     for kind in ("Deployment", "Job"):
         pod = kinds[kind]["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, kind
+        # Secret files mounted 0400 are readable by a non-root uid only through fsGroup.
+        assert pod["securityContext"].get("fsGroup") == pod["securityContext"]["runAsUser"], \
+            f"{kind}: fsGroup must let uid {pod['securityContext']['runAsUser']} read its secrets"
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", kind
         for c in pod["containers"]:
             sc = c["securityContext"]
@@ -37,6 +40,8 @@ def main():
     assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "--migrate=false" in app["args"], "replicas leave migrations to the Job"
     assert kinds["Job"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["--migrate-only"]
+    assert "replicas" not in kinds["Deployment"]["spec"], "the HPA owns replicas"
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 1
     grace = kinds["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > 10, "above SHUTDOWN_TIMEOUT"
     assert kinds["Ingress"]["spec"]["tls"], "the Ingress terminates TLS"

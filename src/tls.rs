@@ -12,7 +12,7 @@ fn invalid(setting: &str, path: &str, reason: impl std::fmt::Display) -> Startup
 }
 
 /// The server configuration for the certificate chain at `cert` and the private key
-/// (PKCS#8, PKCS#1 or SEC1) at `key`; HTTP/1.1 and HTTP/2 are offered by ALPN.
+/// (PKCS#8, PKCS#1 or SEC1) at `key` (actix-web adds the ALPN protocols it serves).
 pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, StartupError> {
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| invalid("TLS_CERT_FILE", cert, e))?
@@ -22,7 +22,7 @@ pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, Star
         return Err(invalid("TLS_CERT_FILE", cert, "no PEM certificate in it"));
     }
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid("TLS_KEY_FILE", key, e))?;
-    let mut config = rustls::ServerConfig::builder()
+    rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| {
@@ -31,7 +31,5 @@ pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, Star
                 key,
                 format!("does not fit the certificate: {e}"),
             )
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+        })
 }

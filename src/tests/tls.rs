@@ -157,6 +157,11 @@ async fn postgres_connections_honour_sslmode_and_sslrootcert() {
     let ip = "postgres://postgres@127.0.0.1:5432/postgres";
     let named = "postgres://postgres@localhost:5432/postgres";
     assert_eq!(encrypted(&format!("{ip}?sslmode=disable")).await, Ok(false));
+    // A Unix-domain socket speaks no TLS, whatever the default.
+    assert_eq!(
+        encrypted("host=/var/run/postgresql user=postgres dbname=postgres").await,
+        Ok(false)
+    );
     assert_eq!(encrypted(ip).await, Ok(true), "prefer by default, as libpq");
     assert_eq!(encrypted(&format!("{ip}?sslmode=prefer")).await, Ok(true));
     assert_eq!(encrypted(&format!("{ip}?sslmode=require")).await, Ok(true));

@@ -32,7 +32,15 @@ pub fn listen(dsn: &str, channel: &'static str, wake: Arc<Notify>) -> Result<(),
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match listen_once(&config, tls.clone(), channel, &wake).await {
+            let once = match &tls {
+                super::pg_tls::Tls::Plain => {
+                    listen_once(&config, tokio_postgres::NoTls, channel, &wake).await
+                }
+                super::pg_tls::Tls::Rustls(tls) => {
+                    listen_once(&config, tls.clone(), channel, &wake).await
+                }
+            };
+            match once {
                 Ok(()) => delay = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(channel, error = %e, "LISTEN connection lost; reconnecting");
@@ -45,12 +53,16 @@ pub fn listen(dsn: &str, channel: &'static str, wake: Arc<Notify>) -> Result<(),
     Ok(())
 }
 
-async fn listen_once(
+async fn listen_once<T>(
     config: &tokio_postgres::Config,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    tls: T,
     channel: &str,
     wake: &Notify,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
     let (client, mut connection) = config.connect(tls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The connection must be driven while the LISTEN command runs.

@@ -52,16 +52,27 @@ impl SslMode {
 }
 
 /// A DSN with its TLS settings taken out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
-    /// The rest, for `tokio_postgres::Config`.
+    /// The rest, for `tokio_postgres::Config` (it may hold a password).
     pub rest: String,
     pub mode: SslMode,
     /// `sslrootcert`: a PEM file, or `None` for the system's roots.
     pub root: Option<String>,
 }
 
+/// Never the DSN's text: it may hold a password.
+impl std::fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dsn")
+            .field("mode", &self.mode)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Dsn {
+    /// Errors name what is wrong and where, never the DSN's text (it may hold a password).
     pub fn parse(dsn: &str) -> Result<Self, String> {
         let (rest, mode, root) =
             if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
@@ -69,15 +80,32 @@ impl Dsn {
             } else {
                 split_pairs(dsn)?
             };
-        let mut mode = mode
-            .as_deref()
-            .map_or(Ok(SslMode::Prefer), SslMode::parse)?;
-        let root = root.filter(|r| r != "system");
-        // libpq: `require` with a root certificate verifies the chain.
-        if mode == SslMode::Require && root.is_some() {
-            mode = SslMode::VerifyCa;
-        }
+        let system = root.as_deref() == Some("system");
+        let root = root.filter(|_| !system);
+        let mode = match (mode.as_deref().map(SslMode::parse).transpose()?, system) {
+            // libpq 16: `sslrootcert=system` means verify-full unless said otherwise, and
+            // refuses a mode that would not use it.
+            (None, true) => SslMode::VerifyFull,
+            (Some(m @ (SslMode::VerifyCa | SslMode::VerifyFull)), true) => m,
+            (Some(_), true) => {
+                return Err("sslrootcert=system needs sslmode verify-ca or verify-full".to_owned())
+            }
+            // libpq: `require` with a root certificate verifies the chain.
+            (Some(SslMode::Require), false) if root.is_some() => SslMode::VerifyCa,
+            (Some(m), false) => m,
+            (None, false) => SslMode::Prefer,
+        };
         Ok(Self { rest, mode, root })
+    }
+
+    /// Whether every host is a Unix-domain socket (a path): no TLS is spoken there, and
+    /// the rustls connector cannot name such a host.
+    pub fn unix_only(config: &tokio_postgres::Config) -> bool {
+        !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
     }
 
     /// The TLS side of connections for this DSN.
@@ -134,49 +162,52 @@ impl Dsn {
     }
 }
 
+/// How connections are made: plain (Unix-domain sockets only) or over rustls.
+#[derive(Clone)]
+pub enum Tls {
+    Plain,
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
 /// The connection settings and the TLS connector of a DSN, as every connection of the
 /// process (the pool's and the `LISTEN` ones) makes them.
-pub fn config(
-    dsn: &str,
-) -> Result<
-    (
-        tokio_postgres::Config,
-        tokio_postgres_rustls::MakeRustlsConnect,
-    ),
-    String,
-> {
+pub fn config(dsn: &str) -> Result<(tokio_postgres::Config, Tls), String> {
     let dsn = Dsn::parse(dsn)?;
     let mut config: tokio_postgres::Config = dsn.rest.parse().map_err(|e| format!("{e}"))?;
     config.ssl_mode(dsn.mode.wire());
-    Ok((config, dsn.connector()?))
+    let tls = if Dsn::unix_only(&config) {
+        Tls::Plain
+    } else {
+        Tls::Rustls(dsn.connector()?)
+    };
+    Ok((config, tls))
 }
 
 /// `postgres://…?sslmode=…&sslrootcert=…`: the query pairs taken out, the rest kept.
 type Split = (String, Option<String>, Option<String>);
 
 fn split_url(dsn: &str) -> Result<Split, String> {
-    let mut url = url::Url::parse(dsn).map_err(|e| format!("not a URL: {e}"))?;
-    let (mut mode, mut root) = (None, None);
-    let kept: Vec<(String, String)> = url
-        .query_pairs()
-        .filter_map(|(k, v)| match k.as_ref() {
-            "sslmode" => {
-                mode = Some(v.into_owned());
-                None
-            }
-            "sslrootcert" => {
-                root = Some(v.into_owned());
-                None
-            }
-            _ => Some((k.into_owned(), v.into_owned())),
-        })
-        .collect();
-    if kept.is_empty() {
-        url.set_query(None);
-    } else {
-        url.query_pairs_mut().clear().extend_pairs(kept);
+    // Split by hand, not through a URL parser: libpq URLs may name several hosts
+    // (`h1:5432,h2:5432`) or none, and every other parameter must reach tokio-postgres
+    // byte for byte (a re-encoded query turns `%20` into `+`).
+    let Some((base, query)) = dsn.split_once('?') else {
+        return Ok((dsn.to_owned(), None, None));
+    };
+    let (mut mode, mut root, mut kept) = (None, None, Vec::new());
+    for piece in query.split('&').filter(|p| !p.is_empty()) {
+        let parsed = form_urlencoded::parse(piece.as_bytes()).next();
+        match parsed.as_ref().map(|(k, v)| (k.as_ref(), v)) {
+            Some(("sslmode", v)) => mode = Some(v.to_string()),
+            Some(("sslrootcert", v)) => root = Some(v.to_string()),
+            _ => kept.push(piece),
+        }
     }
-    Ok((url.to_string(), mode, root))
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, mode, root))
 }
 
 /// `host=… sslmode=… sslrootcert='…'` (libpq's key=value form: values bare or in single
@@ -193,7 +224,11 @@ fn split_pairs(dsn: &str) -> Result<Split, String> {
             std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(format!("expected '=' after {key:?}"));
+            // Not the key: it may be a password or a whole URL of another scheme.
+            return Err(format!(
+                "expected key=value pairs or a postgres:// URL; parameter {} has no '='",
+                rest.len() + 1
+            ));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -309,11 +344,30 @@ mod tests {
         assert_eq!(d.rest, "host='db' user='o\\'neil' dbname='app'");
         let parsed: tokio_postgres::Config = d.rest.parse().unwrap();
         assert_eq!(parsed.get_user(), Some("o'neil"));
-        let d = Dsn::parse("host=db sslmode=disable sslrootcert=system").unwrap();
-        assert_eq!((d.mode, d.root), (SslMode::Disable, None));
+        let d = Dsn::parse("host=db sslmode=verify-ca sslrootcert=system").unwrap();
+        assert_eq!((d.mode, d.root), (SslMode::VerifyCa, None));
+        assert!(Dsn::parse("host=db sslmode=disable sslrootcert=system").is_err());
         assert!(Dsn::parse("host=db sslmode=maybe")
             .unwrap_err()
             .contains("sslmode \"maybe\""));
+        // Other parameters pass byte for byte; several hosts are fine.
+        let d = Dsn::parse(
+            "postgres://u@h1:5432,h2:5433/app?options=-c%20search_path%3Dx&sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(
+            d.rest,
+            "postgres://u@h1:5432,h2:5433/app?options=-c%20search_path%3Dx"
+        );
+        assert_eq!(d.mode, SslMode::Require);
+        // libpq 16: `sslrootcert=system` means verify-full, and refuses weaker modes.
+        let d = Dsn::parse("postgres://db/app?sslrootcert=system").unwrap();
+        assert_eq!((d.mode, d.root), (SslMode::VerifyFull, None));
+        assert!(Dsn::parse("postgres://db/app?sslrootcert=system&sslmode=require").is_err());
+        // Errors never repeat the DSN (it may hold a password).
+        let e = Dsn::parse("postgresql+psycopg://u:secret@h/db").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(!format!("{:?}", Dsn::parse("host=h password=secret").unwrap()).contains("secret"));
         assert!(Dsn::parse("host='db").is_err());
         assert!(Dsn::parse("host").is_err());
     }

@@ -44,13 +44,15 @@ pub async fn connect(dsn: &str, options: &PgOptions) -> Result<Pool, ConnectErro
     if pg_config.get_application_name().is_none() {
         pg_config.application_name("service-layer");
     }
-    let manager = Manager::from_config(
-        pg_config,
-        tls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let recycling = || ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        super::pg_tls::Tls::Plain => {
+            Manager::from_config(pg_config, tokio_postgres::NoTls, recycling())
+        }
+        super::pg_tls::Tls::Rustls(tls) => Manager::from_config(pg_config, tls, recycling()),
+    };
     let pool = Pool::builder(manager)
         .max_size(options.max_connections.max(1))
         .runtime(Runtime::Tokio1)

@@ -103,11 +103,11 @@ pub async fn verify(
         )));
     }
     let signature = decode::<64>("signature", &input.signature)?;
-    let service_key = state.random.ask(PublicKey).await?;
-    let public_key = match &input.public_key {
-        Some(text) => decode::<32>("public_key", text)?,
-        None => service_key,
-    };
+    let public_key = input
+        .public_key
+        .as_deref()
+        .map(|text| decode::<32>("public_key", text))
+        .transpose()?;
     let created_at = chrono::DateTime::parse_from_rfc3339(&input.created_at)
         .map_err(|e| ApiError::validation(format!("created_at: not an RFC 3339 timestamp: {e}")))?
         .with_timezone(&chrono::Utc);
@@ -117,13 +117,15 @@ pub async fn verify(
         counter: input.counter,
         value,
         signature,
-        public_key,
+        // None named: the actor puts the service's key here.
+        public_key: public_key.unwrap_or_default(),
         created_at,
     };
     let verdict = state
         .random
         .ask(Verify {
             result,
+            claimed_key: public_key.is_some(),
             length: input.length,
         })
         .await?;

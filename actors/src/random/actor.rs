@@ -38,11 +38,14 @@ pub struct Generate {
 #[rtype(result = "Result<[u8; 32], RandomError>")]
 pub struct PublicKey;
 
-/// Verifies a result against the service's key: `Ok(Err(why))` when it does not.
+/// Verifies a result against the service's key: `Ok(Err(why))` when it does not. The
+/// result's `public_key` is the one the client claimed, or, when it named none
+/// (`claimed_key: false`), replaced by the service's.
 #[derive(Message)]
 #[rtype(result = "Result<Result<(), super::Invalid>, RandomError>")]
 pub struct Verify {
     pub result: RandomResult,
+    pub claimed_key: bool,
     pub length: Option<u64>,
 }
 
@@ -54,5 +57,12 @@ forward!(RandomActor, PublicKey, |svc, _m| {
 });
 forward!(RandomActor, Verify, |svc, m| {
     let key = svc.public_key();
-    async move { Ok(super::verify(&m.result, m.length, &key?)) }
+    async move {
+        let key = key?;
+        let mut result = m.result;
+        if !m.claimed_key {
+            result.public_key = key;
+        }
+        Ok(super::verify(&result, m.length, &key))
+    }
 });

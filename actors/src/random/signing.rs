@@ -163,6 +163,11 @@ pub fn verify(
     let Ok(key) = VerifyingKey::from_bytes(service_key) else {
         return Err(Invalid::UnknownKey);
     };
+    // Ids the service never signs cannot carry its signature: refused before hashing
+    // a message that a public caller could make as large as the body limit.
+    if result.account_id.len() != 36 || !(1..=128).contains(&result.request_id.len()) {
+        return Err(Invalid::BadSignature);
+    }
     let m = message(
         &result.account_id,
         &result.request_id,
@@ -274,6 +279,12 @@ mod tests {
         for v in changed {
             assert_eq!(verify(&v, None, &key), Err(Invalid::BadSignature));
         }
+        // Ids the service never issues (a 1 MB request id) are refused unhashed.
+        let huge = RandomResult {
+            request_id: "x".repeat(1 << 20),
+            ..r.clone()
+        };
+        assert_eq!(verify(&huge, None, &key), Err(Invalid::BadSignature));
         // A truncated value is signed for another length.
         let mut short = r.clone();
         short.value.truncate(99);

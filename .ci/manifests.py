@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Checks rendered Kubernetes manifests beyond their schemas: the Deployment's security
 posture and probes as docs/operations.md promises them, every Secret value read as a
-file, and the PrometheusRule's groups written out for `promtool check rules`.
+file, and the PrometheusRule's groups written out for `promtool check rules` together
+with every query of the Grafana dashboard (as recording rules, so promtool parses them).
 
     .ci/manifests.py rendered.yaml rules-out.yaml
 """
+import json
 import sys
 
 import yaml
@@ -15,7 +17,7 @@ def main():
     kinds = {d["kind"]: d for d in docs}
     expected = {"Deployment", "Service", "Ingress", "PodDisruptionBudget",
                 "HorizontalPodAutoscaler", "NetworkPolicy", "Job", "ServiceMonitor",
-                "PrometheusRule"}
+                "PrometheusRule", "ConfigMap"}
     missing = expected - kinds.keys()
     assert not missing, f"missing kinds: {sorted(missing)}"
     for kind in ("Deployment", "Job"):
@@ -44,9 +46,21 @@ def main():
     assert kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 1
     grace = kinds["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > 10, "above SHUTDOWN_TIMEOUT"
-    assert kinds["Ingress"]["spec"]["tls"], "the Ingress terminates TLS"
+    ingress = kinds["Ingress"]["spec"]
+    assert ingress["tls"], "the Ingress terminates TLS"
+    covered = {h for t in ingress["tls"] for h in t["hosts"]}
+    served = {r["host"] for r in ingress["rules"]}
+    assert served <= covered, f"Ingress hosts without TLS: {sorted(served - covered)}"
+    dashboard = kinds["ConfigMap"]
+    assert dashboard["metadata"]["labels"].get("grafana_dashboard") == "1", "Grafana sidecar label"
+    panels = json.loads(dashboard["data"]["service-layer.json"])["panels"]
+    queries = [{"record": f"dashboard_panel_{p['id']}_{t['refId']}",
+                "expr": t["expr"].replace("$job", ".*")}
+               for p in panels for t in p.get("targets", [])]
+    assert len(queries) >= 20, f"{len(queries)} dashboard queries"
+    groups = kinds["PrometheusRule"]["spec"]["groups"] + [{"name": "dashboard", "rules": queries}]
     with open(sys.argv[2], "w") as out:
-        yaml.safe_dump({"groups": kinds["PrometheusRule"]["spec"]["groups"]}, out)
+        yaml.safe_dump({"groups": groups}, out)
     print(f"{sys.argv[1]}: {len(docs)} objects, posture and probes as documented")
 
 

@@ -10,6 +10,9 @@ pub struct ActorMetrics {
     pub restarts: IntCounterVec,
     /// `service_layer_actor_up{actor}`: 1 while the actor runs, 0 while it restarts.
     pub up: IntGaugeVec,
+    /// `service_layer_actor_mailbox_depth{actor}`: messages sent through the actor's
+    /// handle and not answered yet (waiting in its mailbox or being handled).
+    pub mailbox: IntGaugeVec,
 }
 
 impl ActorMetrics {
@@ -27,8 +30,21 @@ impl ActorMetrics {
                 .namespace("service_layer"),
             &["actor"],
         )?;
+        let mailbox = IntGaugeVec::new(
+            Opts::new(
+                "actor_mailbox_depth",
+                "Messages sent to a supervised actor and not answered yet",
+            )
+            .namespace("service_layer"),
+            &["actor"],
+        )?;
         registry.register(Box::new(restarts.clone()))?;
         registry.register(Box::new(up.clone()))?;
-        Ok(Self { restarts, up })
+        registry.register(Box::new(mailbox.clone()))?;
+        Ok(Self {
+            restarts,
+            up,
+            mailbox,
+        })
     }
 }

@@ -14,6 +14,7 @@ use crate::health::{ActorStatus, Health};
 use crate::metrics::ActorMetrics;
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
+use prometheus::IntGauge;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -106,6 +107,8 @@ pub struct ActorHandle<A: Actor> {
     name: &'static str,
     slot: Arc<RwLock<Option<Addr<A>>>>,
     health: Arc<Health>,
+    /// `service_layer_actor_mailbox_depth{actor}`.
+    mailbox: IntGauge,
 }
 
 impl<A: Actor> Clone for ActorHandle<A> {
@@ -114,7 +117,25 @@ impl<A: Actor> Clone for ActorHandle<A> {
             name: self.name,
             slot: self.slot.clone(),
             health: self.health.clone(),
+            mailbox: self.mailbox.clone(),
         }
+    }
+}
+
+/// Counts one message in the mailbox gauge until its reply arrives or the caller gives
+/// up (the future is dropped): the gauge can never drift upwards.
+struct InMailbox(IntGauge);
+
+impl InMailbox {
+    fn enter(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InMailbox {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -154,8 +175,10 @@ impl<A: Actor<Context = Context<A>>> ActorHandle<A> {
             msg,
             span: tracing::Span::current(),
         };
+        let mailbox = self.mailbox.clone();
         async move {
             let addr = addr.ok_or(Unavailable(name))?;
+            let _counted = InMailbox::enter(&mailbox);
             addr.send(traced).await.map_err(|_| Unavailable(name))
         }
     }
@@ -312,6 +335,7 @@ impl Supervisor {
             name,
             slot,
             health: self.health.clone(),
+            mailbox: self.metrics.mailbox.with_label_values(&[name]),
         }
     }
 

@@ -15,10 +15,12 @@ use actors::accounts::{
 use actors::patch::Patch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 const LIST_SCOPE: &str = "accounts";
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Account)]
 pub struct AccountBody {
     id: String,
     owner: String,
@@ -39,22 +41,35 @@ impl From<Account> for AccountBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = AccountCreate)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    #[schema(required = true, min_length = 1, max_length = 256)]
     owner: Option<String>,
     metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = AccountPatch)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256)]
     owner: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Patch<BTreeMap<String, String>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "accounts",
+    summary = "Create an account (admin)",
+    request_body = CreateBody,
+    responses((status = 201, description = "The account", body = AccountBody)),
+)]
 pub async fn create(
     _: AdminOnly,
     state: web::Data<AppState>,
@@ -69,6 +84,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(AccountBody::from(account)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    tag = "accounts",
+    summary = "List accounts (an account token sees only its own)",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of accounts, oldest first", body = super::pagination::ListBody<AccountBody>)),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -80,6 +103,13 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(ListBody::new(accounts, LIST_SCOPE, AccountBody::from)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "Get an account",
+    responses((status = 200, description = "The account", body = AccountBody)),
+)]
 pub async fn get(
     AccountPath(id): AccountPath,
     state: web::Data<AppState>,
@@ -89,6 +119,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "Change an account's owner or metadata",
+    request_body = PatchBody,
+    responses((status = 200, description = "The account", body = AccountBody)),
+)]
 pub async fn update(
     AccountPath(id): AccountPath,
     state: web::Data<AppState>,
@@ -110,6 +148,13 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(AccountBody::from(account)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "Delete an account and everything it owns (admin)",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     _: AdminOnly,
     AccountPath(id): AccountPath,

@@ -159,7 +159,7 @@ impl Auth {
     fn is_public(&self, path: &str) -> bool {
         matches!(
             path,
-            "/healthz" | "/readyz" | "/random/public-key" | "/random/verify"
+            "/healthz" | "/readyz" | "/openapi.json" | "/random/public-key" | "/random/verify"
         ) || (path == "/metrics" && self.metrics_public)
             || path.starts_with("/webhooks/")
     }

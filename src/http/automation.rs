@@ -15,8 +15,10 @@ use actors::automation::{
 };
 use actors::ids::JobId;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Job)]
 pub struct JobBody {
     id: String,
     account_id: String,
@@ -25,6 +27,7 @@ pub struct JobBody {
     description: String,
     schedule: String,
     enabled: bool,
+    #[schema(value_type = String)]
     overlap_policy: &'static str,
     max_attempts: i32,
     last_run: Option<String>,
@@ -53,13 +56,15 @@ impl From<Job> for JobBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = JobRun)]
 pub struct RunBody {
     id: String,
     job_id: String,
     scheduled_for: String,
     started_at: Option<String>,
     completed_at: Option<String>,
+    #[schema(value_type = String)]
     status: &'static str,
     attempt: i32,
     execution_id: Option<String>,
@@ -86,6 +91,14 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).ok_or_else(|| ApiError::not_found("job"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/automation/jobs",
+    tag = "automation",
+    summary = "Schedule a function (cron)",
+    request_body = actors::automation::JobInput,
+    responses((status = 201, description = "The job", body = JobBody)),
+)]
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -97,6 +110,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(JobBody::from(job)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/automation/jobs",
+    tag = "automation",
+    summary = "List the account's jobs",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of jobs", body = super::pagination::ListBody<JobBody>)),
+)]
 pub async fn list(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -113,6 +134,13 @@ pub async fn list(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/automation/jobs/{job_id}",
+    tag = "automation",
+    summary = "Get a job",
+    responses((status = 200, description = "The job", body = JobBody)),
+)]
 pub async fn get(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -124,6 +152,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(JobBody::from(job)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}/automation/jobs/{job_id}",
+    tag = "automation",
+    summary = "Change a job",
+    request_body = actors::automation::JobPatchInput,
+    responses((status = 200, description = "The job", body = JobBody)),
+)]
 pub async fn update(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -140,6 +176,13 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(JobBody::from(job)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/automation/jobs/{job_id}",
+    tag = "automation",
+    summary = "Delete a job and its runs",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -151,6 +194,14 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/automation/jobs/{job_id}/runs",
+    tag = "automation",
+    summary = "List a job's runs, newest first",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of runs", body = super::pagination::ListBody<RunBody>)),
+)]
 pub async fn runs(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,

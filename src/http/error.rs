@@ -23,7 +23,7 @@ pub enum ApiError {
     Unauthorized,
     Forbidden,
     /// The `Allow` header value, e.g. `GET, POST`.
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(std::sync::Arc<str>),
     PayloadTooLarge(usize),
     /// The credential's request budget is spent; seconds until the next request fits.
     RateLimited(u64),
@@ -146,7 +146,8 @@ impl fmt::Display for ApiError {
 }
 
 /// The JSON error body.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,
     pub code: &'a str,
@@ -169,7 +170,9 @@ impl ResponseError for ApiError {
                 res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             Self::MethodNotAllowed(allow) => {
-                res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+                if let Ok(allow) = HeaderValue::from_str(allow) {
+                    res.insert_header((header::ALLOW, allow));
+                }
             }
             Self::Domain {
                 code: Code::ServiceUnavailable,

@@ -18,8 +18,10 @@ use actors::functions::{
 use actors::ids::{ExecutionId, FunctionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Function)]
 pub struct FunctionBody {
     id: String,
     account_id: String,
@@ -50,13 +52,17 @@ impl From<Function> for FunctionBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Execution)]
 pub struct ExecutionBody {
     id: String,
     account_id: String,
     function_id: String,
+    #[schema(value_type = String)]
     status: &'static str,
+    #[schema(value_type = Object)]
     input: Value,
+    #[schema(value_type = Object)]
     output: Value,
     logs: Vec<String>,
     error: Option<String>,
@@ -87,20 +93,29 @@ impl From<Execution> for ExecutionBody {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = FunctionLimitsInput)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsBody {
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
+    #[schema(minimum = 1)]
     memory_mib: Option<u64>,
+    #[schema(minimum = 1)]
     output_limit_bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = FunctionInput)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionInput {
+    #[schema(required = true, min_length = 1, max_length = 128)]
     name: Option<String>,
+    #[schema(max_length = 1024)]
     description: Option<String>,
+    #[schema(required = true)]
     source: Option<String>,
+    #[schema(max_items = 64)]
     secrets: Option<Vec<String>>,
     limits: Option<LimitsBody>,
 }
@@ -131,6 +146,14 @@ fn execution_id(raw: &str) -> Result<ExecutionId, ApiError> {
     ExecutionId::parse(raw).ok_or_else(|| ApiError::not_found("execution"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/functions",
+    tag = "functions",
+    summary = "Create a function",
+    request_body = FunctionInput,
+    responses((status = 201, description = "The function", body = FunctionBody)),
+)]
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -145,6 +168,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(FunctionBody::from(function)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/functions",
+    tag = "functions",
+    summary = "List the account's functions",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of functions", body = super::pagination::ListBody<FunctionBody>)),
+)]
 pub async fn list(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -161,6 +192,13 @@ pub async fn list(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/functions/{function_id}",
+    tag = "functions",
+    summary = "Get a function",
+    responses((status = 200, description = "The function", body = FunctionBody)),
+)]
 pub async fn get(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -172,6 +210,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(FunctionBody::from(function)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/accounts/{id}/functions/{function_id}",
+    tag = "functions",
+    summary = "Replace a function (omitted optional fields reset)",
+    request_body = FunctionInput,
+    responses((status = 200, description = "The function, version + 1", body = FunctionBody)),
+)]
 pub async fn replace(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -188,6 +234,13 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(FunctionBody::from(function)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/functions/{function_id}",
+    tag = "functions",
+    summary = "Delete a function and its executions",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -199,6 +252,14 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/functions/{function_id}/execute",
+    tag = "functions",
+    summary = "Run a function now with the body as its params",
+    request_body(content = Option<Object>, description = "Any JSON object: the params (an empty body is `{}`)", content_type = "application/json"),
+    responses((status = 200, description = "The execution, succeeded or failed", body = ExecutionBody, content_type = "application/json", headers(("X-Execution-Status" = String, description = "succeeded or failed")))),
+)]
 pub async fn execute(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -219,6 +280,14 @@ pub async fn execute(
         .json(ExecutionBody::from(execution)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/functions/{function_id}/executions",
+    tag = "functions",
+    summary = "List a function's executions, newest first",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of executions", body = super::pagination::ListBody<ExecutionBody>)),
+)]
 pub async fn list_executions(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -239,6 +308,13 @@ pub async fn list_executions(
     Ok(HttpResponse::Ok().json(ListBody::new(executions, &scope, ExecutionBody::from)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/functions/{function_id}/executions/{execution_id}",
+    tag = "functions",
+    summary = "Get an execution of a function",
+    responses((status = 200, description = "The execution", body = ExecutionBody)),
+)]
 pub async fn get_execution(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -258,6 +334,13 @@ pub async fn get_execution(
     Ok(HttpResponse::Ok().json(ExecutionBody::from(execution)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/functions/executions/{execution_id}",
+    tag = "functions",
+    summary = "Get an execution of any of the account's functions",
+    responses((status = 200, description = "The execution", body = ExecutionBody)),
+)]
 pub async fn get_any_execution(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,

@@ -18,8 +18,10 @@ use actors::gasbank::{
 use actors::ids::GasAccountId;
 use actors::page::{Keyed, Page};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = GasAccount)]
 pub struct GasAccountBody {
     id: String,
     account_id: String,
@@ -46,15 +48,18 @@ impl From<GasAccount> for GasAccountBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = GasTransaction)]
 pub struct TransactionBody {
     id: String,
     gas_account_id: String,
     account_id: String,
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
     amount: String,
     net_amount: String,
+    #[schema(value_type = String)]
     status: &'static str,
     blockchain_tx_id: Option<String>,
     from_address: Option<String>,
@@ -90,7 +95,8 @@ impl From<GasTransaction> for TransactionBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = GasMovement)]
 struct MovementBody {
     account: GasAccountBody,
     transaction: TransactionBody,
@@ -109,12 +115,31 @@ fn movement(m: Movement) -> HttpResponse {
 }
 
 /// The query of the two gas bank lists: the list's own plus `gas_account_id`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GasQuery {
+    /// Only this gas account (a UUID; 404 unless it is the account's own).
     gas_account_id: Option<String>,
+    /// Page size, 1 or more (default 50; above 500 acts as 500).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// What `GET …/gasbank` answers: without `gas_account_id` the list protocol's page (at
+/// most one item), with it that one account. Only the document uses this type: the
+/// handler writes each shape directly.
+#[derive(Serialize, ToSchema)]
+#[schema(as = GasAccountReply)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum GasAccountReply {
+    #[schema(title = "page")]
+    Page(super::pagination::ListBody<GasAccountBody>),
+    #[schema(title = "one")]
+    One(GasAccountBody),
 }
 
 impl GasQuery {
@@ -133,6 +158,14 @@ impl GasQuery {
 
 /// `GET …/gasbank`: the owner's gas account as a list (of at most one), or with
 /// `gas_account_id` that one account (404 unless it is the owner's).
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/gasbank",
+    tag = "gasbank",
+    summary = "The account's gas account: a list of at most one, or one by gas_account_id",
+    params(GasQuery),
+    responses((status = 200, description = "A page holding the gas account, or with gas_account_id that account", body = GasAccountReply)),
+)]
 pub async fn get(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -188,6 +221,14 @@ async fn or_unknown_account(
 }
 
 /// `POST …/gasbank`: 201 with a new gas account, 200 with the existing one.
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/gasbank",
+    tag = "gasbank",
+    summary = "Open the account's gas account (idempotent)",
+    request_body = actors::gasbank::EnsureInput,
+    responses((status = 201, description = "Opened", body = GasAccountBody), (status = 200, description = "It existed", body = GasAccountBody)),
+)]
 pub async fn ensure(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -204,6 +245,14 @@ pub async fn ensure(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/gasbank/deposit",
+    tag = "gasbank",
+    summary = "Record a deposit (idempotent by tx_id)",
+    request_body = actors::gasbank::DepositInput,
+    responses((status = 201, description = "Recorded", body = MovementBody), (status = 200, description = "Recorded before (same tx_id)", body = MovementBody)),
+)]
 pub async fn deposit(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -217,6 +266,14 @@ pub async fn deposit(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/gasbank/withdraw",
+    tag = "gasbank",
+    summary = "Request a withdrawal, settled by the resolver",
+    request_body = actors::gasbank::WithdrawInput,
+    responses((status = 201, description = "Requested: the amount moves from available to pending", body = MovementBody)),
+)]
 pub async fn withdraw(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -238,6 +295,14 @@ pub async fn withdraw(
 }
 
 /// `GET …/gasbank/transactions`: the ledger, newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/gasbank/transactions",
+    tag = "gasbank",
+    summary = "List the gas bank ledger, newest first",
+    params(GasQuery),
+    responses((status = 200, description = "A page of transactions", body = super::pagination::ListBody<TransactionBody>)),
+)]
 pub async fn transactions(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,

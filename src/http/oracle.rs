@@ -18,8 +18,10 @@ use actors::oracle::{
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OracleSource)]
 pub struct SourceBody {
     id: String,
     account_id: String,
@@ -52,11 +54,13 @@ impl From<Source> for SourceBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OracleRequest)]
 pub struct RequestBody {
     id: String,
     account_id: String,
     data_source_id: String,
+    #[schema(value_type = String)]
     status: &'static str,
     payload: String,
     result: Option<String>,
@@ -95,6 +99,14 @@ fn request_id(raw: &str) -> Result<RequestId, ApiError> {
     RequestId::parse(raw).ok_or_else(|| ApiError::not_found("oracle request"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/oracle/sources",
+    tag = "oracle",
+    summary = "Create an oracle data source",
+    request_body = actors::oracle::SourceInput,
+    responses((status = 201, description = "The source", body = SourceBody)),
+)]
 pub async fn create_source(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -106,6 +118,14 @@ pub async fn create_source(
     Ok(HttpResponse::Created().json(SourceBody::from(source)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/oracle/sources",
+    tag = "oracle",
+    summary = "List the account's oracle data sources",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of sources", body = super::pagination::ListBody<SourceBody>)),
+)]
 pub async fn list_sources(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -122,6 +142,13 @@ pub async fn list_sources(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/oracle/sources/{source_id}",
+    tag = "oracle",
+    summary = "Get an oracle data source",
+    responses((status = 200, description = "The source", body = SourceBody)),
+)]
 pub async fn get_source(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -133,6 +160,14 @@ pub async fn get_source(
     Ok(HttpResponse::Ok().json(SourceBody::from(source)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}/oracle/sources/{source_id}",
+    tag = "oracle",
+    summary = "Change an oracle data source",
+    request_body = actors::oracle::SourcePatchInput,
+    responses((status = 200, description = "The source", body = SourceBody)),
+)]
 pub async fn update_source(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -149,6 +184,13 @@ pub async fn update_source(
     Ok(HttpResponse::Ok().json(SourceBody::from(source)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/oracle/sources/{source_id}",
+    tag = "oracle",
+    summary = "Delete an oracle data source",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete_source(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -160,6 +202,14 @@ pub async fn delete_source(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/oracle/requests",
+    tag = "oracle",
+    summary = "Ask the resolver for data",
+    request_body = actors::oracle::RequestInput,
+    responses((status = 201, description = "The request, pending", body = RequestBody)),
+)]
 pub async fn create_request(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -171,6 +221,14 @@ pub async fn create_request(
     Ok(HttpResponse::Created().json(RequestBody::from(request)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/oracle/requests",
+    tag = "oracle",
+    summary = "List the account's oracle requests, newest first",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of requests", body = super::pagination::ListBody<RequestBody>)),
+)]
 pub async fn list_requests(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -187,6 +245,13 @@ pub async fn list_requests(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/oracle/requests/{request_id}",
+    tag = "oracle",
+    summary = "Get an oracle request",
+    responses((status = 200, description = "The request", body = RequestBody)),
+)]
 pub async fn get_request(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -198,6 +263,14 @@ pub async fn get_request(
     Ok(HttpResponse::Ok().json(RequestBody::from(request)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}/oracle/requests/{request_id}",
+    tag = "oracle",
+    summary = "Move an oracle request to running, succeeded or failed",
+    request_body = actors::oracle::TransitionInput,
+    responses((status = 200, description = "The request", body = RequestBody)),
+)]
 pub async fn patch_request(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,

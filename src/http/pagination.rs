@@ -9,12 +9,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// The query of every list route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Page size, 1 or more (default 50; above 500 acts as 500).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -85,8 +90,8 @@ fn decode(scope: &str, cursor: &str) -> Result<PageKey, ApiError> {
     Ok(PageKey { at, id })
 }
 
-/// `{"items": [...], "next_cursor": ...}`.
-#[derive(Serialize)]
+/// `{"items": [...], "next_cursor": ...}`: `next_cursor` is `null` on the last page.
+#[derive(Serialize, ToSchema)]
 pub struct ListBody<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

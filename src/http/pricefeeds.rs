@@ -17,8 +17,10 @@ use actors::pricefeeds::{
     UpdateFeed,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = PriceFeed)]
 pub struct FeedBody {
     id: String,
     account_id: String,
@@ -59,7 +61,8 @@ impl From<FeedView> for FeedBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = PriceSnapshot)]
 pub struct SnapshotBody {
     id: String,
     feed_id: String,
@@ -88,6 +91,14 @@ fn feed_id(raw: &str) -> Result<FeedId, ApiError> {
     FeedId::parse(raw).ok_or_else(|| ApiError::not_found("price feed"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/pricefeeds",
+    tag = "pricefeeds",
+    summary = "Create a price feed",
+    request_body = actors::pricefeeds::FeedInput,
+    responses((status = 201, description = "The feed", body = FeedBody)),
+)]
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -99,6 +110,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(FeedBody::from(feed)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/pricefeeds",
+    tag = "pricefeeds",
+    summary = "List the account's price feeds",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of feeds", body = super::pagination::ListBody<FeedBody>)),
+)]
 pub async fn list(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -115,6 +134,13 @@ pub async fn list(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/pricefeeds/{feed_id}",
+    tag = "pricefeeds",
+    summary = "Get a price feed",
+    responses((status = 200, description = "The feed", body = FeedBody)),
+)]
 pub async fn get(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -126,6 +152,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(FeedBody::from(feed)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}/pricefeeds/{feed_id}",
+    tag = "pricefeeds",
+    summary = "Change a price feed",
+    request_body = actors::pricefeeds::FeedPatchInput,
+    responses((status = 200, description = "The feed", body = FeedBody)),
+)]
 pub async fn update(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -142,6 +176,13 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(FeedBody::from(feed)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/pricefeeds/{feed_id}",
+    tag = "pricefeeds",
+    summary = "Delete a price feed and its snapshots",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -153,6 +194,14 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/pricefeeds/{feed_id}/snapshots",
+    tag = "pricefeeds",
+    summary = "List a feed's snapshots, newest first",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of snapshots", body = super::pagination::ListBody<SnapshotBody>)),
+)]
 pub async fn snapshots(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -173,6 +222,14 @@ pub async fn snapshots(
     Ok(HttpResponse::Ok().json(ListBody::new(snapshots, &scope, SnapshotBody::from)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/pricefeeds/{feed_id}/snapshots",
+    tag = "pricefeeds",
+    summary = "Record a price observation",
+    request_body = actors::pricefeeds::SnapshotInput,
+    responses((status = 201, description = "The snapshot", body = SnapshotBody)),
+)]
 pub async fn create_snapshot(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,

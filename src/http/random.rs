@@ -12,8 +12,10 @@ use actors::random::{Generate, GenerateInput, NewRandom, PublicKey, RandomResult
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RandomResult)]
 struct ResultBody {
     account_id: String,
     request_id: String,
@@ -40,6 +42,14 @@ impl From<RandomResult> for ResultBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/random",
+    tag = "random",
+    summary = "Signed random bytes",
+    request_body = actors::random::GenerateInput,
+    responses((status = 200, description = "The signed result", body = ResultBody)),
+)]
 pub async fn generate(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -53,20 +63,48 @@ pub async fn generate(
     Ok(HttpResponse::Ok().json(ResultBody::from(result)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/random/public-key",
+    tag = "random",
+    summary = "The service's Ed25519 public key",
+    security(()),
+    responses((status = 200, description = "The key", body = PublicKeyBody)),
+)]
 pub async fn public_key(
     state: web::Data<AppState>,
     _: Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let key = state.random.ask(PublicKey).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "algorithm": "ed25519",
-        "public_key": STANDARD.encode(key),
-        "key_id": actors::random::key_id(&key),
-    })))
+    Ok(HttpResponse::Ok().json(PublicKeyBody {
+        algorithm: "ed25519",
+        public_key: STANDARD.encode(key),
+        key_id: actors::random::key_id(&key),
+    }))
+}
+
+/// The signing key: base64 of the 32-byte Ed25519 public key, and its id.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RandomPublicKey)]
+struct PublicKeyBody {
+    #[schema(value_type = String, example = "ed25519")]
+    algorithm: &'static str,
+    public_key: String,
+    key_id: String,
+}
+
+/// A verification's answer: `reason` says why a result is not valid (`null` if it is).
+#[derive(Serialize, ToSchema)]
+#[schema(as = RandomVerdict)]
+struct VerdictBody {
+    valid: bool,
+    #[schema(value_type = Option<String>)]
+    reason: Option<&'static str>,
 }
 
 /// A RandomResult as posted back: `public_key` and `length` optional.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RandomVerifyRequest)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyInput {
     account_id: String,
@@ -88,6 +126,15 @@ fn decode<const N: usize>(field: &str, text: &str) -> Result<[u8; N], ApiError> 
         .map_err(|_| ApiError::validation(format!("{field}: must decode to {N} bytes")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/random/verify",
+    tag = "random",
+    summary = "Check a signed random result",
+    security(()),
+    request_body = VerifyInput,
+    responses((status = 200, description = "Whether it is valid, and why not", body = VerdictBody)),
+)]
 pub async fn verify(
     state: web::Data<AppState>,
     _: Query<NoParams>,
@@ -133,5 +180,5 @@ pub async fn verify(
         Ok(()) => (true, None),
         Err(why) => (false, Some(why.reason())),
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({"valid": valid, "reason": reason})))
+    Ok(HttpResponse::Ok().json(VerdictBody { valid, reason }))
 }

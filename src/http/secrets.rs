@@ -15,8 +15,10 @@ use actors::secrets::{
     UpdateSecret,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Secret)]
 pub struct SecretBody {
     id: String,
     account_id: String,
@@ -39,16 +41,21 @@ impl From<SecretMetadata> for SecretBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = SecretCreate)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    #[schema(required = true, pattern = "^[A-Za-z0-9_.-]{1,128}$")]
     name: Option<String>,
+    #[schema(required = true, min_length = 1)]
     value: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = SecretUpdate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
+    #[schema(required = true, min_length = 1)]
     value: Option<String>,
 }
 
@@ -87,6 +94,14 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         })
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/secrets",
+    tag = "secrets",
+    summary = "Store a secret",
+    request_body = CreateBody,
+    responses((status = 201, description = "The secret's metadata", body = SecretBody)),
+)]
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -106,6 +121,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(SecretBody::from(meta)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/secrets",
+    tag = "secrets",
+    summary = "List the account's secrets (names and versions, never values)",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of secrets", body = super::pagination::ListBody<SecretBody>)),
+)]
 pub async fn list(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -122,6 +145,13 @@ pub async fn list(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/secrets/{name}",
+    tag = "secrets",
+    summary = "Get a secret's metadata (the value is write-only)",
+    responses((status = 200, description = "The secret's metadata", body = SecretBody, headers(("ETag" = String, description = "The current version, quoted: `\"3\"`")))),
+)]
 pub async fn get(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -137,6 +167,15 @@ pub async fn get(
         .json(SecretBody::from(meta)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/accounts/{id}/secrets/{name}",
+    tag = "secrets",
+    summary = "Store a new version of a secret",
+    request_body = UpdateBody,
+    params(("If-Match" = Option<String>, Header, description = "Expected current version (`3` or `\"3\"`; `*` = any): 409 version_mismatch otherwise")),
+    responses((status = 200, description = "The secret's metadata", body = SecretBody)),
+)]
 pub async fn update(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -160,6 +199,14 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(SecretBody::from(meta)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/secrets/{name}",
+    tag = "secrets",
+    summary = "Delete a secret and its versions",
+    params(("If-Match" = Option<String>, Header, description = "Expected current version (`3` or `\"3\"`; `*` = any): 409 version_mismatch otherwise")),
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,

@@ -13,12 +13,28 @@ use std::time::Duration;
 
 /// The process is alive. Nothing else is checked: a liveness probe must not restart a pod
 /// because its database is down.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    summary = "Liveness: the process is up",
+    security(()),
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)),
+)]
 pub async fn healthz(_: Query<NoParams>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready to take traffic: started and not shutting down, database reachable (2 s ping),
 /// no actor `failed`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "system",
+    summary = "Readiness: started, database reachable, no actor failed",
+    security(()),
+    responses((status = 200, description = "`{\"status\": \"ready\", \"checks\"}`", body = Object), (status = 503, description = "`{\"error\", \"code\": \"not_ready\", \"checks\"}`, with Retry-After", body = Object)),
+)]
 pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpResponse {
     let database = match &state.pool {
         None => "memory",
@@ -65,6 +81,14 @@ pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpRespo
 
 /// Prometheus text. When `METRICS_REQUIRE_TOKEN` is set it is admin-only (403 for account
 /// tokens); otherwise anyone may read it.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    summary = "Prometheus metrics (admin-only when METRICS_REQUIRE_TOKEN is set)",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

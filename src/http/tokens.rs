@@ -15,8 +15,10 @@ use actors::accounts::tokens::{
 use actors::ids::TokenId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Token)]
 pub struct TokenBody {
     id: String,
     account_id: String,
@@ -42,10 +44,13 @@ impl From<ApiToken> for TokenBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = TokenCreate)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    #[schema(required = true, min_length = 1, max_length = 128)]
     name: Option<String>,
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
@@ -53,6 +58,14 @@ fn token_id(raw: &str) -> Result<TokenId, ApiError> {
     TokenId::parse(raw).ok_or_else(|| ApiError::not_found("token"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/tokens",
+    tag = "tokens",
+    summary = "Issue an account token (admin); its value is shown once",
+    request_body = CreateBody,
+    responses((status = 201, description = "The token with its `token` value", body = TokenBody)),
+)]
 pub async fn create(
     _: AdminOnly,
     AccountPath(account): AccountPath,
@@ -86,6 +99,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/tokens",
+    tag = "tokens",
+    summary = "List the account's tokens (admin)",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of tokens (never their values)", body = super::pagination::ListBody<TokenBody>)),
+)]
 pub async fn list(
     _: AdminOnly,
     AccountPath(account): AccountPath,
@@ -103,6 +124,13 @@ pub async fn list(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/tokens/{token_id}",
+    tag = "tokens",
+    summary = "Get a token (admin)",
+    responses((status = 200, description = "The token", body = TokenBody)),
+)]
 pub async fn get(
     _: AdminOnly,
     AccountPath(account): AccountPath,
@@ -115,6 +143,13 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TokenBody::from(token)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/tokens/{token_id}",
+    tag = "tokens",
+    summary = "Revoke a token (admin)",
+    responses((status = 204, description = "Revoked")),
+)]
 pub async fn delete(
     _: AdminOnly,
     AccountPath(account): AccountPath,

@@ -18,13 +18,16 @@ use actors::triggers::{
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Trigger)]
 pub struct TriggerBody {
     id: String,
     account_id: String,
     function_id: String,
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
     rule: String,
     config: BTreeMap<String, String>,
@@ -74,6 +77,14 @@ fn trigger_id(raw: &str) -> Result<TriggerId, ApiError> {
     TriggerId::parse(raw).ok_or_else(|| ApiError::not_found("trigger"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/triggers",
+    tag = "triggers",
+    summary = "Create a cron, event or webhook trigger",
+    request_body = actors::triggers::TriggerInput,
+    responses((status = 201, description = "The trigger (a webhook trigger shows its secret once)", body = TriggerBody)),
+)]
 pub async fn create(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -88,6 +99,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(TriggerBody::from(created)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/triggers",
+    tag = "triggers",
+    summary = "List the account's triggers",
+    params(super::pagination::ListParams),
+    responses((status = 200, description = "A page of triggers", body = super::pagination::ListBody<TriggerBody>)),
+)]
 pub async fn list(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -104,6 +123,13 @@ pub async fn list(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/triggers/{trigger_id}",
+    tag = "triggers",
+    summary = "Get a trigger",
+    responses((status = 200, description = "The trigger", body = TriggerBody)),
+)]
 pub async fn get(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -115,6 +141,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TriggerBody::from(trigger)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}/triggers/{trigger_id}",
+    tag = "triggers",
+    summary = "Change a trigger",
+    request_body = actors::triggers::TriggerPatchInput,
+    responses((status = 200, description = "The trigger", body = TriggerBody)),
+)]
 pub async fn update(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -131,6 +165,13 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(TriggerBody::from(updated)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}/triggers/{trigger_id}",
+    tag = "triggers",
+    summary = "Delete a trigger",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     AccountPath(account): AccountPath,
     state: web::Data<AppState>,
@@ -142,7 +183,8 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookAccepted)]
 struct Accepted {
     trigger_id: String,
     execution_id: String,
@@ -155,6 +197,16 @@ struct Accepted {
 /// signature proved the caller); disabled (409); a non-JSON media type (415); a body
 /// that is not a JSON object (400; empty = `{}`); NUL characters (400); too many firings
 /// pending (429). Answered 202 once the firing is stored.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{trigger_id}",
+    tag = "triggers",
+    summary = "Fire a webhook trigger (authenticated by its signature)",
+    security(()),
+    request_body(content = Option<Object>, description = "A JSON object: the params (an empty body is `{}`)", content_type = "application/json"),
+    params(("X-Webhook-Signature" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of the body under the trigger's secret")),
+    responses((status = 202, description = "Stored; the function runs soon", body = Accepted)),
+)]
 pub async fn webhook(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -159,6 +159,13 @@ fn file_settings() -> impl Iterator<Item = &'static str> {
         .flat_map(|d| std::iter::once(d.env).chain(d.env_aliases.iter().copied()))
 }
 
+fn is_list(name: &str) -> bool {
+    TABLE.iter().any(|d| {
+        (d.env == name || d.env_aliases.contains(&name))
+            && (matches!(d.kind, Kind::SecretList) || d.env == "API_TOKENS")
+    })
+}
+
 /// `<NAME>` → the trimmed content of the file `<NAME>_FILE` names. Both set, an
 /// unreadable file or an empty one is a configuration error naming the variable.
 fn read_file_settings(
@@ -184,7 +191,14 @@ fn read_file_settings(
                 "invalid {file_var}: {path:?} is empty"
             )));
         }
-        values.insert(name, text.to_owned());
+        // A list in a file may also be one item per line (a token per line is how
+        // secret stores write them); commas still work.
+        let value = if is_list(name) {
+            text.lines().map(str::trim).collect::<Vec<_>>().join(",")
+        } else {
+            text.to_owned()
+        };
+        values.insert(name, value);
     }
     Ok(values)
 }

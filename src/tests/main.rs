@@ -6,12 +6,14 @@
 mod accounts;
 mod automation;
 mod bounded;
+mod dashboard;
 mod dispatcher;
 mod functions;
 mod gasbank;
 mod helpers;
 mod http;
 mod isolation;
+mod openapi;
 mod oracle;
 mod pricefeeds;
 mod process;

@@ -481,7 +481,11 @@ fn key_material_is_parsed_at_load() {
 #[test]
 fn file_settings_read_secret_volumes() {
     let dsn = TempFile::new("txt", "  postgres://u@db:5432/app\n");
-    let tokens = TempFile::new("txt", "file-token-0123456789,second-token-0123456\n");
+    // One per line or comma-separated: both are lists.
+    let tokens = TempFile::new(
+        "txt",
+        "file-token-0123456789,second-token-0123456\r\nthird-token-01234567\n",
+    );
     let key = TempFile::new("txt", &format!("hex:{}\n", "ab".repeat(32)));
     let s = run(
         &[],
@@ -511,7 +515,8 @@ fn file_settings_read_secret_volumes() {
         [
             "env-token-0123456789",
             "file-token-0123456789",
-            "second-token-0123456"
+            "second-token-0123456",
+            "third-token-01234567"
         ]
     );
     assert_eq!(

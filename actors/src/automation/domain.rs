@@ -68,15 +68,21 @@ impl crate::page::Keyed for Job {
 
 /// A job as requested, before any check: every field as given (HTTP body or Devpack
 /// params), absent fields `None`. It is also the shape of the HTTP body.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = JobInput)]
 #[serde(deny_unknown_fields)]
 pub struct JobInput {
+    #[schema(required = true)]
     pub function_id: Option<String>,
+    #[schema(required = true, min_length = 1, max_length = 128)]
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(required = true)]
     pub schedule: Option<String>,
     pub enabled: Option<bool>,
+    #[schema(example = "skip")]
     pub overlap_policy: Option<String>,
+    #[schema(minimum = 1, maximum = 20)]
     pub max_attempts: Option<i64>,
 }
 
@@ -181,16 +187,25 @@ impl NewJob {
 
 /// A PATCH as requested: omitted fields `Missing`, `null` fields `Null`. It is also the
 /// shape of the HTTP body.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = JobPatch)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobPatchInput {
+    #[schema(value_type = Option<String>)]
     pub function_id: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub name: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub schedule: Patch<String>,
+    #[schema(value_type = Option<bool>)]
     pub enabled: Patch<bool>,
+    #[schema(value_type = Option<String>)]
     pub overlap_policy: Patch<String>,
+    #[schema(value_type = Option<i64>)]
     pub max_attempts: Patch<i64>,
+    #[schema(value_type = Option<String>)]
     pub next_run: Patch<String>,
 }
 

@@ -12,7 +12,8 @@ const SOURCE_MAX_BYTES: usize = 256 * 1024;
 const MAX_SECRETS: usize = 64;
 
 /// Per-function limit overrides; `None` means the service default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FunctionLimits)]
 pub struct FunctionLimits {
     pub timeout_ms: Option<u64>,
     pub memory_mib: Option<u64>,
@@ -167,7 +168,8 @@ impl ExecutionStatus {
 }
 
 /// The fate of one queued `Devpack` action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Action)]
 pub struct ActionRecord {
     pub id: String,
     #[serde(rename = "type")]

@@ -188,7 +188,8 @@ impl GasTransaction {
 }
 
 /// `POST …/gasbank`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = GasAccountInput)]
 #[serde(deny_unknown_fields)]
 pub struct EnsureInput {
     pub wallet_address: Option<String>,
@@ -196,10 +197,12 @@ pub struct EnsureInput {
 
 /// `POST …/gasbank/deposit`. `amount` is kept as its JSON text: a number is read from
 /// its digits, never through a float.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = GasDeposit)]
 #[serde(deny_unknown_fields)]
 pub struct DepositInput {
     pub gas_account_id: Option<String>,
+    #[schema(value_type = Option<String>, required = true)]
     pub amount: Option<Box<RawValue>>,
     pub tx_id: Option<String>,
     pub from_address: Option<String>,
@@ -207,11 +210,14 @@ pub struct DepositInput {
 }
 
 /// `POST …/gasbank/withdraw`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = GasWithdrawal)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawInput {
     pub gas_account_id: Option<String>,
+    #[schema(value_type = Option<String>, required = true)]
     pub amount: Option<Box<RawValue>>,
+    #[schema(required = true)]
     pub to_address: Option<String>,
 }
 

@@ -152,11 +152,14 @@ impl Request {
 }
 
 /// A data source as requested (the HTTP body), before any check.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = OracleSourceInput)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
+    #[schema(required = true)]
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(required = true)]
     pub url: Option<String>,
     pub method: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
@@ -178,15 +181,23 @@ pub struct NewSource {
 
 /// The PATCH body: omitted fields stay unchanged; `null` clears `description`, `headers`
 /// and `body` (to empty) and is refused for the others.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = OracleSourcePatch)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourcePatchInput {
+    #[schema(value_type = Option<String>)]
     pub name: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub url: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub method: Patch<String>,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub headers: Patch<BTreeMap<String, String>>,
+    #[schema(value_type = Option<String>)]
     pub body: Patch<String>,
+    #[schema(value_type = Option<bool>)]
     pub enabled: Patch<bool>,
 }
 
@@ -374,9 +385,11 @@ impl SourcePatch {
 }
 
 /// A request as asked for (the HTTP body).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = OracleRequestInput)]
 #[serde(deny_unknown_fields)]
 pub struct RequestInput {
+    #[schema(required = true)]
     pub data_source_id: Option<String>,
     pub payload: Option<String>,
 }
@@ -428,9 +441,11 @@ impl NewRequest {
 }
 
 /// The PATCH body of a request.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = OracleTransition)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionInput {
+    #[schema(required = true)]
     pub status: Option<String>,
     pub result: Option<String>,
     pub error: Option<String>,

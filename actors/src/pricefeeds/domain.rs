@@ -103,10 +103,13 @@ impl Keyed for Snapshot {
 }
 
 /// A feed as requested (the HTTP body), before any check.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = PriceFeedInput)]
 #[serde(deny_unknown_fields)]
 pub struct FeedInput {
+    #[schema(required = true)]
     pub base_asset: Option<String>,
+    #[schema(required = true)]
     pub quote_asset: Option<String>,
     pub update_interval: Option<String>,
     pub heartbeat_interval: Option<String>,
@@ -129,13 +132,19 @@ pub struct NewFeed {
 
 /// The PATCH body: omitted fields stay unchanged; none of them can be cleared, so
 /// `null` is refused naming the field.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = PriceFeedPatch)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedPatchInput {
+    #[schema(value_type = Option<String>)]
     pub update_interval: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub heartbeat_interval: Patch<String>,
+    #[schema(value_type = Option<f64>)]
     pub deviation_percent: Patch<f64>,
+    #[schema(value_type = Option<bool>)]
     pub active: Patch<bool>,
+    #[schema(value_type = Option<Vec<String>>)]
     pub sources: Patch<Vec<String>>,
 }
 
@@ -149,9 +158,11 @@ pub struct FeedPatch {
 }
 
 /// A manual snapshot as requested.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = PriceSnapshotInput)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotInput {
+    #[schema(required = true)]
     pub price: Option<f64>,
     pub source: Option<String>,
     pub collected_at: Option<String>,

@@ -155,9 +155,11 @@ pub async fn rewrap_key(
 }
 
 /// `POST /accounts/{id}/random`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = RandomRequest)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateInput {
+    #[schema(minimum = 1, maximum = 1024)]
     pub length: Option<u64>,
     pub request_id: Option<String>,
 }

@@ -127,3 +127,65 @@ async fn shutdown_stops_children_without_restarting_them() {
     assert_eq!(metrics.restarts.with_label_values(&["crashy"]).get(), 0);
     assert_eq!(metrics.up.with_label_values(&["crashy"]).get(), 0);
 }
+
+/// Answered when the test releases it: holds a message "in the mailbox" for as long as
+/// the test needs.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Hold(tokio::sync::oneshot::Receiver<()>);
+
+impl Handler<Traced<Hold>> for Crashy {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, held: Traced<Hold>, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            let _ = held.msg.0.await;
+        })
+    }
+}
+
+async fn wait_for_depth(metrics: &ActorMetrics, depth: i64) {
+    let gauge = metrics.mailbox.with_label_values(&["crashy"]);
+    for _ in 0..200 {
+        if gauge.get() == depth {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("mailbox depth stayed {}, expected {depth}", gauge.get());
+}
+
+#[actix_rt::test]
+async fn mailbox_depth_counts_unanswered_messages_and_abandoned_calls() {
+    let (health, metrics, handle, _sup) = setup(fast_policy(3, Duration::from_secs(10)));
+    wait_for(&health, ActorStatus::Running).await;
+    assert_eq!(metrics.mailbox.with_label_values(&["crashy"]).get(), 0);
+
+    // Two calls waiting: depth 2; answered: back to 0.
+    let (release_a, held_a) = tokio::sync::oneshot::channel();
+    let (release_b, held_b) = tokio::sync::oneshot::channel();
+    let a = actix_rt::spawn({
+        let handle = handle.clone();
+        async move { handle.call(Hold(held_a)).await }
+    });
+    let b = actix_rt::spawn({
+        let handle = handle.clone();
+        async move { handle.call(Hold(held_b)).await }
+    });
+    wait_for_depth(&metrics, 2).await;
+    release_a.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    wait_for_depth(&metrics, 1).await;
+    release_b.send(()).unwrap();
+    b.await.unwrap().unwrap();
+    wait_for_depth(&metrics, 0).await;
+
+    // A caller that gives up (its future dropped) no longer counts.
+    let (_keep, held) = tokio::sync::oneshot::channel();
+    let abandoned = actix_rt::spawn({
+        let handle = handle.clone();
+        async move { handle.call(Hold(held)).await }
+    });
+    wait_for_depth(&metrics, 1).await;
+    abandoned.abort();
+    wait_for_depth(&metrics, 0).await;
+}

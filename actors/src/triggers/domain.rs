@@ -222,12 +222,16 @@ fn kind(raw: &str) -> Result<TriggerType, ValidationError> {
 }
 
 /// A trigger as requested, before any check. It is also the shape of the HTTP body.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = TriggerInput)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerInput {
+    #[schema(required = true)]
     pub function_id: Option<String>,
     #[serde(rename = "type")]
+    #[schema(required = true)]
     pub kind: Option<String>,
+    #[schema(required = true)]
     pub rule: Option<String>,
     pub config: Option<BTreeMap<String, String>>,
     pub enabled: Option<bool>,
@@ -288,15 +292,22 @@ impl NewTrigger {
 
 /// A PATCH as requested: omitted fields `Missing`, `null` fields `Null`. It is also the
 /// shape of the HTTP body.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = TriggerPatch)]
 #[serde(default, deny_unknown_fields)]
 pub struct TriggerPatchInput {
+    #[schema(value_type = Option<String>)]
     pub function_id: Patch<String>,
     #[serde(rename = "type")]
+    #[schema(value_type = Option<String>)]
     pub kind: Patch<String>,
+    #[schema(value_type = Option<String>)]
     pub rule: Patch<String>,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub config: Patch<BTreeMap<String, String>>,
+    #[schema(value_type = Option<bool>)]
     pub enabled: Patch<bool>,
+    #[schema(value_type = Option<bool>)]
     pub rotate_webhook_secret: Patch<bool>,
 }
 

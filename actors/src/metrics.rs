@@ -11,7 +11,7 @@ pub struct ActorMetrics {
     /// `service_layer_actor_up{actor}`: 1 while the actor runs, 0 while it restarts.
     pub up: IntGaugeVec,
     /// `service_layer_actor_mailbox_depth{actor}`: messages sent through the actor's
-    /// handle and not answered yet (waiting in its mailbox or being handled).
+    /// handle that wait in its mailbox (not yet taken by the actor).
     pub mailbox: IntGaugeVec,
 }
 
@@ -33,7 +33,7 @@ impl ActorMetrics {
         let mailbox = IntGaugeVec::new(
             Opts::new(
                 "actor_mailbox_depth",
-                "Messages sent to a supervised actor and not answered yet",
+                "Messages waiting in a supervised actor's mailbox",
             )
             .namespace("service_layer"),
             &["actor"],

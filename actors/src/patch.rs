@@ -1,6 +1,6 @@
 //! Tri-state field for PATCH bodies: omitted (leave unchanged), `null` (clear), or a value.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Patch<T> {
@@ -18,17 +18,6 @@ impl<T> Patch<T> {
             Patch::Missing => Ok(None),
             Patch::Null => Err(crate::ValidationError::new(field, "must not be null")),
             Patch::Value(v) => Ok(Some(v)),
-        }
-    }
-}
-
-/// `null` unless a value. Only the OpenAPI derive needs it (it serialises the defaults
-/// of a `#[serde(default)]` body); a skipped field is written by leaving it out.
-impl<T: Serialize> Serialize for Patch<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Patch::Value(v) => serializer.serialize_some(v),
-            Patch::Missing | Patch::Null => serializer.serialize_none(),
         }
     }
 }

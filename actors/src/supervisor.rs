@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 pub struct Traced<M> {
     pub msg: M,
     pub span: tracing::Span,
+    /// Counts the message in `service_layer_actor_mailbox_depth` until the actor takes
+    /// it (the handler consumes `Traced`) or the mailbox is dropped with it in.
+    queued: Option<InMailbox>,
 }
 
 impl<M: Message> Message for Traced<M> {
@@ -122,8 +125,9 @@ impl<A: Actor> Clone for ActorHandle<A> {
     }
 }
 
-/// Counts one message in the mailbox gauge until its reply arrives or the caller gives
-/// up (the future is dropped): the gauge can never drift upwards.
+/// One message in the mailbox gauge, for as long as the message exists undelivered: it
+/// travels inside [`Traced`], so a caller that stops waiting does not take it out early,
+/// and a message dropped unhandled (actor stopped) still leaves the count.
 struct InMailbox(IntGauge);
 
 impl InMailbox {
@@ -171,14 +175,15 @@ impl<A: Actor<Context = Context<A>>> ActorHandle<A> {
         } else {
             None
         };
-        let traced = Traced {
+        let mut traced = Traced {
             msg,
             span: tracing::Span::current(),
+            queued: None,
         };
         let mailbox = self.mailbox.clone();
         async move {
             let addr = addr.ok_or(Unavailable(name))?;
-            let _counted = InMailbox::enter(&mailbox);
+            traced.queued = Some(InMailbox::enter(&mailbox));
             addr.send(traced).await.map_err(|_| Unavailable(name))
         }
     }

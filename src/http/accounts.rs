@@ -55,7 +55,7 @@ pub struct CreateBody {
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 256)]
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
     owner: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, String>>)]

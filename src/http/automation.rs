@@ -30,7 +30,9 @@ pub struct JobBody {
     #[schema(value_type = String)]
     overlap_policy: &'static str,
     max_attempts: i32,
+    #[schema(required = true)]
     last_run: Option<String>,
+    #[schema(required = true)]
     next_run: Option<String>,
     created_at: String,
     updated_at: String,
@@ -62,12 +64,16 @@ pub struct RunBody {
     id: String,
     job_id: String,
     scheduled_for: String,
+    #[schema(required = true)]
     started_at: Option<String>,
+    #[schema(required = true)]
     completed_at: Option<String>,
     #[schema(value_type = String)]
     status: &'static str,
     attempt: i32,
+    #[schema(required = true)]
     execution_id: Option<String>,
+    #[schema(required = true)]
     error: Option<String>,
 }
 

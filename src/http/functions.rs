@@ -65,7 +65,9 @@ pub struct ExecutionBody {
     #[schema(value_type = Object)]
     output: Value,
     logs: Vec<String>,
+    #[schema(required = true)]
     error: Option<String>,
+    #[schema(required = true)]
     error_code: Option<String>,
     started_at: String,
     completed_at: String,

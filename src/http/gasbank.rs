@@ -25,6 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 pub struct GasAccountBody {
     id: String,
     account_id: String,
+    #[schema(required = true)]
     wallet_address: Option<String>,
     balance: String,
     available: String,
@@ -61,12 +62,18 @@ pub struct TransactionBody {
     net_amount: String,
     #[schema(value_type = String)]
     status: &'static str,
+    #[schema(required = true)]
     blockchain_tx_id: Option<String>,
+    #[schema(required = true)]
     from_address: Option<String>,
+    #[schema(required = true)]
     to_address: Option<String>,
+    #[schema(required = true)]
     error: Option<String>,
     attempts: i32,
+    #[schema(required = true)]
     next_attempt_at: Option<String>,
+    #[schema(required = true)]
     completed_at: Option<String>,
     created_at: String,
     updated_at: String,

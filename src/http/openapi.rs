@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Schema};
+use utoipa::openapi::{ContentBuilder, Ref, Required};
 use utoipa::{Modify, OpenApi, PartialSchema as _, ToSchema as _};
 
 #[derive(OpenApi)]
@@ -95,7 +95,7 @@ struct ApiDoc;
 /// What every operation shares, added once instead of on 60 handlers: the bearer scheme,
 /// the error responses (any 4xx, and 503 when a dependency is down or the executor is
 /// full) and a string parameter for each `{name}` of the path that the handler did not
-/// describe itself. Also: no defaults on PATCH bodies (below).
+/// describe itself.
 struct Shared;
 
 impl Modify for Shared {
@@ -107,7 +107,7 @@ impl Modify for Shared {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An admin token (API_TOKENS) or an account token (sl_…, scoped to \
+                        "An admin token (API_TOKENS) or an account token (slt_…, scoped to \
                          its account)",
                     ))
                     .build(),
@@ -122,17 +122,6 @@ impl Modify for Shared {
                     .build(),
             )
             .build();
-        // A PATCH body's omitted field means "unchanged", not the `null` the derive writes
-        // as its default (it serialises `Patch::Missing`).
-        for (name, schema) in components.schemas.iter_mut() {
-            if let (true, RefOr::T(Schema::Object(object))) = (name.ends_with("Patch"), schema) {
-                for property in object.properties.values_mut() {
-                    if let RefOr::T(Schema::Object(field)) = property {
-                        field.default = None;
-                    }
-                }
-            }
-        }
         for (path, item) in doc.paths.paths.iter_mut() {
             let names: Vec<&str> = path
                 .split('/')

@@ -63,12 +63,16 @@ pub struct RequestBody {
     #[schema(value_type = String)]
     status: &'static str,
     payload: String,
+    #[schema(required = true)]
     result: Option<String>,
+    #[schema(required = true)]
     error: Option<String>,
     attempts: i32,
+    #[schema(required = true)]
     next_attempt_at: Option<String>,
     created_at: String,
     updated_at: String,
+    #[schema(required = true)]
     completed_at: Option<String>,
 }
 

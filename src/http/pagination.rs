@@ -94,6 +94,7 @@ fn decode(scope: &str, cursor: &str) -> Result<PageKey, ApiError> {
 #[derive(Serialize, ToSchema)]
 pub struct ListBody<T> {
     pub items: Vec<T>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

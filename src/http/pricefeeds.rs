@@ -32,7 +32,9 @@ pub struct FeedBody {
     deviation_percent: f64,
     active: bool,
     sources: Vec<String>,
+    #[schema(required = true)]
     latest_price: Option<f64>,
+    #[schema(required = true)]
     latest_at: Option<String>,
     stale: bool,
     created_at: String,

@@ -98,7 +98,7 @@ struct PublicKeyBody {
 #[schema(as = RandomVerdict)]
 struct VerdictBody {
     valid: bool,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, required = true)]
     reason: Option<&'static str>,
 }
 

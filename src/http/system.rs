@@ -86,7 +86,7 @@ pub async fn readyz(state: web::Data<AppState>, _: Query<NoParams>) -> HttpRespo
     path = "/metrics",
     tag = "system",
     summary = "Prometheus metrics (admin-only when METRICS_REQUIRE_TOKEN is set)",
-    security(()),
+    security((), ("bearer" = [])),
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
 )]
 pub async fn metrics(

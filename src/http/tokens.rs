@@ -24,6 +24,7 @@ pub struct TokenBody {
     account_id: String,
     name: String,
     token_prefix: String,
+    #[schema(required = true)]
     expires_at: Option<String>,
     created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -32,8 +32,11 @@ pub struct TriggerBody {
     rule: String,
     config: BTreeMap<String, String>,
     enabled: bool,
+    #[schema(required = true)]
     next_run: Option<String>,
+    #[schema(required = true)]
     last_fired_at: Option<String>,
+    #[schema(required = true)]
     webhook_path: Option<String>,
     created_at: String,
     updated_at: String,

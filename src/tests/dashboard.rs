@@ -1,5 +1,6 @@
 //! The Grafana dashboard (manifests/base/grafana/service-layer.json) charts exactly the
-//! metrics docs/api.md lists, and those are the metrics the server exposes.
+//! metrics docs/api.md lists; the families that exist from start-up are checked in the
+//! server's own /metrics (the others appear with their first observation).
 
 use crate::helpers::*;
 use serde_json::Value;
@@ -52,8 +53,8 @@ async fn dashboard_charts_every_documented_metric_and_nothing_else() {
     assert!(documented.len() >= 19, "{documented:?}");
     assert_eq!(charted, documented, "dashboard vs docs/api.md Metrics");
 
-    // Each documented family is one the server registers (HELP lines appear once a
-    // family has a series; exercise the server enough for the unlabelled ones).
+    // The families with a series from start-up (the labelled others appear with their
+    // first observation) are exposed under their documented names.
     let app = spawn_app(Backend::Memory).await;
     app.get("/accounts").await;
     let exposed = metric_names(&app.get("/metrics").await.text());

@@ -68,6 +68,17 @@ async fn document_describes_exactly_the_routes_served() {
         "in the document but not served: {unserved:?}"
     );
     assert!(served.len() >= 60, "{} routes", served.len());
+    // The app registers routes only through that table (no `.service`/`.route` beside
+    // it), so the table is the router.
+    let startup = include_str!("../startup.rs");
+    assert_eq!(startup.matches(".configure(").count(), 1);
+    assert!(startup.contains(".configure(http::routes)"));
+    for other in [".service(", ".route(", "web::resource(", "web::scope("] {
+        assert!(
+            !startup.contains(other),
+            "src/startup.rs registers routes with {other}"
+        );
+    }
 
     // Each one reaches a handler: never the router's 404 or 405.
     for (method, path) in &documented {
@@ -175,4 +186,48 @@ async fn api_md_route_index_matches_the_document() {
         extra.is_empty(),
         "in docs/api.md's route index, not in the document: {extra:#?}"
     );
+}
+
+/// The shapes: every property of each response schema is named in docs/api.md's
+/// description of that resource (`**Account**: \`id\`, \`owner\` …`), so neither can gain
+/// or rename a field without the other.
+#[actix_web::test]
+async fn api_md_describes_every_field_of_each_resource() {
+    let app = spawn_app(Backend::Memory).await;
+    let doc = app.get("/openapi.json").await.json();
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md");
+    let pairs = [
+        ("Account", "Account"),
+        ("Token", "Token"),
+        ("Secret", "SecretMetadata"),
+        ("Function", "Function"),
+        ("Execution", "Execution"),
+        ("Job", "Job"),
+        ("JobRun", "Run"),
+        ("PriceFeed", "Feed"),
+        ("PriceSnapshot", "Snapshot"),
+        ("OracleSource", "DataSource"),
+        ("OracleRequest", "Request"),
+        ("GasAccount", "GasAccount"),
+        ("GasTransaction", "GasTransaction"),
+        ("RandomResult", "RandomResult"),
+        ("Trigger", "Trigger"),
+    ];
+    for (schema, label) in pairs {
+        let start = api
+            .find(&format!("\n**{label}**:"))
+            .unwrap_or_else(|| panic!("docs/api.md has no **{label}**: paragraph"));
+        let paragraph = api[start + 1..].split("\n\n").next().unwrap();
+        let properties = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {schema}"));
+        assert!(!properties.is_empty(), "{schema} has no properties");
+        for name in properties.keys() {
+            assert!(
+                paragraph.contains(&format!("`{name}`")),
+                "{schema}.{name} is not described in docs/api.md's **{label}** paragraph"
+            );
+        }
+    }
 }

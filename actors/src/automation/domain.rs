@@ -189,23 +189,31 @@ impl NewJob {
 /// shape of the HTTP body.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = JobPatch)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct JobPatchInput {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub function_id: Patch<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub name: Patch<String>,
     #[schema(value_type = Option<String>)]
+    #[serde(default)]
     pub description: Patch<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub schedule: Patch<String>,
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
+    #[serde(default)]
     pub enabled: Patch<bool>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub overlap_policy: Patch<String>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64)]
+    #[serde(default)]
     pub max_attempts: Patch<i64>,
     #[schema(value_type = Option<String>)]
+    #[serde(default)]
     pub next_run: Patch<String>,
 }
 

@@ -15,8 +15,11 @@ const MAX_SECRETS: usize = 64;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = FunctionLimits)]
 pub struct FunctionLimits {
+    #[schema(required = true)]
     pub timeout_ms: Option<u64>,
+    #[schema(required = true)]
     pub memory_mib: Option<u64>,
+    #[schema(required = true)]
     pub output_limit_bytes: Option<u64>,
 }
 
@@ -178,6 +181,7 @@ pub struct ActionRecord {
     /// `succeeded`, `failed` or `aborted`.
     pub status: String,
     pub result: Value,
+    #[schema(required = true)]
     pub error: Option<String>,
 }
 

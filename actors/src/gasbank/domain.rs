@@ -195,6 +195,28 @@ pub struct EnsureInput {
     pub wallet_address: Option<String>,
 }
 
+/// The document's schema of an amount in: a decimal string or a JSON number, both read
+/// from their digits (the field's type is the raw JSON text).
+fn amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^(0|[1-9][0-9]*)(\.[0-9]{1,8})?$")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0.0)),
+        )
+        .description(Some(
+            "GAS, at most 8 decimals, more than 0 (\"6.5\" or 6.5)",
+        ))
+        .build()
+        .into()
+}
+
 /// `POST …/gasbank/deposit`. `amount` is kept as its JSON text: a number is read from
 /// its digits, never through a float.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -202,8 +224,9 @@ pub struct EnsureInput {
 #[serde(deny_unknown_fields)]
 pub struct DepositInput {
     pub gas_account_id: Option<String>,
-    #[schema(value_type = Option<String>, required = true)]
+    #[schema(schema_with = amount_schema, required = true)]
     pub amount: Option<Box<RawValue>>,
+    #[schema(required = true, min_length = 1, max_length = 128)]
     pub tx_id: Option<String>,
     pub from_address: Option<String>,
     pub to_address: Option<String>,
@@ -215,7 +238,7 @@ pub struct DepositInput {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawInput {
     pub gas_account_id: Option<String>,
-    #[schema(value_type = Option<String>, required = true)]
+    #[schema(schema_with = amount_schema, required = true)]
     pub amount: Option<Box<RawValue>>,
     #[schema(required = true)]
     pub to_address: Option<String>,

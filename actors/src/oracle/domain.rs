@@ -156,10 +156,14 @@ impl Request {
 #[schema(as = OracleSourceInput)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 128)]
     pub name: Option<String>,
     pub description: Option<String>,
-    #[schema(required = true)]
+    #[schema(
+        required = true,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://",
+        example = "https://api.example.com/price"
+    )]
     pub url: Option<String>,
     pub method: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
@@ -183,21 +187,28 @@ pub struct NewSource {
 /// and `body` (to empty) and is refused for the others.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = OracleSourcePatch)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct SourcePatchInput {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub name: Patch<String>,
     #[schema(value_type = Option<String>)]
+    #[serde(default)]
     pub description: Patch<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub url: Patch<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub method: Patch<String>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
+    #[serde(default)]
     pub headers: Patch<BTreeMap<String, String>>,
     #[schema(value_type = Option<String>)]
+    #[serde(default)]
     pub body: Patch<String>,
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
+    #[serde(default)]
     pub enabled: Patch<bool>,
 }
 

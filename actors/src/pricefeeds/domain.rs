@@ -107,14 +107,18 @@ impl Keyed for Snapshot {
 #[schema(as = PriceFeedInput)]
 #[serde(deny_unknown_fields)]
 pub struct FeedInput {
-    #[schema(required = true)]
+    #[schema(required = true, pattern = "^[A-Za-z0-9._-]{1,32}$")]
     pub base_asset: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, pattern = "^[A-Za-z0-9._-]{1,32}$")]
     pub quote_asset: Option<String>,
+    #[schema(example = "@every 1m")]
     pub update_interval: Option<String>,
+    #[schema(example = "@every 10m")]
     pub heartbeat_interval: Option<String>,
+    #[schema(required = true, exclusive_minimum = 0, maximum = 100)]
     pub deviation_percent: Option<f64>,
     pub active: Option<bool>,
+    #[schema(max_items = 10)]
     pub sources: Option<Vec<String>>,
 }
 
@@ -134,17 +138,22 @@ pub struct NewFeed {
 /// `null` is refused naming the field.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = PriceFeedPatch)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct FeedPatchInput {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub update_interval: Patch<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub heartbeat_interval: Patch<String>,
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = f64)]
+    #[serde(default)]
     pub deviation_percent: Patch<f64>,
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
+    #[serde(default)]
     pub active: Patch<bool>,
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Vec<String>)]
+    #[serde(default)]
     pub sources: Patch<Vec<String>>,
 }
 

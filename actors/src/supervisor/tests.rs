@@ -128,18 +128,22 @@ async fn shutdown_stops_children_without_restarting_them() {
     assert_eq!(metrics.up.with_label_values(&["crashy"]).get(), 0);
 }
 
-/// Answered when the test releases it: holds a message "in the mailbox" for as long as
-/// the test needs.
+/// Answered when the test releases it, and the actor handles nothing else meanwhile
+/// (an atomic response), so later messages wait in its mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Hold(tokio::sync::oneshot::Receiver<()>);
 
 impl Handler<Traced<Hold>> for Crashy {
-    type Result = ResponseFuture<()>;
+    type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, held: Traced<Hold>, _: &mut Self::Context) -> Self::Result {
-        Box::pin(async move {
-            let _ = held.msg.0.await;
-        })
+        let released = held.msg.0;
+        AtomicResponse::new(Box::pin(
+            async move {
+                let _ = released.await;
+            }
+            .into_actor(self),
+        ))
     }
 }
 
@@ -154,23 +158,33 @@ async fn wait_for_depth(metrics: &ActorMetrics, depth: i64) {
     panic!("mailbox depth stayed {}, expected {depth}", gauge.get());
 }
 
+/// Sends `Hold` through the handle on its own task; the sender releases it.
+fn hold(
+    handle: &ActorHandle<Crashy>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    actix_rt::task::JoinHandle<Result<(), Unavailable>>,
+) {
+    let (release, held) = tokio::sync::oneshot::channel();
+    let handle = handle.clone();
+    (
+        release,
+        actix_rt::spawn(async move { handle.call(Hold(held)).await }),
+    )
+}
+
 #[actix_rt::test]
-async fn mailbox_depth_counts_unanswered_messages_and_abandoned_calls() {
+async fn mailbox_depth_counts_messages_waiting_for_the_actor() {
     let (health, metrics, handle, _sup) = setup(fast_policy(3, Duration::from_secs(10)));
     wait_for(&health, ActorStatus::Running).await;
     assert_eq!(metrics.mailbox.with_label_values(&["crashy"]).get(), 0);
 
-    // Two calls waiting: depth 2; answered: back to 0.
-    let (release_a, held_a) = tokio::sync::oneshot::channel();
-    let (release_b, held_b) = tokio::sync::oneshot::channel();
-    let a = actix_rt::spawn({
-        let handle = handle.clone();
-        async move { handle.call(Hold(held_a)).await }
-    });
-    let b = actix_rt::spawn({
-        let handle = handle.clone();
-        async move { handle.call(Hold(held_b)).await }
-    });
+    // The actor busy with the first message; two more wait: depth 2, then each leaves the
+    // count when the actor takes it.
+    let (release_a, a) = hold(&handle);
+    wait_for_depth(&metrics, 0).await;
+    let (release_b, b) = hold(&handle);
+    let (release_c, c) = hold(&handle);
     wait_for_depth(&metrics, 2).await;
     release_a.send(()).unwrap();
     a.await.unwrap().unwrap();
@@ -179,13 +193,15 @@ async fn mailbox_depth_counts_unanswered_messages_and_abandoned_calls() {
     b.await.unwrap().unwrap();
     wait_for_depth(&metrics, 0).await;
 
-    // A caller that gives up (its future dropped) no longer counts.
-    let (_keep, held) = tokio::sync::oneshot::channel();
-    let abandoned = actix_rt::spawn({
-        let handle = handle.clone();
-        async move { handle.call(Hold(held)).await }
-    });
+    // A caller that gives up (its future dropped) leaves its message in the mailbox: it
+    // counts until the actor takes it.
+    let (release_d, abandoned) = hold(&handle);
     wait_for_depth(&metrics, 1).await;
     abandoned.abort();
+    let _ = abandoned.await;
+    assert_eq!(metrics.mailbox.with_label_values(&["crashy"]).get(), 1);
+    release_c.send(()).unwrap();
+    c.await.unwrap().unwrap();
     wait_for_depth(&metrics, 0).await;
+    drop(release_d);
 }

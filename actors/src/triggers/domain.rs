@@ -294,20 +294,26 @@ impl NewTrigger {
 /// shape of the HTTP body.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = TriggerPatch)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct TriggerPatchInput {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub function_id: Patch<String>,
     #[serde(rename = "type")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
+    #[serde(default)]
     pub kind: Patch<String>,
     #[schema(value_type = Option<String>)]
+    #[serde(default)]
     pub rule: Patch<String>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
+    #[serde(default)]
     pub config: Patch<BTreeMap<String, String>>,
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
+    #[serde(default)]
     pub enabled: Patch<bool>,
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
+    #[serde(default)]
     pub rotate_webhook_secret: Patch<bool>,
 }
 

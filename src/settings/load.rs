@@ -151,19 +151,18 @@ where
 }
 
 /// The settings that may also be given as `<NAME>_FILE` (CONTRACT.md §5): key material,
-/// admin tokens and the DSN, for Kubernetes secret volumes and compose secrets.
-fn file_settings() -> impl Iterator<Item = &'static str> {
+/// admin tokens and the DSN, for Kubernetes secret volumes and compose secrets; each with
+/// whether it is a list.
+fn file_settings() -> impl Iterator<Item = (&'static str, bool)> {
     TABLE
         .iter()
         .filter(|d| matches!(d.kind, Kind::Secret | Kind::SecretList) || d.env == "API_TOKENS")
-        .flat_map(|d| std::iter::once(d.env).chain(d.env_aliases.iter().copied()))
-}
-
-fn is_list(name: &str) -> bool {
-    TABLE.iter().any(|d| {
-        (d.env == name || d.env_aliases.contains(&name))
-            && (matches!(d.kind, Kind::SecretList) || d.env == "API_TOKENS")
-    })
+        .flat_map(|d| {
+            let list = matches!(d.kind, Kind::SecretList | Kind::List);
+            std::iter::once(d.env)
+                .chain(d.env_aliases.iter().copied())
+                .map(move |name| (name, list))
+        })
 }
 
 /// `<NAME>` → the trimmed content of the file `<NAME>_FILE` names. Both set, an
@@ -172,7 +171,7 @@ fn read_file_settings(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<std::collections::HashMap<&'static str, String>, SettingsError> {
     let mut values = std::collections::HashMap::new();
-    for name in file_settings() {
+    for (name, list) in file_settings() {
         let file_var = format!("{name}_FILE");
         let Some(path) = env(&file_var) else {
             continue;
@@ -193,7 +192,7 @@ fn read_file_settings(
         }
         // A list in a file may also be one item per line (a token per line is how
         // secret stores write them); commas still work.
-        let value = if is_list(name) {
+        let value = if list {
             text.lines().map(str::trim).collect::<Vec<_>>().join(",")
         } else {
             text.to_owned()
